@@ -1,0 +1,188 @@
+"""Shared LightningDataModule machinery for all tasks.
+
+A task's datamodule subclasses :class:`BaseDataModule` and implements
+:meth:`~BaseDataModule.build` (return the three splits), :meth:`~BaseDataModule.info`
+(json-able facts the model needs: shapes, class names, normalisation statistics
+computed on the *train* split) and, for ``cosmobench predict``,
+:meth:`~BaseDataModule.read_input`.
+
+Every dataset item is a ``dict`` of tensors that includes ``"idx"`` (the sample's
+index within its split). The index lets test outputs be gathered across DDP ranks
+and de-duplicated, so that DDP and one process give identical metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cosmobench.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+def sample_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
+    """Seed sequence of simulated sample ``index`` of ``split``: a pure function of the three."""
+    return np.random.SeedSequence([int(seed), SPLITS[split], int(index)])
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Random generator for simulated sample (or fixed-size chunk) ``index`` of ``split``."""
+    return np.random.default_rng(sample_seed(seed, split, index))
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Disjoint, seeded train/val/test row indices for a real catalogue of ``n`` rows."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise InputError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 1234])).permutation(n)
+    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+    if n - n_val - n_test < 1 or n_test < 1:
+        raise InputError(f"only {n} usable rows: too few to split into train/val/test")
+    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val:])}
+
+
+class ArrayDataset(Dataset):
+    """Dataset over a dict of equal-length arrays; item ``i`` is ``{key: tensor, "idx": i}``."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise InputError(f"arrays of unequal length: {lengths}")
+        self.arrays = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        self.n = next(iter(lengths.values()))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {k: v[i] for k, v in self.arrays.items()}
+        item["idx"] = torch.tensor(i, dtype=torch.long)
+        return item
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with a permutation that depends only on (seed, epoch).
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would have seen.
+    (Under DDP Lightning swaps this for a ``DistributedSampler``, also seeded by epoch.)
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        read = 0
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            read += len(chunk)
+            if read >= limit:
+                break
+    return h.hexdigest()
+
+
+class BaseDataModule(pl.LightningDataModule):
+    """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node."""
+
+    #: real-data source names this datamodule accepts besides "sim"
+    real_sources: tuple[str, ...] = ()
+
+    def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.seed = int(seed)
+        self.datasets: dict[str, Dataset] = {}
+        source = self.cfg.get("source", "sim")
+        if source != "sim" and source not in self.real_sources:
+            from cosmobench.errors import ConfigError
+            raise ConfigError(f"data.source={source!r} is not known; choose one of "
+                              f"{', '.join(('sim',) + tuple(self.real_sources))}")
+
+    # --- to implement -------------------------------------------------------------------
+    def build(self) -> dict[str, Dataset]:
+        """Return ``{"train": ds, "val": ds, "test": ds}``. Raise InputError on bad input."""
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        """Json-able facts for the model (shapes, normalisation stats from the train split)."""
+        return {}
+
+    def read_input(self, path: str | Path) -> Dataset:
+        """Dataset of unlabelled items from a user file, for ``cosmobench predict``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support predict")
+
+    # --- provided -----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        datasets = self.build()
+        missing = {"train", "val", "test"} - set(datasets)
+        if missing:
+            raise RuntimeError(f"{type(self).__name__}.build() did not return splits {sorted(missing)}")
+        for split, ds in datasets.items():
+            if len(ds) == 0:
+                raise InputError(f"the {split} split is empty")
+        self.datasets = datasets
+
+    def require_path(self) -> Path:
+        """``data.path`` as an existing file, or an InputError naming the problem."""
+        path = self.cfg.get("path")
+        if not path:
+            raise InputError(f"data.source={self.cfg.get('source')!r} needs data.path=FILE")
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise InputError(f"data file not found: {p}")
+        return p
+
+    def fingerprint(self) -> str:
+        """Hash identifying the dataset: data config + seed (+ the file's content for real data)."""
+        cfg = {k: v for k, v in self.cfg.items() if k not in ("batch_size", "num_workers")}
+        payload: dict[str, Any] = {"cfg": cfg, "seed": self.seed}
+        if self.cfg.get("source", "sim") != "sim" and self.cfg.get("path"):
+            payload["file_sha256"] = file_sha256(self.cfg["path"])
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        ds = self.datasets[split]
+        nw = int(self.cfg.get("num_workers", 0))
+        return DataLoader(ds, batch_size=int(self.cfg.get("batch_size", 128)),
+                          sampler=EpochSeededSampler(len(ds), self.seed) if shuffle else None,
+                          shuffle=False, num_workers=nw, persistent_workers=nw > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_loader(self, path: str | Path) -> DataLoader:
+        return DataLoader(self.read_input(path), batch_size=int(self.cfg.get("batch_size", 128)),
+                          shuffle=False, num_workers=0)

@@ -1,0 +1,1 @@
+"""Shared metric code: each function states its definition in its docstring."""

@@ -1,0 +1,1 @@
+"""Shared simulation primitives (light profiles, PSFs, noise, power spectra)."""

@@ -1,0 +1,213 @@
+"""Shared LightningModule logic for all tasks (training loop, baselines, metric gathering).
+
+A task subclasses :class:`BaseTask` and implements
+
+* :meth:`configure_model` -> the network (``nn.Module``) or a :class:`FittedBaseline`,
+  chosen by ``self.model_name`` / ``self.model_cfg``;
+* :meth:`loss` -> scalar loss of a batch (neural models);
+* :meth:`test_outputs` -> per-sample tensors needed by the metrics;
+* :meth:`compute_metrics` -> ``{name: float}`` from the gathered test outputs (numpy);
+* :meth:`predict_outputs` -> per-sample columns written by ``cosmobench predict``;
+* optionally :meth:`make_plots`.
+
+Classical baselines are :class:`FittedBaseline` modules: during the first training
+epoch the task collects the training split (gathered over DDP ranks) and calls
+``baseline.fit``; their state goes into the checkpoint through ``get_extra_state``.
+So baselines run through the same Trainer, checkpoint, test loop and leaderboard.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from cosmobench.errors import ConfigError, NonFiniteLossError
+
+
+class FittedBaseline(nn.Module):
+    """A non-neural model fitted once on the training split.
+
+    Subclasses implement :meth:`fit` (numpy arrays of the whole train split) and keep
+    their fitted state in tensors returned by :meth:`state` / restored by :meth:`load_state`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fitted = False
+
+    def fit(self, data: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"fitted": self.fitted, "state": self.state() if self.fitted else {}}
+
+    def set_extra_state(self, extra: dict[str, Any]) -> None:
+        self.fitted = bool(extra.get("fitted"))
+        if self.fitted:
+            self.load_state(extra["state"])
+
+
+def gather_outputs(module: pl.LightningModule, chunks: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+    """Concatenate per-batch outputs, gather them from all ranks, drop DDP padding
+    duplicates by ``idx`` and sort by ``idx``. Returns numpy arrays."""
+    if not chunks:
+        return {}
+    local = {k: torch.cat([c[k].detach() for c in chunks]) for k in chunks[0]}
+    world = module.trainer.world_size if module._trainer is not None else 1
+    if world > 1:
+        n_local = torch.tensor([len(local["idx"])], device=module.device)
+        n_max = int(module.all_gather(n_local).max())
+        gathered = {}
+        for k, v in local.items():
+            pad = torch.zeros((n_max - len(v),) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device)
+            allv = module.all_gather(torch.cat([v, pad]))  # (world, n_max, ...)
+            gathered[k] = allv
+        counts = module.all_gather(n_local).reshape(-1).tolist()
+        local = {k: torch.cat([v[r, :int(counts[r])] for r in range(world)]) for k, v in gathered.items()}
+    idx = local["idx"].cpu().numpy()
+    _, first = np.unique(idx, return_index=True)  # sorted unique indices
+    return {k: v.cpu().numpy()[first] for k, v in local.items()}
+
+
+class BaseTask(pl.LightningModule):
+    """Base LightningModule. ``model`` is the resolved ``model`` config node (with ``name``),
+    ``optim`` the ``optim`` node, ``data_info`` the datamodule's :meth:`info`."""
+
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any] | None = None,
+                 data_info: dict[str, Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_name: str = model["name"]
+        self.model_cfg: dict[str, Any] = dict(model)
+        self.optim_cfg: dict[str, Any] = dict(optim or {})
+        self.data_info: dict[str, Any] = dict(data_info or {})
+        self.net = self.configure_model()
+        self.is_baseline = isinstance(self.net, FittedBaseline)
+        self.automatic_optimization = not self.is_baseline
+        self._fit_buffer: list[dict[str, torch.Tensor]] = []
+        self._test_buffer: list[dict[str, torch.Tensor]] = []
+        self.test_metrics: dict[str, float] = {}
+        self.test_arrays: dict[str, np.ndarray] = {}
+
+    # --- to implement -------------------------------------------------------------------
+    def configure_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def test_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def compute_metrics(self, out: dict[str, np.ndarray]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
+        return []
+
+    def unknown_model(self) -> ConfigError:
+        """Error for a model name this task does not implement."""
+        return ConfigError(f"{type(self).__name__} has no model {self.model_name!r}")
+
+    # --- training -----------------------------------------------------------------------
+    def _check_finite(self, loss: torch.Tensor, stage: str) -> None:
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(lower optim.lr or set trainer.gradient_clip_val)")
+
+    def training_step(self, batch, batch_idx):
+        if self.is_baseline:
+            if not self.net.fitted:
+                self._fit_buffer.append({k: v.detach() for k, v in batch.items()})
+            return None
+        loss = self.loss(batch)
+        self._check_finite(loss, "training")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["idx"]))
+        return loss
+
+    def _fit_baseline(self) -> None:
+        """Fit the baseline on the collected training split (collective under DDP)."""
+        if not self.is_baseline or self.net.fitted or not self._fit_buffer:
+            return
+        data = gather_outputs(self, self._fit_buffer)
+        self._fit_buffer = []
+        self.net.fit(data)
+        self.net.fitted = True
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._fit_baseline()
+
+    def on_train_epoch_end(self) -> None:
+        self._fit_baseline()
+
+    def on_test_start(self) -> None:
+        self._fit_baseline()
+        if self.is_baseline and not self.net.fitted:
+            raise RuntimeError(f"baseline {self.model_name!r} was never fitted on the training split")
+
+    def validation_step(self, batch, batch_idx):
+        if self.is_baseline and not self.net.fitted:
+            return None
+        loss = self.loss(batch)
+        self._check_finite(loss, "validation")
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(batch["idx"]))
+        return loss
+
+    # --- test / predict -----------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._test_buffer = []
+
+    def test_step(self, batch, batch_idx):
+        out = {k: v.detach() for k, v in self.test_outputs(batch).items()}
+        out["idx"] = batch["idx"]
+        self._test_buffer.append(out)
+
+    def on_test_epoch_end(self) -> None:
+        arrays = gather_outputs(self, self._test_buffer)
+        self._test_buffer = []
+        metrics = {k: float(v) for k, v in self.compute_metrics(arrays).items()}
+        self.test_metrics, self.test_arrays = metrics, arrays
+        for k, v in metrics.items():  # identical on every rank already: no sync needed
+            self.log(f"test_{k}", v, rank_zero_only=True)
+
+    def predict_step(self, batch, batch_idx):
+        return self.predict_outputs(batch)
+
+    # --- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        if self.is_baseline:
+            return None
+        cfg = self.optim_cfg
+        name = cfg.get("name", "adamw")
+        params = [p for p in self.parameters() if p.requires_grad]
+        lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
+        if name == "adamw":
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        elif name == "adam":
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        elif name == "sgd":
+            opt = torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum", 0.9)))
+        else:
+            raise ConfigError(f"optim.name={name!r} is not known; choose adamw, adam or sgd")
+        sched = cfg.get("scheduler", "none")
+        if sched in (None, "none"):
+            return opt
+        if sched == "cosine":
+            max_epochs = max(1, int(self.trainer.max_epochs or 1))
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)}
+        raise ConfigError(f"optim.scheduler={sched!r} is not known; choose none or cosine")

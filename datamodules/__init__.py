@@ -1,0 +1,1 @@
+"""One LightningDataModule per task: simulator, real-data loader and splits."""
