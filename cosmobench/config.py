@@ -135,7 +135,17 @@ def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") ->
 
 
 def parse_value(text: str) -> Any:
-    """Parse the value of a ``key=value`` override as YAML (numbers, bools, lists, null)."""
+    """Parse the value of a ``key=value`` override: numbers (``1e-3`` too), bools, null,
+    lists and mappings as YAML; anything else stays a string."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        if text.strip().lower() not in ("nan", "inf", "-inf", "infinity", "-infinity"):
+            return float(text)
+    except ValueError:
+        pass
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:
@@ -227,9 +237,25 @@ def check_values(cfg: dict) -> None:
         raise ConfigError(f"optim.lr must be > 0, got {cfg['optim']['lr']}")
 
 
-def config_hash(cfg: dict, ignore: tuple[str, ...] = ("resume",)) -> str:
-    """Stable hash of a resolved config (without bookkeeping keys such as ``resume``)."""
-    body = {k: v for k, v in cfg.items() if k not in ignore}
+#: keys that do not change what a run computes: left out of the experiment hash
+BOOKKEEPING_KEYS = ("seed", "resume", "logger", "plots", "trainer.enable_progress_bar",
+                    "trainer.log_every_n_steps", "data.num_workers")
+
+
+def config_hash(cfg: dict, ignore: Iterable[str] = ("resume",)) -> str:
+    """Stable hash of a resolved config without the dotted keys in ``ignore``.
+
+    ``config_hash(cfg, BOOKKEEPING_KEYS)`` identifies an *experiment*: the runs of all
+    its seeds share it (the results store and leaderboard group by it).
+    """
+    body = copy.deepcopy(cfg)
+    for key in ignore:
+        *parents, leaf = key.split(".")
+        node = body
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -182,8 +182,8 @@ class BaseTask(pl.LightningModule):
         self._test_buffer = []
         metrics = {k: float(v) for k, v in self.compute_metrics(arrays).items()}
         self.test_metrics, self.test_arrays = metrics, arrays
-        for k, v in metrics.items():  # identical on every rank already: no sync needed
-            self.log(f"test_{k}", v, rank_zero_only=True)
+        for k, v in metrics.items():  # identical on every rank: syncing averages equal values
+            self.log(f"test_{k}", v, sync_dist=True)
 
     def predict_step(self, batch, batch_idx):
         return self.predict_outputs(batch)

@@ -1,0 +1,169 @@
+"""``cosmobench`` command line (DESIGN §4).
+
+Exit codes: 0 success, 2 bad usage / config / input (nothing written), 1 run failure
+(e.g. NaN loss; a ``failed`` row is recorded). Errors print one line on stderr; set
+``COSMOBENCH_DEBUG=1`` to see the traceback as well.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from cosmobench.errors import ConfigError, CosmobenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 too; keep our one-line format
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _root_option() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--root", default=argparse.SUPPRESS,
+                   help="directory for run dirs and results.sqlite (default: $COSMOBENCH_HOME or ./runs)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = _root_option()
+    parser = _Parser(prog="cosmobench", description="Benchmarks for machine learning in cosmology.",
+                     parents=[root])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", parents=[root], help="tasks, models and primary metrics")
+
+    p = sub.add_parser("train", parents=[root], help="fit + test + record one run")
+    p.add_argument("task")
+    p.add_argument("-m", "--model", help="model name (default: the task's first model)")
+    p.add_argument("-c", "--config", help="YAML file layered over the defaults")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("predict", parents=[root], help="apply a trained model to a file")
+    p.add_argument("task")
+    p.add_argument("--checkpoint", help="checkpoint of a training run (checkpoints/best.ckpt)")
+    p.add_argument("-m", "--model", help="baseline model to use without a checkpoint")
+    p.add_argument("--input", required=True, help="input file (task-specific format)")
+    p.add_argument("--output", required=True, help="output table: .csv, .npz or .h5")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("bench", parents=[root], help="grid of runs (task x model x seed), then the leaderboard")
+    p.add_argument("suite", nargs="?", help="suite YAML (default: experiments/suites/quick.yaml)")
+    p.add_argument("--tasks", help="comma-separated subset of tasks")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1), overrides the suite")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configs and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("leaderboard", parents=[root], help="render the leaderboard of recorded runs")
+    p.add_argument("--task")
+    p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from cosmobench.registry import list_tasks
+    for spec in list_tasks():
+        arrow = "lower" if spec.mode == "min" else "higher"
+        print(f"{spec.name:<12} {spec.description}")
+        print(f"{'':<12} models: {', '.join(spec.models)}   primary metric: {spec.primary_metric} ({arrow} is better)")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from cosmobench import config as C
+    cfg = C.resolve(args.task, args.model, args.config, args.overrides)
+    if args.print_config:
+        print(C.to_yaml(cfg), end="")
+        return 0
+    from cosmobench.runner import train
+    res = train(args.task, cfg=cfg, root=args.root)
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child process: rank 0 reports
+        return 0
+    print(f"run dir: {res.run_dir}")
+    for k, v in sorted(res.metrics.items()):
+        print(f"  {k:<28} {v:.6g}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from cosmobench import config as C
+    if args.checkpoint is None and args.model is None:
+        raise ConfigError("predict needs --checkpoint CKPT (or -m MODEL for a baseline that needs no training)")
+    if args.print_config:
+        print(C.to_yaml(C.resolve(args.task, args.model, overrides=args.overrides)), end="")
+        return 0
+    from cosmobench.runner import predict
+    out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from cosmobench import leaderboard
+    from cosmobench.runner import bench, default_root
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    if args.print_config:
+        from cosmobench import config as C
+        from cosmobench.runner import bench_grid
+        for t, m, s, cfg in bench_grid(args.suite, tasks, args.seeds, args.overrides):
+            print(f"# {t} / {m} / seed {s}\n{C.to_yaml(cfg)}---")
+        return 0
+    results = bench(args.suite, tasks, args.seeds, args.overrides, root=args.root)
+    board = leaderboard.load(default_root(args.root))
+    print(leaderboard.to_markdown({t: e for t, e in board.items() if tasks is None or t in tasks}))
+    failed = [r for r in results if isinstance(r, CosmobenchError)]
+    if failed:
+        print(f"{len(failed)} of {len(results)} runs failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_leaderboard(args) -> int:
+    from cosmobench import leaderboard
+    from cosmobench.runner import default_root
+    root = default_root(args.root)
+    if args.task:
+        from cosmobench.registry import get_task
+        get_task(args.task)
+    text = leaderboard.RENDERERS[args.format](leaderboard.load(root, task=args.task))
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "bench": _cmd_bench,
+            "leaderboard": _cmd_leaderboard}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # KEY=VALUE overrides may follow options such as -m MODEL
+            bad = [e for e in extra if "=" not in e or e.startswith("-")]
+            if bad or not hasattr(args, "overrides"):
+                raise ConfigError(f"unrecognized arguments: {' '.join(bad or extra)}")
+            args.overrides = [*args.overrides, *extra]
+        if not hasattr(args, "root"):
+            args.root = None
+        return COMMANDS[args.command](args)
+    except CosmobenchError as exc:
+        if os.environ.get("COSMOBENCH_DEBUG"):
+            traceback.print_exc()
+        print(f"cosmobench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cosmobench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Image-simulation primitives shared by the image tasks (morphology, lens finding, deblending).
+
+Conventions (all functions are plain numpy, vectorised, float64 unless stated):
+
+* **Pixel grid.** An image of shape ``(ny, nx)`` has pixel ``(i, j)`` covering
+  ``x in [j-0.5, j+0.5)``, ``y in [i-0.5, i+0.5)`` (pixel units); pixel centres are at
+  integer coordinates. The image centre is ``((nx-1)/2, (ny-1)/2)``. Angles are radians,
+  position angles measured counter-clockwise from the +x axis.
+* **Angular units.** Profiles take sizes in pixels; convert with ``pixel_scale``
+  (arcsec/px, e.g. 0.262 for DECaLS, 0.168 for HSC) via :func:`arcsec_to_pix`.
+* **Flux units.** Fluxes are *counts* (photo-electrons with ``gain`` = 1 e-/ADU) and
+  magnitudes are AB-like with zero point ``zero_point``: ``m = zp - 2.5 log10(counts)``
+  (:func:`mag_to_counts`). A surface brightness ``mu`` (mag/arcsec^2) becomes counts per
+  pixel with :func:`sb_to_counts_per_pixel`.
+* **Rendering.** :func:`render` evaluates a surface-brightness function (counts per px^2)
+  on an ``oversample x oversample`` sub-pixel grid and sums the sub-pixels, so each output
+  pixel holds the (approximately) integrated flux in that pixel and ``image.sum()``
+  approximates the analytic total flux of the profile (up to flux outside the stamp).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.special import gamma as gamma_fn
+from scipy.special import gammaincinv
+
+# --------------------------------------------------------------------------- units
+
+
+def mag_to_counts(mag, zero_point: float = 30.0):
+    """Total counts of a source of magnitude ``mag`` for zero point ``zero_point``."""
+    return 10.0 ** (-0.4 * (np.asarray(mag, dtype=float) - zero_point))
+
+
+def counts_to_mag(counts, zero_point: float = 30.0):
+    return zero_point - 2.5 * np.log10(np.asarray(counts, dtype=float))
+
+
+def sb_to_counts_per_pixel(mu, pixel_scale: float, zero_point: float = 30.0):
+    """Counts per pixel of a uniform surface brightness ``mu`` (mag/arcsec^2)."""
+    return mag_to_counts(mu, zero_point) * pixel_scale ** 2
+
+
+def arcsec_to_pix(value, pixel_scale: float):
+    return np.asarray(value, dtype=float) / pixel_scale
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def pixel_grid(shape: tuple[int, int], oversample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``(x, y)`` (pixel units) of the sub-pixel centres, shape
+    ``(ny*oversample, nx*oversample)``. ``oversample=1`` gives the pixel centres."""
+    ny, nx = shape
+    s = int(oversample)
+    if s < 1:
+        raise ValueError(f"oversample must be >= 1, got {oversample}")
+    off = (np.arange(s) + 0.5) / s - 0.5  # sub-pixel centre offsets within a pixel
+    xs = (np.arange(nx)[:, None] + off[None, :]).ravel()
+    ys = (np.arange(ny)[:, None] + off[None, :]).ravel()
+    x, y = np.meshgrid(xs, ys)
+    return x, y
+
+
+def bin_oversampled(image: np.ndarray, oversample: int) -> np.ndarray:
+    """Sum ``oversample x oversample`` blocks of the last two axes (flux-conserving)."""
+    s = int(oversample)
+    if s == 1:
+        return image
+    *lead, H, W = image.shape
+    return image.reshape(*lead, H // s, s, W // s, s).sum(axis=(-3, -1))
+
+
+def rotate_coords(x, y, x0: float, y0: float, pa: float):
+    """Coordinates in the frame of a source centred at ``(x0, y0)`` whose major axis has
+    position angle ``pa``: returns ``(u, v)`` with ``u`` along the major axis."""
+    dx, dy = x - x0, y - y0
+    c, s = np.cos(pa), np.sin(pa)
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+def elliptical_radius(x, y, x0: float, y0: float, q: float, pa: float):
+    """Major-axis elliptical radius ``sqrt(u^2 + (v/q)^2)`` for axis ratio ``q = b/a``."""
+    u, v = rotate_coords(x, y, x0, y0, pa)
+    return np.sqrt(u * u + (v / q) ** 2)
+
+
+def inclination_axis_ratio(inclination, q0: float = 0.15):
+    """Apparent axis ratio of an oblate disk of intrinsic thickness ``q0`` seen at
+    ``inclination`` (0 = face-on, pi/2 = edge-on): ``q^2 = cos^2 i + q0^2 sin^2 i`` (Hubble 1926)."""
+    i = np.asarray(inclination, dtype=float)
+    return np.sqrt(np.cos(i) ** 2 + q0 ** 2 * np.sin(i) ** 2)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def sersic_bn(n):
+    """``b_n`` such that the Sersic effective radius encloses half the light:
+    ``gamma(2n, b_n) = Gamma(2n)/2``, i.e. ``b_n = gammaincinv(2n, 0.5)``."""
+    return gammaincinv(2.0 * np.asarray(n, dtype=float), 0.5)
+
+
+def sersic_total_flux(intensity_re, r_e, n, q: float = 1.0):
+    """Analytic total flux of a Sersic profile with surface brightness ``intensity_re`` at
+    ``r_e`` (major-axis effective radius, px) and axis ratio ``q``:
+    ``F = 2 pi q r_e^2 I_e n e^{b_n} b_n^{-2n} Gamma(2n)``."""
+    n = np.asarray(n, dtype=float)
+    b = sersic_bn(n)
+    return 2 * np.pi * q * r_e ** 2 * intensity_re * n * np.exp(b) * b ** (-2 * n) * gamma_fn(2 * n)
+
+
+def sersic(x, y, flux: float, r_e: float, n: float, q: float = 1.0, pa: float = 0.0,
+           x0: float = 0.0, y0: float = 0.0):
+    """Sersic surface brightness (counts/px^2) normalised to total flux ``flux`` (counts).
+
+    ``I(r) = I_e exp(-b_n [(r/r_e)^{1/n} - 1])`` with ``r`` the major-axis elliptical radius
+    (:func:`elliptical_radius`), ``r_e`` the half-light semi-major axis in px, ``q = b/a``.
+    """
+    r = elliptical_radius(x, y, x0, y0, q, pa)
+    b = sersic_bn(n)
+    i_e = flux / sersic_total_flux(1.0, r_e, n, q)
+    return i_e * np.exp(-b * ((r / r_e) ** (1.0 / n) - 1.0))
+
+
+def exponential_disk(x, y, flux: float, r_d: float, inclination: float = 0.0, pa: float = 0.0,
+                     x0: float = 0.0, y0: float = 0.0, q0: float = 0.15):
+    """Thin exponential disk ``I ∝ exp(-r/r_d)`` (scale length ``r_d`` px) seen at
+    ``inclination`` (rad; axis ratio from :func:`inclination_axis_ratio`), total flux ``flux``.
+    Equivalent to a Sersic ``n=1`` profile with ``r_e = b_1 r_d`` (``b_1 ≈ 1.678``)."""
+    q = float(inclination_axis_ratio(inclination, q0))
+    return sersic(x, y, flux, float(sersic_bn(1.0)) * r_d, 1.0, q, pa, x0, y0)
+
+
+def gaussian_blob(x, y, flux: float, sigma: float, x0: float = 0.0, y0: float = 0.0, q: float = 1.0,
+                  pa: float = 0.0):
+    """Elliptical Gaussian of total flux ``flux`` and major-axis dispersion ``sigma`` (px)."""
+    r = elliptical_radius(x, y, x0, y0, q, pa)
+    return flux / (2 * np.pi * q * sigma ** 2) * np.exp(-0.5 * (r / sigma) ** 2)
+
+
+def render(profile: Callable[[np.ndarray, np.ndarray], np.ndarray], shape: tuple[int, int],
+           oversample: int = 3) -> np.ndarray:
+    """Pixel image (counts per pixel) of a surface-brightness function ``profile(x, y)``
+    (counts/px^2, pixel coordinates) integrated by sub-pixel sampling."""
+    x, y = pixel_grid(shape, oversample)
+    return bin_oversampled(profile(x, y), oversample) / oversample ** 2
+
+
+# --------------------------------------------------------------------------- PSF
+
+
+def _psf_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    if size % 2 == 0:
+        raise ValueError(f"PSF stamp size must be odd (centred on a pixel), got {size}")
+    c = (size - 1) / 2
+    return pixel_grid((size, size))[0] - c, pixel_grid((size, size))[1] - c
+
+
+def gaussian_psf(fwhm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
+    """Circular Gaussian PSF of ``fwhm`` (px) on an odd ``size`` stamp, normalised to unit sum."""
+    size = size or 2 * int(np.ceil(2 * fwhm)) + 1
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+    c = (size - 1) / 2
+    img = render(lambda x, y: gaussian_blob(x, y, 1.0, sigma, c, c), (size, size), oversample)
+    _psf_grid(size)  # validates the size
+    return img / img.sum()
+
+
+def moffat_psf(fwhm: float, beta: float = 3.5, size: int | None = None, oversample: int = 5) -> np.ndarray:
+    """Moffat PSF ``(1 + (r/alpha)^2)^-beta`` with ``alpha = fwhm / (2 sqrt(2^{1/beta} - 1))``
+    on an odd ``size`` stamp (default ~3 FWHM half-width), normalised to unit sum."""
+    if beta <= 1:
+        raise ValueError(f"Moffat beta must be > 1, got {beta}")
+    size = size or 2 * int(np.ceil(3 * fwhm)) + 1
+    _psf_grid(size)
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    c = (size - 1) / 2
+    img = render(lambda x, y: (1 + ((x - c) ** 2 + (y - c) ** 2) / alpha ** 2) ** (-beta), (size, size),
+                 oversample)
+    return img / img.sum()
+
+
+def make_psf(kind: str, fwhm: float, beta: float = 3.5, size: int | None = None) -> np.ndarray:
+    """``kind`` in {"moffat", "gaussian"}; ``fwhm`` in px."""
+    if kind == "moffat":
+        return moffat_psf(fwhm, beta, size)
+    if kind == "gaussian":
+        return gaussian_psf(fwhm, size)
+    raise ValueError(f"unknown PSF kind {kind!r}; choose moffat or gaussian")
+
+
+def fft_convolve(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Linear (zero-padded, not circular) convolution of the last two axes of ``images`` with
+    an odd-sized, centred ``kernel`` (broadcast over leading axes; ``kernel`` may itself carry
+    leading axes, e.g. one PSF per band). Output has the shape of ``images`` ("same" mode).
+    Flux is conserved for sources well inside the stamp when ``kernel.sum() == 1``."""
+    images = np.asarray(images, dtype=float)
+    kernel = np.asarray(kernel, dtype=float)
+    H, W = images.shape[-2:]
+    kh, kw = kernel.shape[-2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel must have odd sizes, got {kernel.shape[-2:]}")
+    fh, fw = H + kh - 1, W + kw - 1
+    spec = np.fft.rfft2(images, s=(fh, fw)) * np.fft.rfft2(kernel, s=(fh, fw))
+    full = np.fft.irfft2(spec, s=(fh, fw))
+    return full[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def add_noise(rng: np.random.Generator, image: np.ndarray, sky: float | np.ndarray,
+              read_noise: float = 5.0, gain: float = 1.0) -> np.ndarray:
+    """Sky-subtracted noisy image (counts): Poisson noise on ``image + sky`` (photo-electrons
+    = counts x ``gain``) plus Gaussian read noise of ``read_noise`` electrons, minus the sky.
+    ``sky`` is counts per pixel (scalar or broadcastable, e.g. one value per band)."""
+    sky = np.asarray(sky, dtype=float)
+    expected = np.clip(image + sky, 0.0, None) * gain
+    electrons = rng.poisson(expected) + rng.normal(0.0, read_noise, size=np.shape(expected))
+    return electrons / gain - sky
+
+
+def noise_sigma(sky, read_noise: float = 5.0, gain: float = 1.0):
+    """Background-limited per-pixel noise (counts) of :func:`add_noise` on an empty pixel."""
+    return np.sqrt(np.asarray(sky, dtype=float) * gain + read_noise ** 2) / gain
+
+
+__all__ = [
+    "mag_to_counts", "counts_to_mag", "sb_to_counts_per_pixel", "arcsec_to_pix",
+    "pixel_grid", "bin_oversampled", "rotate_coords", "elliptical_radius", "inclination_axis_ratio",
+    "sersic_bn", "sersic_total_flux", "sersic", "exponential_disk", "gaussian_blob", "render",
+    "gaussian_psf", "moffat_psf", "make_psf", "fft_convolve", "add_noise", "noise_sigma",
+]
