@@ -117,12 +117,17 @@ def _type_ok(default: Any, value: Any) -> bool:
     return True
 
 
+#: common names from other tools, suggested when they are used as keys
+_ALIASES = {"learning_rate": "lr", "epochs": "max_epochs", "gpus": "devices", "batchsize": "batch_size",
+            "n_epochs": "max_epochs", "workers": "num_workers", "optimizer": "name"}
+
+
 def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") -> None:
     for k, v in layer.items():
         path = f"{prefix}{k}"
         if k not in schema:
             valid = list(schema)
-            close = difflib.get_close_matches(str(k), valid, n=1)
+            close = [_ALIASES[k]] if _ALIASES.get(k) in schema else difflib.get_close_matches(str(k), valid, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"unknown config key '{path}' (from {source}){hint} "
                               f"valid keys here: {', '.join(sorted(valid))}")

@@ -1,0 +1,32 @@
+# make run   - create .venv, install, run the quick benchmark suite and print the leaderboard
+# make test  - create .venv, install, run the test suite (without tests marked slow)
+# make bench - performance benchmarks (ratios against peers, measured in one run)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cosmobench-installed
+
+.PHONY: install run test test-slow bench clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=64" wheel
+	$(PY) -m pip install --quiet -e ".[test]" -c constraints.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/cosmobench bench experiments/suites/quick.yaml
+
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+bench: install
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf runs build *.egg-info
