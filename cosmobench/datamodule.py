@@ -134,6 +134,11 @@ class BaseDataModule(pl.LightningDataModule):
         """Dataset of unlabelled items from a user file, for ``cosmobench predict``."""
         raise NotImplementedError(f"{type(self).__name__} does not support predict")
 
+    def export(self, split: str, path: str | Path) -> Path:
+        """Write the inputs of ``split`` to ``path`` in a format :meth:`read_input` reads
+        (a ready-made input for ``cosmobench predict``; also used by the tests)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot export a split")
+
     # --- provided -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
