@@ -109,6 +109,8 @@ class BaseDataModule(pl.LightningDataModule):
 
     #: real-data source names this datamodule accepts besides "sim"
     real_sources: tuple[str, ...] = ()
+    #: file extension :meth:`export` writes
+    export_suffix: str = ".csv"
 
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__()

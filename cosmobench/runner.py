@@ -159,10 +159,12 @@ def build_trainer(cfg: dict, run_dir: Path, logger):
     for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if t[k] is not None:
             kwargs[k] = t[k]
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
     kwargs["deterministic"] = "warn" if torch.cuda.is_available() else True
     try:
         return pl.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **kwargs)
-    except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
+    except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"invalid trainer settings: {exc}") from exc
 
 
@@ -190,6 +192,8 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
 
     run_id = run_dir.name
     rank0 = not os.environ.get(ENV_RUN_DIR) and _launcher_rank() == 0
+    logger = build_logger(cfg, run_dir, run_id)   # nothing is written before the Trainer exists,
+    trainer = build_trainer(cfg, run_dir, logger)  # so that bad trainer settings leave no trace
     if fresh:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if rank0:
@@ -201,8 +205,6 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
                     config_hash=C.config_hash(cfg, C.BOOKKEEPING_KEYS),
                     dataset_fingerprint=dm.fingerprint(), run_dir=str(run_dir), start_time=start)
     try:
-        logger = build_logger(cfg, run_dir, run_id)
-        trainer = build_trainer(cfg, run_dir, logger)
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
