@@ -94,6 +94,8 @@ class BaseTask(pl.LightningModule):
         self.net = self.configure_model()
         self.is_baseline = isinstance(self.net, FittedBaseline)
         self.automatic_optimization = not self.is_baseline
+        if self.is_baseline:  # DDP refuses to wrap a module without trainable parameters
+            self.ddp_anchor = nn.Parameter(torch.zeros(()))
         self._fit_buffer: list[dict[str, torch.Tensor]] = []
         self._test_buffer: list[dict[str, torch.Tensor]] = []
         self.test_metrics: dict[str, float] = {}
