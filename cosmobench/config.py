@@ -44,6 +44,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "resume": None,           # "last" (latest unfinished run of this config) or a .ckpt path
     "logger": "wandb",        # wandb | csv | tensorboard | none
     "plots": True,
+    "num_threads": None,      # torch CPU threads per process (None: torch's default, split over DDP ranks)
     "model": {"name": None},
     "data": COMMON_DATA_DEFAULTS,
     "trainer": {
@@ -243,7 +244,7 @@ def check_values(cfg: dict) -> None:
 
 
 #: keys that do not change what a run computes: left out of the experiment hash
-BOOKKEEPING_KEYS = ("seed", "resume", "logger", "plots", "trainer.enable_progress_bar",
+BOOKKEEPING_KEYS = ("seed", "resume", "logger", "plots", "num_threads", "trainer.enable_progress_bar",
                     "trainer.log_every_n_steps", "data.num_workers")
 
 

@@ -183,6 +183,7 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     import pytorch_lightning as pl
     import torch
 
+    _set_threads(cfg)
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
@@ -231,6 +232,22 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     _clear_env()
     return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                      run_dir=run_dir, metrics=metrics, config=cfg)
+
+
+def _set_threads(cfg: dict) -> None:
+    """CPU threads per process: ``num_threads`` if set, else split the cores over local
+    DDP processes (small models run much slower when processes oversubscribe cores)."""
+    import torch
+    n = cfg.get("num_threads")
+    if n is None:
+        devices = cfg["trainer"]["devices"]
+        if isinstance(devices, int) and devices > 1 and cfg["trainer"]["accelerator"] in ("cpu", "auto") \
+                and not torch.cuda.is_available():
+            n = max(1, (os.cpu_count() or 1) // devices)
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {n}")
+        torch.set_num_threads(int(n))
 
 
 def _clear_env() -> None:

@@ -199,6 +199,29 @@ class PhotoZDataModule(BaseDataModule):
         return {"bands": bands, "ref_band": ref, "feature_names": feature_names(bands, ref),
                 "n_features": 2 * len(bands), "z_max": float(self.cfg.get("z_max", 3.0)), **self.stats}
 
+    def export(self, split: str, path: str | Path) -> Path:
+        """Write ``split`` as a CSV (or FITS, by suffix) table with the ``data.mag_columns``,
+        ``data.err_columns`` and ``data.z_column`` names, readable by :meth:`read_input`."""
+        self.setup()
+        arrays = self.datasets[split].arrays
+        c = self.cfg
+        mags, errs = list(c["mag_columns"]), list(c["err_columns"])
+        if len(mags) != arrays["mag"].shape[1] or len(errs) != arrays["magerr"].shape[1]:
+            raise ConfigError(f"data.mag_columns/err_columns must name {arrays['mag'].shape[1]} bands to export")
+        cols = {m: arrays["mag"][:, i].numpy() for i, m in enumerate(mags)}
+        cols.update({e: arrays["magerr"][:, i].numpy() for i, e in enumerate(errs)})
+        if "z" in arrays and c.get("z_column"):
+            cols[c["z_column"]] = arrays["z"].numpy()
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.name.lower().endswith(FITS_SUFFIXES):
+            from astropy.table import Table
+            Table(cols).write(p, overwrite=True)
+        else:
+            import pandas as pd
+            pd.DataFrame(cols).to_csv(p, index=False, float_format="%.7g")
+        return p
+
     def read_input(self, path: str | Path) -> ArrayDataset:
         """Unlabelled items from a CSV/FITS file with the ``data.mag_columns``/``err_columns``
         (the ``data.z_column`` is read if present). Rows are kept in file order; rows with
