@@ -208,6 +208,11 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best and not cfg["trainer"]["fast_dev_run"]:
+            # no validated checkpoint (a baseline takes no optimizer steps; or no val batches):
+            # the final model is the one to test and to predict with
+            best = str(run_dir / "checkpoints" / "best.ckpt")
+            trainer.save_checkpoint(best)
         trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
         metrics = dict(module.test_metrics)
         if not metrics:

@@ -81,7 +81,8 @@ def test_ddp_two_processes_cpu(root):
 def test_nan_loss_fails_with_exit_1_and_failed_row(root):
     out = run_cli(["train", "photoz", "-c", TINY, "optim.lr=1e30"], root)
     assert out.returncode == 1
-    assert "loss became" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    last = out.stderr.strip().splitlines()[-1]  # the one-line reason closes stderr
+    assert last.startswith("cosmobench: error: run ") and "loss became nan" in last.lower()
     (row,) = db_rows(root)
     assert row["status"] == "failed" and "NonFiniteLossError" in row["error"]
     (run_dir,) = run_dirs(root, "photoz", "mdn")
