@@ -107,6 +107,8 @@ def _cmd_bench(args) -> int:
     from cosmobench import leaderboard
     from cosmobench.runner import bench, default_root
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    if args.suite and "=" in args.suite and not Path(args.suite).exists():  # an override, not a suite
+        args.overrides, args.suite = [args.suite, *args.overrides], None
     if args.print_config:
         from cosmobench import config as C
         from cosmobench.runner import bench_grid

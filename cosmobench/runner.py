@@ -239,20 +239,25 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
                      run_dir=run_dir, metrics=metrics, config=cfg)
 
 
+_DEFAULT_THREADS: int | None = None
+
+
 def _set_threads(cfg: dict) -> None:
     """CPU threads per process: ``num_threads`` if set, else split the cores over local
     DDP processes (small models run much slower when processes oversubscribe cores)."""
     import torch
+    global _DEFAULT_THREADS
+    if _DEFAULT_THREADS is None:
+        _DEFAULT_THREADS = torch.get_num_threads()
     n = cfg.get("num_threads")
     if n is None:
         devices = cfg["trainer"]["devices"]
         if isinstance(devices, int) and devices > 1 and cfg["trainer"]["accelerator"] in ("cpu", "auto") \
                 and not torch.cuda.is_available():
             n = max(1, (os.cpu_count() or 1) // devices)
-    if n is not None:
-        if n < 1:
-            raise ConfigError(f"num_threads must be >= 1, got {n}")
-        torch.set_num_threads(int(n))
+    if n is not None and n < 1:
+        raise ConfigError(f"num_threads must be >= 1, got {n}")
+    torch.set_num_threads(int(n or _DEFAULT_THREADS))  # runs in one process must not inherit it
 
 
 def _clear_env() -> None:
@@ -417,18 +422,20 @@ def bench(suite: str | Path | None = None, tasks: list[str] | None = None, seeds
           overrides: Iterable[str] = (), root: str | Path | None = None) -> list[RunResult | CosmobenchError]:
     """Run the grid of :func:`bench_grid` one run after the other; a failed run is reported
     (and recorded as failed) and the grid goes on."""
-    from rich.progress import Progress
+    from rich.console import Console
 
+    console = Console(stderr=True)
     grid = bench_grid(suite, tasks, seeds, overrides)  # every config is validated before any run
     results: list = []
-    with Progress(transient=False) as progress:
-        bar = progress.add_task("bench", total=len(grid))
-        for t, m, s, cfg in grid:
-            progress.update(bar, description=f"{t}/{m} seed={s}")
-            try:
-                results.append(train(t, m, cfg=cfg, root=root))
-            except RunFailure as exc:
-                progress.console.print(f"[red]{exc}")
-                results.append(exc)
-            progress.advance(bar)
+    t0 = time.time()
+    for i, (t, m, s, cfg) in enumerate(grid):
+        elapsed = time.time() - t0
+        eta = f", ~{elapsed / i * (len(grid) - i) / 60:.1f} min left" if i else ""
+        console.rule(f"[bold]bench {i + 1}/{len(grid)}: {t}/{m} seed={s}[/] ({elapsed / 60:.1f} min{eta})")
+        try:
+            results.append(train(t, m, cfg=cfg, root=root))
+        except RunFailure as exc:
+            console.print(f"[red]{exc}")
+            results.append(exc)
+    console.rule(f"bench done: {len(grid)} runs in {(time.time() - t0) / 60:.1f} min")
     return results
