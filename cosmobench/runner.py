@@ -180,9 +180,12 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     dm_cls, task_cls = load_classes(spec)
     run_dir, resume_ckpt, fresh = _plan_run_dir(root, cfg)
 
+    import warnings
+
     import pytorch_lightning as pl
     import torch
 
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning-internal noise
     _set_threads(cfg)
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
