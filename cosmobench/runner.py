@@ -393,6 +393,7 @@ def bench_grid(suite: str | Path | None = None, tasks: list[str] | None = None, 
         tasks:
           photoz:
             models: [mdn, knn]         # default: the task's bench models
+            config: photoz/big.yaml    # optional layer (below experiments/, or beside the suite)
             overrides: [data.n_train=10000]
             model_overrides: {mdn: [trainer.max_epochs=8]}
     """
@@ -410,14 +411,19 @@ def bench_grid(suite: str | Path | None = None, tasks: list[str] | None = None, 
     for t, entry in suite_tasks.items():
         entry = entry or {}
         spec = get_task(t)
-        bad = set(entry) - {"models", "overrides", "model_overrides"}
+        bad = set(entry) - {"models", "config", "overrides", "model_overrides"}
         if bad:
-            raise ConfigError(f"suite {path}: task {t!r} has unknown keys {sorted(bad)}")
+            raise ConfigError(f"suite {path}: task {t!r} has unknown keys {sorted(bad)}; "
+                              f"valid: models, config, overrides, model_overrides")
+        layer = entry.get("config")
+        if layer is not None:  # relative to the experiments folder, else to the suite file
+            layer = next((p for p in (C.experiments_dir() / layer, path.parent / layer) if p.is_file()),
+                         Path(layer))
         for m in entry.get("models") or spec.bench_models():
             for s in seed_list:
                 ov = [*doc.get("overrides", []), *entry.get("overrides", []),
                       *(entry.get("model_overrides") or {}).get(m, []), *overrides, f"seed={s}"]
-                grid.append((t, m, s, C.resolve(t, m, overrides=ov)))
+                grid.append((t, m, s, C.resolve(t, m, config_file=layer, overrides=ov)))
     return grid
 
 

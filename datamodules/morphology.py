@@ -177,6 +177,7 @@ def read_image_file(path: Path, n_bands: int) -> np.ndarray:
 
 class MorphologyDataModule(BaseDataModule):
     real_sources = ("galaxy10", "folder")
+    export_suffix = ".h5"
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
@@ -377,9 +378,25 @@ class MorphologyDataModule(BaseDataModule):
         return batch
 
     # --- predict --------------------------------------------------------------------------
+    def export(self, split: str, path) -> Path:
+        """Write the (preprocessed) images of ``split`` as HDF5 ``images`` ``(N, H, W, C)`` float32."""
+        import h5py
+        self.setup()
+        ds = self.datasets[split]
+        if isinstance(ds, ArrayDataset):
+            x = ds.arrays["image"]
+        else:
+            x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+        path = Path(path)
+        with h5py.File(path, "w") as fh:
+            fh.create_dataset("images", data=x.permute(0, 2, 3, 1).numpy(), compression="gzip")
+        return path
+
     def read_input(self, path) -> Dataset:
         """HDF5 (dataset ``data.image_key``, else ``images``) or ``.npy`` stack of images
-        ``(N, H, W[, C])`` / ``(N, C, H, W)`` -> dataset of cropped/resized float images."""
+        ``(N, H, W[, C])`` / ``(N, C, H, W)`` -> dataset of float images. Images already of
+        ``data.image_size`` px are taken as preprocessed; others are centre-cropped to
+        ``data.crop`` (real-data sources) and resized as in training."""
         p = Path(path).expanduser()
         if not p.is_file():
             raise InputError(f"input file not found: {p}")
@@ -403,8 +420,9 @@ class MorphologyDataModule(BaseDataModule):
         x = torch.from_numpy(to_chw(arr, self.n_bands, str(p)))
         if not torch.isfinite(x).all():
             raise InputError(f"{p}: images contain NaN or infinite pixels")
-        source = self.cfg.get("source", "sim")
-        x = crop_resize(x, self.cfg.get("crop") if source != "sim" else None, self.image_size)
+        if x.shape[-1] != self.image_size:
+            source = self.cfg.get("source", "sim")
+            x = crop_resize(x, self.cfg.get("crop") if source != "sim" else None, self.image_size)
         return ArrayDataset({"image": x.contiguous().numpy()})
 
 

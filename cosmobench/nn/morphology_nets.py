@@ -21,11 +21,10 @@ rot90/flip transforms up to float rounding (measured ~1e-7); for ``C_N`` only to
 """
 from __future__ import annotations
 
-import math
 import re
+import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cosmobench.errors import ConfigError
@@ -37,6 +36,51 @@ def parse_group(group: str) -> tuple[bool, int]:
     if not m or int(m.group(2)) < 1:
         raise ConfigError(f"model.group={group!r} is not known; use C<N> or D<N>, e.g. C8, D8, C16, D16")
     return m.group(1) == "D", int(m.group(2))
+
+
+_R2CONV = None
+
+
+def _r2conv_class():
+    """``e2cnn.nn.R2Conv`` whose eval-mode filter cache stays out of the state_dict.
+
+    In eval mode R2Conv caches its expanded filter as a (persistent) buffer. Lightning writes
+    checkpoints after validation, i.e. in eval mode, so checkpoints would carry this derived
+    tensor, loading them into a train-mode net would fail on unexpected keys, and loading new
+    weights into an eval-mode net would keep a stale filter. This subclass marks the cache
+    non-persistent, ignores cache keys in incoming state dicts and rebuilds the cache after
+    every load."""
+    global _R2CONV
+    if _R2CONV is None:
+        from e2cnn import nn as enn
+
+        cache = ("filter", "expanded_bias")
+
+        class CachedFilterR2Conv(enn.R2Conv):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)  # registers a zero ``filter`` placeholder buffer
+                self._cache_non_persistent()
+
+            def _cache_non_persistent(self) -> None:
+                for name in cache:
+                    if name in self._buffers:
+                        self._non_persistent_buffers_set.add(name)
+
+            def train(self, mode: bool = True):
+                super().train(mode)
+                self._cache_non_persistent()
+                return self
+
+            def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+                for name in cache:
+                    state_dict.pop(prefix + name, None)
+                super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+                if not self.training:  # rebuild the cache from the loaded weights
+                    self.train(True)
+                    self.train(False)
+
+        _R2CONV = CachedFilterR2Conv
+    return _R2CONV
 
 
 def _pool_params(size: int) -> tuple[int, int, int]:
@@ -82,8 +126,10 @@ class E2CNN(nn.Module):
         layers, ftype, size = [], self.in_type, int(image_size)
         for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
             out = enn.FieldType(self.gspace, c * [self.gspace.regular_repr])
-            layers += [enn.R2Conv(ftype, out, kernel_size=k, padding=k // 2, bias=False),
-                       enn.InnerBatchNorm(out), enn.ReLU(out, inplace=True)]
+            with warnings.catch_warnings():  # e2cnn indexes with uint8 masks (deprecated in torch)
+                warnings.simplefilter("ignore", UserWarning)
+                conv = _r2conv_class()(ftype, out, kernel_size=k, padding=k // 2, bias=False)
+            layers += [conv, enn.InnerBatchNorm(out), enn.ReLU(out, inplace=True)]
             if i < len(channels) - 1:  # downsample between blocks
                 kk, s, p = _pool_params(size)
                 layers.append(enn.PointwiseAvgPool(out, kernel_size=kk, stride=s, padding=p))
@@ -95,7 +141,6 @@ class E2CNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(n_inv, hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self._enn = enn
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._enn.GeometricTensor(x, self.in_type)
         h = self.gpool(self.features(h)).tensor  # (B, n_inv, h, w): invariant scalar fields
@@ -174,4 +219,3 @@ def build_net(name: str, cfg: dict, n_bands: int, n_classes: int, image_size: in
 
 
 __all__ = ["E2CNN", "SmallCNN", "resnet18", "build_net", "parse_group", "count_parameters"]
-_ = math  # (kept for users extending kernel-size rules)

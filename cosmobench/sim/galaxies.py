@@ -117,24 +117,40 @@ class _Builder:
         centre = (s - 1) / 2 + rng.uniform(-0.5, 0.5, size=2)
         phi = rng.uniform(0.0, 2 * np.pi)
         mirror = rng.random() < 0.5
-        x, y = obs._grid
-        dx, dy = x - centre[0], y - centre[1]
-        # galaxy frame: rotate the sky by -phi, optionally mirror (v -> -v)
-        u = np.cos(phi) * dx + np.sin(phi) * dy
-        v = -np.sin(phi) * dx + np.cos(phi) * dy
-        self.u, self.v = u, (-v if mirror else v)
+        self.centre, self.phi, self.mirror = centre, phi, mirror
+        self.u, self.v = self.to_galaxy(*obs._grid)
         self.params = {"centre_x": float(centre[0]), "centre_y": float(centre[1]),
                        "orientation": float(phi), "mirror": bool(mirror)}
         self.templates: list[np.ndarray] = []
         self.band_flux: list[np.ndarray] = []
         self.attenuation = np.ones((obs.n_bands, 1, 1))
 
+    def to_galaxy(self, x, y):
+        """Sky pixel coordinates -> galaxy frame (rotate by -phi about the centre, then mirror)."""
+        dx, dy = x - self.centre[0], y - self.centre[1]
+        u = np.cos(self.phi) * dx + np.sin(self.phi) * dy
+        v = -np.sin(self.phi) * dx + np.cos(self.phi) * dy
+        return u, (-v if self.mirror else v)
+
+    def to_sky(self, u, v):
+        """Galaxy frame -> sky pixel coordinates (inverse of :meth:`to_galaxy`)."""
+        v = -v if self.mirror else v
+        return (self.centre[0] + np.cos(self.phi) * u - np.sin(self.phi) * v,
+                self.centre[1] + np.sin(self.phi) * u + np.cos(self.phi) * v)
+
     def px(self, arcsec):
         return arcsec / self.obs.pixel_scale
 
-    def add(self, sb: np.ndarray, flux_fraction: float, alpha: float) -> None:
-        """Add a component (surface brightness on the sub-pixel grid, any normalisation)."""
-        img = P.bin_oversampled(sb, self.obs.oversample)
+    def add(self, sb, flux_fraction: float, alpha: float, cusp: tuple[float, float] | None = None) -> None:
+        """Add a component: surface brightness on the sub-pixel grid (any normalisation), or a
+        function ``f(u, v)`` of galaxy-frame coordinates; ``cusp`` = galaxy-frame centre of a
+        cuspy profile, whose central pixels are then integrated finely (:func:`P.refine_pixels`)."""
+        fn = sb if callable(sb) else None
+        if fn is not None:
+            sb = fn(self.u, self.v)
+        img = P.bin_oversampled(sb, self.obs.oversample) / self.obs.oversample ** 2
+        if cusp is not None and fn is not None:
+            img = P.refine_pixels(img, lambda x, y: fn(*self.to_galaxy(x, y)), *self.to_sky(*cusp))
         total = img.sum()
         if total <= 0 or flux_fraction <= 0:
             return
@@ -186,7 +202,7 @@ def _spiral(b: _Builder, barred: bool) -> None:
     q = float(P.inclination_axis_ratio(incl, 0.15))
     n_b = rng.uniform(1.0, 2.5)
     r_b = rng.uniform(0.15, 0.3) * 1.678 * r_d
-    b.add(P.sersic(b.u, b.v, 1.0, r_b, n_b, max(q, 0.6), pa), bt, 1.0)
+    b.add(lambda u, v: P.sersic(u, v, 1.0, r_b, n_b, max(q, 0.6), pa), bt, 1.0, cusp=(0.0, 0.0))
     bar_frac, r_in = 0.0, 0.6 * r_d
     extra = {}
     if barred:
@@ -209,7 +225,8 @@ def _spiral(b: _Builder, barred: bool) -> None:
 def _elliptical(b: _Builder) -> None:
     rng = b.rng
     n, r_e, q = rng.uniform(2.5, 5.5), b.px(rng.uniform(0.8, 2.2)), rng.uniform(0.55, 1.0)
-    b.add(P.sersic(b.u, b.v, 1.0, r_e, n, q, rng.uniform(0, np.pi)), 1.0, 1.2)
+    pa = rng.uniform(0, np.pi)
+    b.add(lambda u, v: P.sersic(u, v, 1.0, r_e, n, q, pa), 1.0, 1.2, cusp=(0.0, 0.0))
     b.params.update(sersic_n=n, r_e_px=r_e, q=q)
 
 
@@ -222,8 +239,8 @@ def _edge_on(b: _Builder) -> None:
     bt = rng.uniform(0.0, 0.3)
     q = float(P.inclination_axis_ratio(incl, q0))
     if bt > 0.02:
-        b.add(P.sersic(b.u, b.v, 1.0, rng.uniform(0.2, 0.4) * 1.678 * r_d, rng.uniform(1.5, 3.5),
-                       rng.uniform(0.6, 0.9), pa), bt, 1.0)
+        r_b, n_b, q_b = rng.uniform(0.2, 0.4) * 1.678 * r_d, rng.uniform(1.5, 3.5), rng.uniform(0.6, 0.9)
+        b.add(lambda u, v: P.sersic(u, v, 1.0, r_b, n_b, q_b, pa), bt, 1.0, cusp=(0.0, 0.0))
     b.add(P.sersic(b.u, b.v, 1.0, 1.678 * r_d, 1.0, q, pa), 1 - bt if bt > 0.02 else 1.0, 0.3)
     tau = rng.uniform(0.0, 0.7)
     _, dv = P.rotate_coords(b.u, b.v, 0.0, 0.0, pa)
@@ -261,8 +278,9 @@ def _merger(b: _Builder) -> None:
     tail_frac = rng.uniform(0.10, 0.25)
     centres = np.array([[-sep * f2, 0.0], [sep * f1, 0.0]])  # centre of light at the origin
     for (x0, y0), f, r in zip(centres, (f1, f2), (r1, r2)):
-        b.add(P.sersic(b.u, b.v, 1.0, r, rng.uniform(1.0, 4.0), rng.uniform(0.5, 1.0), rng.uniform(0, np.pi),
-                       x0, y0), (1 - tail_frac) * f, rng.uniform(0.0, 1.2))
+        n, q, pa = rng.uniform(1.0, 4.0), rng.uniform(0.5, 1.0), rng.uniform(0, np.pi)
+        b.add(lambda u, v, r=r, n=n, q=q, pa=pa, x0=x0, y0=y0: P.sersic(u, v, 1.0, r, n, q, pa, x0, y0),
+              (1 - tail_frac) * f, rng.uniform(0.0, 1.2), cusp=(x0, y0))
     n_tails = int(rng.integers(1, 3))
     sense = 1.0 if rng.random() < 0.5 else -1.0
     tails = 0.0

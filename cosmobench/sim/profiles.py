@@ -140,31 +140,53 @@ def gaussian_blob(x, y, flux: float, sigma: float, x0: float = 0.0, y0: float = 
     return flux / (2 * np.pi * q * sigma ** 2) * np.exp(-0.5 * (r / sigma) ** 2)
 
 
+def refine_pixels(image: np.ndarray, profile: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  x0: float, y0: float, radius: int = 2, oversample: int = 32) -> np.ndarray:
+    """Copy of the pixel image ``image`` (counts per pixel) with the ``(2 radius + 1)^2`` pixels
+    around ``(x0, y0)`` re-integrated at ``oversample`` x ``oversample`` sub-pixels.
+
+    Needed for cuspy profiles (Sersic n >~ 2): point sampling at 3-5 sub-pixels misestimates
+    the central pixel by up to tens of per cent when a sample falls near the centre; at 32
+    the worst case is ~5% of the central pixel (~1% of the 5x5 block) for n = 4, r_e = 4 px."""
+    out = np.array(image, dtype=float, copy=True)
+    ny, nx = out.shape[-2:]
+    i0, i1 = max(int(round(y0)) - radius, 0), min(int(round(y0)) + radius + 1, ny)
+    j0, j1 = max(int(round(x0)) - radius, 0), min(int(round(x0)) + radius + 1, nx)
+    if i0 >= i1 or j0 >= j1:  # centre off the stamp
+        return out
+    x, y = pixel_grid((i1 - i0, j1 - j0), oversample)
+    block = profile(x + j0, y + i0)
+    out[..., i0:i1, j0:j1] = bin_oversampled(block, oversample) / oversample ** 2
+    return out
+
+
 def render(profile: Callable[[np.ndarray, np.ndarray], np.ndarray], shape: tuple[int, int],
-           oversample: int = 3) -> np.ndarray:
+           oversample: int = 3, refine_at: tuple[float, float] | None = None) -> np.ndarray:
     """Pixel image (counts per pixel) of a surface-brightness function ``profile(x, y)``
-    (counts/px^2, pixel coordinates) integrated by sub-pixel sampling."""
+    (counts/px^2, pixel coordinates) integrated by sub-pixel sampling; pixels around
+    ``refine_at = (x0, y0)`` (a cusp) are integrated finely with :func:`refine_pixels`."""
     x, y = pixel_grid(shape, oversample)
-    return bin_oversampled(profile(x, y), oversample) / oversample ** 2
+    img = bin_oversampled(profile(x, y), oversample) / oversample ** 2
+    if refine_at is not None:
+        img = refine_pixels(img, profile, *refine_at)
+    return img
 
 
 # --------------------------------------------------------------------------- PSF
 
 
-def _psf_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_odd(size: int) -> None:
     if size % 2 == 0:
         raise ValueError(f"PSF stamp size must be odd (centred on a pixel), got {size}")
-    c = (size - 1) / 2
-    return pixel_grid((size, size))[0] - c, pixel_grid((size, size))[1] - c
 
 
 def gaussian_psf(fwhm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
     """Circular Gaussian PSF of ``fwhm`` (px) on an odd ``size`` stamp, normalised to unit sum."""
     size = size or 2 * int(np.ceil(2 * fwhm)) + 1
+    _check_odd(size)
     sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
     c = (size - 1) / 2
     img = render(lambda x, y: gaussian_blob(x, y, 1.0, sigma, c, c), (size, size), oversample)
-    _psf_grid(size)  # validates the size
     return img / img.sum()
 
 
@@ -174,7 +196,7 @@ def moffat_psf(fwhm: float, beta: float = 3.5, size: int | None = None, oversamp
     if beta <= 1:
         raise ValueError(f"Moffat beta must be > 1, got {beta}")
     size = size or 2 * int(np.ceil(3 * fwhm)) + 1
-    _psf_grid(size)
+    _check_odd(size)
     alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
     c = (size - 1) / 2
     img = render(lambda x, y: (1 + ((x - c) ** 2 + (y - c) ** 2) / alpha ** 2) ** (-beta), (size, size),
@@ -230,6 +252,6 @@ def noise_sigma(sky, read_noise: float = 5.0, gain: float = 1.0):
 __all__ = [
     "mag_to_counts", "counts_to_mag", "sb_to_counts_per_pixel", "arcsec_to_pix",
     "pixel_grid", "bin_oversampled", "rotate_coords", "elliptical_radius", "inclination_axis_ratio",
-    "sersic_bn", "sersic_total_flux", "sersic", "exponential_disk", "gaussian_blob", "render",
+    "sersic_bn", "sersic_total_flux", "sersic", "exponential_disk", "gaussian_blob", "render", "refine_pixels",
     "gaussian_psf", "moffat_psf", "make_psf", "fft_convolve", "add_noise", "noise_sigma",
 ]

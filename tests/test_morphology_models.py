@@ -1,0 +1,122 @@
+"""Networks of the morphology task: e2cnn shim, exact invariance, baselines' shapes."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cosmobench.errors import ConfigError
+from cosmobench.nn.morphology_nets import E2CNN, build_net, count_parameters, parse_group
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def test_compat_shim_patches_numpy2_breakages():
+    from cosmobench.nn import e2cnn_compat
+    import e2cnn.kernels.irreps_basis as ib
+    from e2cnn import gspaces
+    from e2cnn import nn as enn
+
+    assert hasattr(np, "float")
+    assert "R2FlipsDiscreteRotationsSolution" in e2cnn_compat.PATCHED or \
+        ib.R2FlipsDiscreteRotationsSolution.__hash__ is e2cnn_compat._irrep_basis_hash
+    assert e2cnn_compat.apply() == []  # idempotent
+    gs = gspaces.FlipRot2dOnR2(N=8)  # builds R2FlipsDiscreteRotationsSolution bases (hashed)
+    t_in = enn.FieldType(gs, 2 * [gs.trivial_repr])
+    t_out = enn.FieldType(gs, 2 * [gs.regular_repr])
+    conv = enn.R2Conv(t_in, t_out, kernel_size=3, padding=1)
+    assert conv(enn.GeometricTensor(torch.randn(1, 2, 9, 9), t_in)).tensor.shape == (1, 32, 9, 9)
+    basis = ib.R2FlipsDiscreteRotationsSolution(gs.fibergroup, (0, 0), (1, 1), axis=0.0, max_frequency=2)
+    assert isinstance(hash(basis), int)
+
+
+def _d4(x, g):
+    y = torch.rot90(x, g % 4, dims=(-2, -1))
+    return torch.flip(y, dims=(-1,)) if g >= 4 else y
+
+
+def _trained(net, size, steps=3):
+    """A few optimisation steps so that weights and BN statistics are far from their init."""
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(steps):
+        x, y = torch.randn(8, 3, size, size), torch.randint(0, 5, (8,))
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def _max_change(net, x, elements):
+    with torch.no_grad():
+        p = net(x).softmax(1)
+        return max((net(_d4(x, g)).softmax(1) - p).abs().max().item() for g in elements)
+
+
+@pytest.mark.parametrize("size", [32, 33])
+def test_e2cnn_d8_is_exactly_invariant_to_rot90_and_flips(size):
+    torch.manual_seed(1)
+    net = _trained(E2CNN(3, 5, size, group="D8", channels=(2, 4, 4)), size)
+    x = torch.randn(4, 3, size, size) * 3
+    assert _max_change(net, x, range(1, 8)) < 1e-4
+    # the logits are far from uniform, so the test would see a broken invariance
+    with torch.no_grad():
+        assert net(x).softmax(1).max() > 0.3
+
+
+def test_e2cnn_c8_rotation_invariant_plain_cnn_not():
+    torch.manual_seed(2)
+    net = _trained(E2CNN(3, 5, 32, group="C8", channels=(2, 4, 4)), 32)
+    x = torch.randn(4, 3, 32, 32) * 3
+    assert _max_change(net, x, (1, 2, 3)) < 1e-4
+    cnn = _trained(build_net("cnn", {"channels": [8, 8, 8]}, 3, 5, 32), 32)
+    assert _max_change(cnn, x, range(1, 8)) > 1e-5  # >> float rounding (~1e-7)
+
+
+def test_default_models_have_comparable_size_and_right_shapes():
+    from cosmobench.config import resolve
+    nets = {}
+    for name in ("e2cnn", "cnn", "resnet18"):
+        cfg = resolve("morphology", name)
+        nets[name] = build_net(name, cfg["model"], 3, 6, 32)
+        assert nets[name](torch.randn(2, 3, 32, 32)).shape == (2, 6)
+    ratio = count_parameters(nets["cnn"]) / count_parameters(nets["e2cnn"])
+    assert 0.67 < ratio < 1.5
+
+
+@pytest.mark.parametrize("size,stride", [(64, None), (32, None), (20, 1), (48, 2)])
+def test_resnet18_adapts_to_size_and_bands(size, stride):
+    net = build_net("resnet18", {"stem_stride": stride}, 5, 4, size)
+    assert net.conv1.in_channels == 5
+    assert net(torch.randn(2, 5, size, size)).shape == (2, 4)
+
+
+def test_bad_model_settings():
+    assert parse_group("d16") == (True, 16) and parse_group("C4") == (False, 4)
+    for bad in ("E8", "D", "D0", "SO2"):
+        with pytest.raises(ConfigError, match="model.group"):
+            parse_group(bad)
+    with pytest.raises(ConfigError, match="kernel_sizes"):
+        build_net("cnn", {"channels": [4, 4], "kernel_sizes": [4, 3]}, 3, 2, 16)
+    with pytest.raises(ConfigError, match="stem_stride"):
+        build_net("resnet18", {"stem_stride": 3}, 3, 2, 16)
+    with pytest.raises(ConfigError, match="no model"):
+        build_net("vit", {}, 3, 2, 16)
+
+
+def test_e2cnn_state_dict_excludes_cached_filters_and_reload_refreshes_them():
+    torch.manual_seed(3)
+    a = E2CNN(3, 4, 16, group="D8", channels=(2, 2)).eval()
+    b = E2CNN(3, 4, 16, group="D8", channels=(2, 2)).eval()  # different random weights, cached filters
+    keys = list(a.state_dict())
+    assert not [k for k in keys if k.endswith((".filter", ".expanded_bias"))]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(a(x), b(x))
+        b.load_state_dict(a.state_dict())  # strict: no missing/unexpected cache keys
+        torch.testing.assert_close(b(x), a(x))  # the eval-mode cache was rebuilt from the new weights
+    # checkpoints written by older code (cache included) still load
+    sd = dict(a.state_dict())
+    sd["features.0.filter"] = torch.zeros(1)
+    b.load_state_dict(sd)
