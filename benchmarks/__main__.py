@@ -1,5 +1,5 @@
 """``python -m benchmarks [NAME ...]`` (``make bench``): run every ``benchmarks/bench_*.py``
-(or the named ones) and print their tables. Each module exposes ``main() -> None``."""
+(or the named ones) and print their tables. Each module exposes ``main(argv) -> None`` (called with no arguments)."""
 import importlib
 import sys
 import time
@@ -17,7 +17,7 @@ def main(names: list[str]) -> int:
     for name in chosen:
         print(f"\n== {name} ==", flush=True)
         t0 = time.perf_counter()
-        importlib.import_module(f"benchmarks.{name}").main()
+        importlib.import_module(f"benchmarks.{name}").main([])
         print(f"({name}: {time.perf_counter() - t0:.1f} s)")
     return 0
 
