@@ -325,12 +325,14 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
             raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {exc}") from exc
     else:
         cfg = C.resolve(task, model, overrides=overrides)
-        module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info={})
-        if not module.is_baseline:
-            raise ConfigError(f"model {cfg['model']['name']!r} is trained: pass --checkpoint CKPT")
-        if not module.net.fitted:
-            raise ConfigError(f"baseline {cfg['model']['name']!r} is fitted on a training split: "
-                              f"pass --checkpoint from a `cosmobench train {task} -m {cfg['model']['name']}` run")
+        name = cfg["model"]["name"]
+        try:  # only a baseline that needs neither training nor data statistics works without one
+            module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info={})
+        except ConfigError:
+            module = None
+        if module is None or not module.is_baseline or not module.net.fitted:
+            raise ConfigError(f"model {name!r} of task {task!r} is trained or fitted on a training split: "
+                              f"pass --checkpoint CKPT from a `cosmobench train {task} -m {name}` run")
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
     module.eval()
     columns: dict[str, list] = {}

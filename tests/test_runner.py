@@ -132,3 +132,33 @@ def test_wandb_offline_run_is_written(root):
     (run_dir,) = run_dirs(root, "photoz", "knn")
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline and list(offline[0].glob("*.wandb"))
+
+
+def test_predict_output_formats_and_errors(root):
+    assert run_cli(["train", "photoz", "-m", "knn", "-c", TINY], root).returncode == 0
+    (run_dir,) = run_dirs(root, "photoz", "knn")
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    from cosmobench.datamodules.photoz import PhotoZDataModule
+    from cosmobench import config as C
+    cfg = C.load_yaml(run_dir / "config.yaml")
+    dm = PhotoZDataModule(cfg["data"], seed=0)
+    dm.setup()
+    inp = dm.export("test", root / "in.csv")
+    import h5py
+    import numpy as np
+    for ext in ("npz", "h5"):
+        out = run_cli(["predict", "photoz", "--checkpoint", str(ckpt), "--input", str(inp),
+                       "--output", str(root / f"o.{ext}")], root)
+        assert out.returncode == 0, out.stderr[-2000:]
+    npz = np.load(root / "o.npz")
+    with h5py.File(root / "o.h5") as h5:
+        assert sorted(h5) == sorted(npz.files)
+        np.testing.assert_array_equal(h5["z_phot"][:], npz["z_phot"])
+    assert {"z_phot", "z_lo", "z_hi", "weights_0", "means_0", "sigmas_0"} <= set(npz.files)
+    assert np.all(npz["z_lo"] <= npz["z_phot"]) and np.all(npz["z_phot"] <= npz["z_hi"])
+    bad = run_cli(["predict", "photoz", "--checkpoint", str(ckpt), "--input", str(inp), "--output", "o.txt"], root)
+    assert bad.returncode == 2 and ".csv, .npz or .h5" in bad.stderr
+    wrong = run_cli(["predict", "morphology", "--checkpoint", str(ckpt), "--input", str(inp),
+                     "--output", "o.csv"], root)
+    assert wrong.returncode == 2 and "belongs to task 'photoz'" in wrong.stderr
+    assert not (root / "o.txt").exists() and not (root / "o.csv").exists()
