@@ -93,6 +93,17 @@ def _pooled_size(size: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
+def _block_layout(channels, kernel_sizes) -> tuple[list[int], list[int]]:
+    """Validated channels and odd kernel sizes per conv block (default 5, then 3s)."""
+    channels = [int(c) for c in channels]
+    if not channels or min(channels) < 1:
+        raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {channels}")
+    kernel_sizes = [int(k) for k in (kernel_sizes or [5] + [3] * (len(channels) - 1))]
+    if len(kernel_sizes) != len(channels) or any(k % 2 == 0 for k in kernel_sizes):
+        raise ConfigError(f"model.kernel_sizes must give one odd size per block, got {kernel_sizes}")
+    return channels, kernel_sizes
+
+
 class E2CNN(nn.Module):
     """E(2)-equivariant CNN (Weiler & Cesa 2019) with group-pooled, invariant output.
 
@@ -116,12 +127,7 @@ class E2CNN(nn.Module):
 
         flips, n = parse_group(group)
         self.gspace = gspaces.FlipRot2dOnR2(N=n) if flips else gspaces.Rot2dOnR2(N=n)
-        channels = [int(c) for c in channels]
-        if not channels or min(channels) < 1:
-            raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {channels}")
-        kernel_sizes = list(kernel_sizes or [5] + [3] * (len(channels) - 1))
-        if len(kernel_sizes) != len(channels) or any(k % 2 == 0 for k in kernel_sizes):
-            raise ConfigError(f"model.kernel_sizes must give one odd size per block, got {kernel_sizes}")
+        channels, kernel_sizes = _block_layout(channels, kernel_sizes)
         self.in_type = enn.FieldType(self.gspace, n_bands * [self.gspace.trivial_repr])
         layers, ftype, size = [], self.in_type, int(image_size)
         for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
@@ -141,6 +147,7 @@ class E2CNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(n_inv, hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self._enn = enn
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._enn.GeometricTensor(x, self.in_type)
         h = self.gpool(self.features(h)).tensor  # (B, n_inv, h, w): invariant scalar fields
@@ -154,12 +161,7 @@ class SmallCNN(nn.Module):
     def __init__(self, n_bands: int, n_classes: int, image_size: int, channels=(32, 64, 128),
                  kernel_sizes=None, hidden: int = 64, dropout: float = 0.0):
         super().__init__()
-        channels = [int(c) for c in channels]
-        if not channels or min(channels) < 1:
-            raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {channels}")
-        kernel_sizes = list(kernel_sizes or [5] + [3] * (len(channels) - 1))
-        if len(kernel_sizes) != len(channels) or any(k % 2 == 0 for k in kernel_sizes):
-            raise ConfigError(f"model.kernel_sizes must give one odd size per block, got {kernel_sizes}")
+        channels, kernel_sizes = _block_layout(channels, kernel_sizes)
         layers, c_in, size = [], n_bands, int(image_size)
         for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
             layers += [nn.Conv2d(c_in, c, k, padding=k // 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
