@@ -9,7 +9,8 @@ The first three layers define the schema: every key a later layer sets must alre
 exist there, and its value must have a compatible type (``int`` is accepted where a
 ``float`` is expected; a ``None`` default accepts any value). An unknown key is a
 :class:`~cosmobench.errors.ConfigError` that names the key and suggests the closest
-valid one. Configs are data only: no code is ever evaluated.
+valid one. Values may use OmegaConf interpolation (``${data.n_test}``), resolved after
+merging. Configs are data only: no code is ever evaluated.
 """
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
 
 def _type_ok(default: Any, value: Any) -> bool:
     if default is None or value is None:
+        return True
+    if isinstance(value, str) and value.startswith("${"):  # interpolation: checked once resolved
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)
@@ -214,6 +217,7 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     spec = get_task(task)
     model = model or spec.default_model
     tree = schema_for(spec, model)
+    schema = copy.deepcopy(tree)
     layers: list[tuple[str, dict]] = []
     exp = experiments_dir() / spec.name / f"{model}.yaml"
     if exp.is_file():
@@ -226,8 +230,21 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
         _check_reserved(layer, source)
         _validate_layer(tree, layer, source)
         tree = deep_merge(tree, layer)
+    tree = _interpolate(tree)
+    _validate_layer(schema, tree, "interpolation")
     check_values(tree)
     return tree
+
+
+def _interpolate(tree: dict) -> dict:
+    """Resolve OmegaConf interpolations such as ``data.n_val: ${data.n_test}`` (data only:
+    custom resolvers are not registered, so nothing is executed)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve config interpolation: {str(exc).splitlines()[0]}") from None
 
 
 def check_values(cfg: dict) -> None:

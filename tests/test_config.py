@@ -79,3 +79,12 @@ def test_experiment_hash_ignores_bookkeeping_only():
     h = lambda cfg: C.config_hash(cfg, C.BOOKKEEPING_KEYS)  # noqa: E731
     assert h(a) == h(b) != h(c)
     assert C.config_hash(a) != C.config_hash(b)
+
+
+def test_omegaconf_interpolation(tmp_path):
+    f = tmp_path / "i.yaml"
+    f.write_text("data:\n  n_val: ${data.n_test}\n")
+    cfg = C.resolve("photoz", "mdn", config_file=f, overrides=["data.n_test=123"])
+    assert cfg["data"]["n_val"] == 123
+    with pytest.raises(ConfigError, match="interpolation"):
+        C.resolve("photoz", "mdn", overrides=["data.path=${data.nope}"])
