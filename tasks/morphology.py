@@ -26,6 +26,7 @@ from cosmobench.datamodules.morphology import d4_transform
 from cosmobench.errors import ConfigError
 from cosmobench.metrics.classification import (classification_metrics, confusion_matrix,
                                                rotation_invariance_error)
+from cosmobench.plots import pyplot, save
 from cosmobench.task import BaseTask
 
 N_EXAMPLES = 8
@@ -120,12 +121,9 @@ class MorphologyTask(BaseTask):
         return (sal / n_samples).detach().cpu()
 
     def make_plots(self, out, plot_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         plot_dir = Path(plot_dir)
-        plot_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         names = self.class_names
         k = len(names)
@@ -146,9 +144,7 @@ class MorphologyTask(BaseTask):
             acc = float(np.mean(pred == out["label"]))
             ax.set_title(f"{self.model_name}: accuracy {acc:.3f}", fontsize=9)
             fig.tight_layout()
-            paths.append(plot_dir / "confusion_matrix.png")
-            fig.savefig(paths[-1], dpi=100)
-            plt.close(fig)
+            paths.append(save(fig, plot_dir / "confusion_matrix.png", dpi=100))
         ex = self._examples
         if ex.get("image") is not None and len(ex["image"]):
             order = torch.argsort(ex["idx"])
@@ -170,9 +166,7 @@ class MorphologyTask(BaseTask):
                     a.set_yticks([])
             axes[1, 0].set_ylabel("SmoothGrad", fontsize=7)
             fig.tight_layout()
-            paths.append(plot_dir / "examples_saliency.png")
-            fig.savefig(paths[-1], dpi=100)
-            plt.close(fig)
+            paths.append(save(fig, plot_dir / "examples_saliency.png", dpi=100))
         return paths
 
     def _display(self, imgs: torch.Tensor) -> np.ndarray:

@@ -29,6 +29,7 @@ from cosmobench.errors import ConfigError, InputError
 from cosmobench.metrics import mixture as mx
 from cosmobench.metrics.photoz import OUTLIER_CUT, point_metrics
 from cosmobench.nn.mdn import MDN, mixture_nll
+from cosmobench.plots import pyplot, save
 from cosmobench.task import BaseTask, FittedBaseline
 
 
@@ -146,12 +147,9 @@ class PhotoZTask(BaseTask):
 
     # --- plots ------------------------------------------------------------------------
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         plot_dir = Path(plot_dir)
-        plot_dir.mkdir(parents=True, exist_ok=True)
         z = out["z"]
         z_phot = out["z_phot"] if "z_phot" in out else mx.mixture_quantile(0.5, out["w"], out["mu"], out["sigma"], tol=1e-5)
         pit = out["pit"] if "pit" in out else mx.pit(z, out["w"], out["mu"], out["sigma"])
@@ -165,14 +163,10 @@ class PhotoZTask(BaseTask):
             ax.plot(zz, zz + s * OUTLIER_CUT * (1 + zz), "r--", lw=1)
         ax.set(xlim=(0, zmax), ylim=(0, zmax), xlabel="z_spec", ylabel="z_phot (posterior median)",
                title=f"photoz {self.model_name}")
-        paths.append(plot_dir / "zphot_vs_zspec.png")
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        paths.append(save(fig, plot_dir / "zphot_vs_zspec.png"))
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.hist(pit, bins=25, range=(0, 1), density=True, color="C0", alpha=0.8)
         ax.axhline(1.0, color="k", ls="--", lw=1)
         ax.set(xlabel="PIT = CDF(z_spec)", ylabel="density", title=f"PIT ({self.model_name})")
-        paths.append(plot_dir / "pit_hist.png")
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        paths.append(save(fig, plot_dir / "pit_hist.png"))
         return paths
