@@ -16,7 +16,6 @@ every rank works in the same run, and only global rank 0 writes files and rows.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 import uuid
@@ -28,8 +27,6 @@ from typing import Any, Iterable
 from cosmobench import config as C
 from cosmobench.errors import ConfigError, CosmobenchError, InputError, RunFailure
 from cosmobench.registry import TaskSpec, get_task
-
-log = logging.getLogger("cosmobench")
 
 ENV_RUN_DIR = "COSMOBENCH_RUN_DIR"
 ENV_CKPT = "COSMOBENCH_RESUME_CKPT"
@@ -292,7 +289,7 @@ def _finish_logger(logger) -> None:
 # --- predict ---------------------------------------------------------------------------
 def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
             model: str | None = None, overrides: Iterable[str] = ()) -> Path:
-    """Apply a trained model (or an unfitted-free baseline) to a user file; write a table.
+    """Apply a trained model (or a baseline that needs no fitting) to a user file; write a table.
 
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
     names ...); ``overrides`` change them. Output format follows the extension:

@@ -120,6 +120,14 @@ class BaseTask(pl.LightningModule):
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
         return []
 
+    def require_info(self, *keys: str) -> dict[str, Any]:
+        """``data_info``, checked to hold ``keys`` (the datamodule's train-split facts)."""
+        missing = [k for k in keys if k not in self.data_info]
+        if missing:
+            raise ConfigError(f"{type(self).__name__} needs data_info {missing} (the datamodule's shapes and "
+                              f"train-split statistics): build it from a datamodule or a checkpoint")
+        return self.data_info
+
     def unknown_model(self) -> ConfigError:
         """Error for a model name this task does not implement."""
         return ConfigError(f"{type(self).__name__} has no model {self.model_name!r}")

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosmobench.datamodules.morphology import d4_transform
-from cosmobench.errors import ConfigError
 from cosmobench.metrics.classification import (classification_metrics, confusion_matrix,
                                                rotation_invariance_error)
 from cosmobench.plots import pyplot, save
@@ -35,12 +34,7 @@ N_EXAMPLES = 8
 class MorphologyTask(BaseTask):
     def configure_model(self) -> nn.Module:
         from cosmobench.nn.morphology_nets import build_net
-        info = self.data_info
-        missing = [k for k in ("n_bands", "image_size", "classes", "norm_scale", "norm_mean", "norm_std")
-                   if k not in info]
-        if missing:
-            raise ConfigError(f"MorphologyTask needs the datamodule info (classes, normalisation; missing {missing}): "
-                              f"it is a trained model, pass --checkpoint CKPT")
+        info = self.require_info("n_bands", "image_size", "classes", "norm_scale", "norm_mean", "norm_std")
         self.class_names = list(info["classes"])
         self.stretch = info.get("stretch", "asinh")
         for name in ("scale", "mean", "std"):

@@ -19,7 +19,6 @@ the PIT values vs U(0, 1)), ``nll`` (mean -log p(z_spec)).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -81,10 +80,7 @@ class PhotoZTask(BaseTask):
     feature statistics from :meth:`PhotoZDataModule.info`."""
 
     def configure_model(self) -> nn.Module:
-        info = self.data_info
-        missing = [k for k in ("x_mean", "x_std", "z_mean", "z_std", "n_features") if k not in info]
-        if missing:
-            raise ConfigError(f"PhotoZTask needs data_info with {missing} (from PhotoZDataModule.info())")
+        info = self.require_info("x_mean", "x_std", "z_mean", "z_std", "n_features")
         x_mean = torch.tensor(info["x_mean"], dtype=torch.float32)
         x_std = torch.tensor(info["x_std"], dtype=torch.float32)
         self.n_features = int(info["n_features"])
