@@ -39,6 +39,13 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(sample_seed(seed, split, index))
 
 
+def progress(iterable, total: int, desc: str, min_total: int = 500):
+    """tqdm bar for long loops (data simulation, loading); silent for short loops and
+    when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None if total >= min_total else True)
+
+
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Disjoint, seeded train/val/test row indices for a real catalogue of ``n`` rows."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng, split_indices
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng, split_indices
 from cosmobench.errors import ConfigError, InputError
 
 GALAXY10_CLASSES = [
@@ -236,7 +236,7 @@ class MorphologyDataModule(BaseDataModule):
             images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
             labels = np.empty(n, np.int64)
             votes = np.empty((n, len(classes)), np.float32) if soft else None
-            for i in range(n):
+            for i in progress(range(n), n, f"simulating {split} galaxies"):
                 rng = sample_rng(self.seed, split, i)
                 labels[i] = rng.integers(len(classes))
                 images[i], params = simulate_galaxy(rng, classes[labels[i]], obs)
