@@ -357,27 +357,9 @@ def _user_layer(run_cfg: dict) -> dict:
 
 
 def _write_table(table: dict, out: Path) -> None:
-    import numpy as np
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        suffix = out.suffix.lower()
-        if suffix == ".csv":
-            names = list(table)
-            data = np.column_stack([table[k] for k in names])
-            np.savetxt(tmp, data, delimiter=",", header=",".join(names), comments="", fmt="%.7g")
-        elif suffix == ".npz":
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **table)
-        else:
-            import h5py
-            with h5py.File(tmp, "w") as fh:
-                for k, v in table.items():
-                    fh.create_dataset(k, data=v)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """CSV/ECSV/FITS/Parquet through astropy, .npz/.h5 kept (atomic; cosmobench.io.write_table)."""
+    from cosmobench.io import write_table
+    write_table(table, out)
 
 
 # --- bench -----------------------------------------------------------------------------

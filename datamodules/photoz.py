@@ -20,7 +20,7 @@ Sources:
   :data:`CHUNK` galaxies, chunk c from ``sample_rng(seed, s, c)``, so sample i of a split
   depends only on (seed, split, i). Non-detections are clipped to S/N = 1 (see the
   simulator docstring), so every magnitude is finite.
-* ``catalog``: ``data.path`` = CSV or FITS table with ``data.mag_columns``,
+* ``catalog``: ``data.path`` = CSV, ECSV, FITS or Parquet table (:func:`cosmobench.io.read_table`) with ``data.mag_columns``,
   ``data.err_columns`` and ``data.z_column``; rows with a missing or non-finite value in
   any of them are dropped (count logged at WARNING); split with
   :func:`~cosmobench.datamodule.split_indices`. Magnitudes must be finite: encode
@@ -36,12 +36,12 @@ import numpy as np
 
 from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng, split_indices
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.io import numeric_column, read_table, write_table
 from cosmobench.sim.photometry import BANDS, simulate_catalog
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000   #: simulated galaxies per independent random chunk
-FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
 
 
 def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.ndarray:
@@ -56,40 +56,6 @@ def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.nd
 def feature_names(bands: list[str], ref_band: int) -> list[str]:
     return ([f"{a}-{b}" for a, b in zip(bands[:-1], bands[1:])] + [bands[ref_band]]
             + [f"log10_err_{b}" for b in bands])
-
-
-def _read_table(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Read ``columns`` (+ ``optional`` ones if present) of a CSV or FITS table as float arrays."""
-    name = path.name.lower()
-    if name.endswith(FITS_SUFFIXES):
-        from astropy.table import Table
-        try:
-            table = Table.read(path)
-        except Exception as exc:  # astropy raises many types for corrupt files
-            raise InputError(f"cannot read FITS table {path}: {exc}") from None
-        available = list(table.colnames)
-
-        def get(c):
-            col = table[c]
-            data = col.filled(np.nan) if hasattr(col, "filled") and getattr(col, "mask", None) is not None else col
-            return np.asarray(data, dtype=np.float64)
-    elif name.endswith((".csv", ".csv.gz")):
-        import pandas as pd
-        try:
-            frame = pd.read_csv(path)
-        except Exception as exc:
-            raise InputError(f"cannot read CSV file {path}: {exc}") from None
-        available = [str(c) for c in frame.columns]
-
-        def get(c):
-            return pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
-    else:
-        raise InputError(f"unsupported catalogue format {path.name!r}: use .csv or .fits")
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise InputError(f"column(s) {', '.join(repr(c) for c in missing)} not found in {path}; "
-                         f"available columns: {', '.join(available)}")
-    return {c: get(c) for c in list(columns) + [c for c in optional if c in available]}
 
 
 class PhotoZDataModule(BaseDataModule):
@@ -151,7 +117,8 @@ class PhotoZDataModule(BaseDataModule):
         c = self.cfg
         mags, errs, zcol = list(c["mag_columns"]), list(c["err_columns"]), c.get("z_column")
         cols = mags + errs + ([zcol] if need_z else [])
-        table = _read_table(path, cols, optional=() if need_z or not zcol else (zcol,))
+        raw = read_table(path, cols, optional=() if need_z or not zcol else (zcol,))
+        table = {k: numeric_column(v) for k, v in raw.items()}
         out = {"mag": np.stack([table[m] for m in mags], axis=1),
                "magerr": np.stack([table[e] for e in errs], axis=1)}
         if zcol in table:
@@ -200,7 +167,7 @@ class PhotoZDataModule(BaseDataModule):
                 "n_features": 2 * len(bands), "z_max": float(self.cfg.get("z_max", 3.0)), **self.stats}
 
     def export(self, split: str, path: str | Path) -> Path:
-        """Write ``split`` as a CSV (or FITS, by suffix) table with the ``data.mag_columns``,
+        """Write ``split`` as a CSV/ECSV/FITS/Parquet table (by suffix, :func:`cosmobench.io.write_table`) with the ``data.mag_columns``,
         ``data.err_columns`` and ``data.z_column`` names, readable by :meth:`read_input`."""
         self.setup()
         arrays = self.datasets[split].arrays
@@ -212,18 +179,10 @@ class PhotoZDataModule(BaseDataModule):
         cols.update({e: arrays["magerr"][:, i].numpy() for i, e in enumerate(errs)})
         if "z" in arrays and c.get("z_column"):
             cols[c["z_column"]] = arrays["z"].numpy()
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.name.lower().endswith(FITS_SUFFIXES):
-            from astropy.table import Table
-            Table(cols).write(p, overwrite=True)
-        else:
-            import pandas as pd
-            pd.DataFrame(cols).to_csv(p, index=False, float_format="%.7g")
-        return p
+        return write_table(cols, path)
 
     def read_input(self, path: str | Path) -> ArrayDataset:
-        """Unlabelled items from a CSV/FITS file with the ``data.mag_columns``/``err_columns``
+        """Unlabelled items from a CSV/ECSV/FITS/Parquet table with the ``data.mag_columns``/``err_columns``
         (the ``data.z_column`` is read if present). Rows are kept in file order; rows with
         non-finite inputs are kept (their predictions are NaN) and counted in a warning."""
         p = Path(path).expanduser()

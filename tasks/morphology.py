@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosmobench.datamodules.morphology import d4_transform
+from cosmobench.augment import d4_transform
 from cosmobench.metrics.classification import (classification_metrics, confusion_matrix,
                                                rotation_invariance_error)
 from cosmobench.plots import pyplot, save

@@ -1,0 +1,137 @@
+"""Tables in the field's usual formats, read and written through :mod:`astropy.table`.
+
+Formats, chosen by the file name's extension:
+
+* ``.csv`` (read also ``.csv.gz``): astropy ``ascii.csv`` (empty fields -> masked);
+* ``.ecsv``: astropy ``ascii.ecsv`` (keeps dtypes and units);
+* ``.fits``/``.fit`` (read also ``.gz``): FITS binary table (the first table HDU);
+* ``.parquet``: astropy through pyarrow;
+* ``.npz``, ``.h5``/``.hdf5``: write only (``predict`` output), one array per column.
+
+:func:`read_table` returns ``{column: numpy array}`` with masked (missing) entries of float
+columns filled with NaN; :func:`numeric_column` converts a column to float64 (non-numeric
+entries -> NaN, as missing values). :func:`write_table` writes atomically (a temporary file
+renamed into place), so a failed write leaves nothing half-done. Every problem is an
+:class:`~cosmobench.errors.InputError` with one line naming the file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from cosmobench.errors import InputError
+
+#: extension -> astropy format name
+TABLE_FORMATS = {".csv": "ascii.csv", ".csv.gz": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits",
+                 ".fit": "fits", ".fits.gz": "fits", ".fit.gz": "fits", ".parquet": "parquet"}
+#: extensions :func:`write_table` accepts
+WRITE_SUFFIXES = (".csv", ".ecsv", ".fits", ".fit", ".parquet", ".npz", ".h5", ".hdf5")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def table_format(path: str | Path) -> str | None:
+    """astropy format name of ``path`` by extension, or None (``.npz``/``.h5``/unknown)."""
+    name = Path(path).name.lower()
+    for ext in sorted(TABLE_FORMATS, key=len, reverse=True):
+        if name.endswith(ext):
+            return TABLE_FORMATS[ext]
+    return None
+
+
+def _column_array(col) -> np.ndarray:
+    if col.dtype.kind == "S":  # FITS text columns are bytes
+        col = col.astype(str)
+    mask = getattr(col, "mask", None)
+    if mask is not None and np.any(mask):
+        if col.dtype.kind == "f":
+            return np.asarray(col.filled(np.nan))
+        if col.dtype.kind in "iu":
+            return np.asarray(col.astype(np.float64).filled(np.nan))
+        return np.asarray(col.filled(""))
+    return np.asarray(col)
+
+
+def read_table(path: str | Path, columns: Iterable[str] | None = None,
+               optional: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Columns of a CSV/ECSV/FITS/Parquet table -> ``{name: array}`` (file order).
+
+    ``columns``: the columns needed (all if None; a missing one is an InputError listing the
+    available ones); ``optional``: columns read only if present. Masked float/int entries
+    become NaN, masked strings ``""``."""
+    p = Path(path).expanduser()
+    fmt = table_format(p)
+    if fmt is None:
+        raise InputError(f"unsupported table format {p.name!r}: use .csv, .ecsv, .fits or .parquet")
+    if not p.is_file():
+        raise InputError(f"table file not found: {p}")
+    from astropy.table import Table
+    try:
+        table = Table.read(p, format=fmt)
+    except Exception as exc:  # astropy/pyarrow raise many types for corrupt files
+        raise InputError(f"cannot read {fmt.replace('ascii.', '').upper()} table {p}: {_one_line(exc)}") from None
+    available = list(table.colnames)
+    wanted = available if columns is None else list(columns)
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise InputError(f"column(s) {', '.join(repr(c) for c in missing)} not found in {p}; "
+                         f"available columns: {', '.join(available)}")
+    names = wanted + [c for c in optional if c in available and c not in wanted]
+    return {c: _column_array(table[c]) for c in names}
+
+
+def numeric_column(values: np.ndarray) -> np.ndarray:
+    """A table column as float64; entries that are not numbers (text, empty) become NaN."""
+    a = np.asarray(values)
+    if a.dtype.kind in "fiub":
+        return a.astype(np.float64)
+    import pandas as pd
+    return pd.to_numeric(pd.Series(a.astype(str)).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: bool = True) -> Path:
+    """Write equal-length 1-D columns to ``path`` by extension (module docstring), atomically.
+
+    ``.npz``/``.h5`` keep every array as is (any shape); the table formats need 1-D columns."""
+    p = Path(path).expanduser()
+    name = p.name.lower()
+    if p.is_dir():
+        raise InputError(f"{p} is a directory, not a file name")
+    if not name.endswith(WRITE_SUFFIXES):
+        raise InputError(f"{p}: cannot write a table with this extension; use one of {', '.join(WRITE_SUFFIXES)}")
+    if p.exists() and not overwrite:
+        raise InputError(f"{p} exists (not overwriting)")
+    cols = {str(k): np.asarray(v) for k, v in columns.items()}
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise InputError(f"{p}: columns of unequal length {sorted(lengths)}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    try:
+        if name.endswith(".npz"):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **cols)
+        elif name.endswith((".h5", ".hdf5")):
+            import h5py
+            with h5py.File(tmp, "w") as fh:
+                for k, v in cols.items():
+                    fh.create_dataset(k, data=v)
+        else:
+            from astropy.table import Table
+            bad = [k for k, v in cols.items() if v.ndim != 1]
+            if bad:
+                raise InputError(f"{p}: column {bad[0]!r} is not 1-D; write .npz or .h5 for arrays")
+            Table(cols).write(tmp, format=table_format(p), overwrite=True)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+__all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "write_table"]
