@@ -283,21 +283,57 @@ def _spectrum_on_grid(cl, shape, pixel_arcmin) -> np.ndarray:
     return p
 
 
+class FlatFieldSimulator:
+    """Repeated draws of flat convergence maps and their shear, with the Fourier-space set-up
+    (spectrum on the grid, lognormal transform) done once.
+
+    ``field`` is ``"gaussian"`` or ``"lognormal"`` (shift ``shift``, see :func:`lognormal_field`).
+    :meth:`sample` draws ``kappa`` on the periodic box of ``box_factor * shape`` pixels,
+    computes the shear with :func:`ks_forward` **on the box** (so a cut-out's shear includes the
+    contribution of mass outside it, as on the sky) and returns the central cut-outs
+    ``(kappa, gamma1, gamma2)``, each ``shape``.
+    """
+
+    def __init__(self, cl, shape: tuple[int, int], pixel_arcmin: float, field: str = "lognormal",
+                 shift: float | None = None, box_factor: int = 1):
+        if field not in ("gaussian", "lognormal"):
+            raise ValueError(f"field must be 'gaussian' or 'lognormal', got {field!r}")
+        if int(box_factor) < 1:
+            raise ValueError(f"box_factor must be >= 1, got {box_factor}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.big = (self.shape[0] * int(box_factor), self.shape[1] * int(box_factor))
+        self.pixel_arcmin, self.field, self.shift = float(pixel_arcmin), field, shift
+        p = _spectrum_on_grid(cl, self.big, pixel_arcmin)
+        d = pixel_arcmin * ARCMIN
+        if field == "lognormal":
+            if shift is None:
+                raise ValueError("a lognormal field needs a shift")
+            p, self.clipped_fraction = lognormal_gaussian_power(p, pixel_arcmin, shift)
+            self.var_g = float(np.fft.ifft2(p).real[0, 0] / d ** 2)
+        self.amplitude = np.sqrt(np.clip(p, 0, None)) / d
+
+    def gaussian_box(self, rng: np.random.Generator) -> np.ndarray:
+        return np.fft.ifft2(np.fft.fft2(rng.standard_normal(self.big)) * self.amplitude).real
+
+    def kappa_box(self, rng: np.random.Generator) -> np.ndarray:
+        g = self.gaussian_box(rng)
+        if self.field == "lognormal":
+            return self.shift * (np.exp(g - 0.5 * self.var_g) - 1.0)
+        return g
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kappa = self.kappa_box(rng)
+        g1, g2 = ks_forward(kappa)
+        return _cutout(kappa, self.shape), _cutout(g1, self.shape), _cutout(g2, self.shape)
+
+
 def gaussian_field(cl, shape: tuple[int, int], pixel_arcmin: float, rng: np.random.Generator,
                    box_factor: int = 1) -> np.ndarray:
     """A zero-mean Gaussian random field with angular power spectrum ``cl`` (a callable
     ``cl(ell)``), shape ``(ny, nx)``, pixel side ``pixel_arcmin``. Generated on a periodic box
     ``box_factor`` times larger per side and cut out from its centre (``box_factor=1``:
     the periodic field itself)."""
-    big = (int(shape[0]) * box_factor, int(shape[1]) * box_factor)
-    p = _spectrum_on_grid(cl, big, pixel_arcmin)
-    return _cutout(_field_from_grid_power(p, pixel_arcmin, rng), shape)
-
-
-def _field_from_grid_power(p_grid: np.ndarray, pixel_arcmin: float, rng: np.random.Generator) -> np.ndarray:
-    d = pixel_arcmin * ARCMIN
-    white = rng.standard_normal(p_grid.shape)
-    return np.fft.ifft2(np.fft.fft2(white) * np.sqrt(np.clip(p_grid, 0, None)) / d).real
+    return _cutout(FlatFieldSimulator(cl, shape, pixel_arcmin, "gaussian", None, box_factor).kappa_box(rng), shape)
 
 
 def _cutout(field: np.ndarray, shape) -> np.ndarray:
@@ -319,7 +355,6 @@ def lognormal_gaussian_power(p_grid: np.ndarray, pixel_arcmin: float, shift: flo
     if shift <= 0:
         raise ValueError(f"lognormal shift must be positive, got {shift}")
     d2 = (pixel_arcmin * ARCMIN) ** 2
-    n = p_grid.size
     xi_k = np.fft.ifft2(p_grid).real / d2  # correlation function of the pixel field (xi[0] = variance)
     if np.any(1.0 + xi_k / shift ** 2 <= 0):
         raise ValueError("lognormal transform undefined: correlation below -shift^2 (increase the shift)")
@@ -328,7 +363,6 @@ def lognormal_gaussian_power(p_grid: np.ndarray, pixel_arcmin: float, shift: flo
     neg = np.clip(-p_g, 0, None).sum()
     p_g = np.clip(p_g, 0, None)
     p_g[0, 0] = 0.0
-    del n
     return p_g, float(neg / max(np.abs(p_g).sum(), 1e-300))
 
 
@@ -337,19 +371,14 @@ def lognormal_field(cl, shape: tuple[int, int], pixel_arcmin: float, shift: floa
     """Zero-mean shifted lognormal convergence field ``kappa >= -shift`` whose power spectrum
     on the pixel grid equals ``cl`` (see :func:`lognormal_gaussian_power`). Arguments as in
     :func:`gaussian_field`; ``shift`` (= lambda, dimensionless) e.g. :func:`lognormal_shift`."""
-    big = (int(shape[0]) * box_factor, int(shape[1]) * box_factor)
-    p = _spectrum_on_grid(cl, big, pixel_arcmin)
-    p_g, _ = lognormal_gaussian_power(p, pixel_arcmin, shift)
-    g = _field_from_grid_power(p_g, pixel_arcmin, rng)
-    var_g = float(np.fft.ifft2(p_g).real[0, 0] / (pixel_arcmin * ARCMIN) ** 2)
-    kappa = shift * (np.exp(g - 0.5 * var_g) - 1.0)
-    return _cutout(kappa, shape)
+    sim = FlatFieldSimulator(cl, shape, pixel_arcmin, "lognormal", shift, box_factor)
+    return _cutout(sim.kappa_box(rng), shape)
 
 
 # --------------------------------------------------------------------------- Kaiser–Squires
 
 
-def _ks_kernel(shape) -> tuple[np.ndarray, np.ndarray]:
+def ks_kernel(shape) -> tuple[np.ndarray, np.ndarray]:
     """Real and imaginary parts ``(c, s)`` of ``D = (l1^2 - l2^2 + 2i l1 l2)/l^2`` on the FFT
     grid (pixel units suffice: D is scale free). On the Nyquist row/column of an even-sized
     axis ``l1 l2`` is odd under the aliasing ``-N/2 ≡ N/2``, so a real shear field cannot carry
@@ -380,7 +409,7 @@ def ks_forward(kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``gamma_hat = D kappa_hat`` (conventions in the module docstring). The mean (ell = 0)
     of the shear is zero."""
     kappa = np.asarray(kappa, dtype=float)
-    c, s = _ks_kernel(kappa.shape[-2:])
+    c, s = ks_kernel(kappa.shape[-2:])
     kh = np.fft.fft2(kappa)
     return np.fft.ifft2(c * kh).real, np.fft.ifft2(s * kh).real
 
@@ -390,7 +419,7 @@ def ks_inverse(gamma1: np.ndarray, gamma2: np.ndarray, return_b: bool = False):
     B-mode ``kappa_B``) of a shear map ``(..., ny, nx)``: ``kappa_hat = D* gamma_hat / |D|^2``.
 
     ``|D| = 1`` except on the Nyquist row/column of an even-sized axis, where the forward
-    operator is projected (see :func:`_ks_kernel`); dividing by ``|D|^2`` there makes
+    operator is projected (see :func:`ks_kernel`); dividing by ``|D|^2`` there makes
     ``ks_inverse(*ks_forward(k))`` return ``k`` exactly (up to its mean, which the shear does
     not constrain: the result has zero mean). No smoothing, no mask handling: masked pixels
     should be zero-filled by the caller.
@@ -399,7 +428,7 @@ def ks_inverse(gamma1: np.ndarray, gamma2: np.ndarray, return_b: bool = False):
     g2 = np.asarray(gamma2, dtype=float)
     if g1.shape != g2.shape:
         raise ValueError(f"gamma1 and gamma2 shapes differ: {g1.shape} vs {g2.shape}")
-    c, s = _ks_kernel(g1.shape[-2:])
+    c, s = ks_kernel(g1.shape[-2:])
     norm = c ** 2 + s ** 2
     inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)
     g1h, g2h = np.fft.fft2(g1), np.fft.fft2(g2)
