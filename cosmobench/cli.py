@@ -56,7 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated subset of tasks")
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1), overrides the suite")
     p.add_argument("--print-config", action="store_true", help="print the resolved configs and exit")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local worker processes (default) or a SLURM job-array script")
+    p.add_argument("--jobs", type=int, help="local worker processes (default: one per GPU, else 1)")
+    p.add_argument("--rerun", action="store_true", help="run jobs that already have an ok row again")
+    p.add_argument("--verify", action="store_true",
+                   help="re-run one stored seed per (task, model); fail if any metric differs")
+    p.add_argument("--out", help="slurm: folder for bench.sbatch and manifest.json (default ROOT/slurm/SUITE)")
+    p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                   help="slurm: extra #SBATCH line, e.g. --sbatch=--gres=gpu:1 (repeatable)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("results", parents=[root], help="one row per recorded run, as CSV or Parquet")
+    p.add_argument("--task")
+    p.add_argument("--status", choices=["ok", "failed"])
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", help="write to this file (required for parquet) instead of stdout")
 
     p = sub.add_parser("leaderboard", parents=[root], help="render the leaderboard of recorded runs")
     p.add_argument("--task")
@@ -104,24 +119,50 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from cosmobench import leaderboard
-    from cosmobench.runner import bench, default_root
+    from cosmobench import bench, leaderboard
+    from cosmobench.runner import default_root
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     if args.suite and "=" in args.suite and not Path(args.suite).exists():  # an override, not a suite
         args.overrides, args.suite = [args.suite, *args.overrides], None
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    sel = (args.suite, tasks, args.seeds, args.overrides)
     if args.print_config:
         from cosmobench import config as C
-        from cosmobench.runner import bench_grid
-        for t, m, s, cfg in bench_grid(args.suite, tasks, args.seeds, args.overrides):
-            print(f"# {t} / {m} / seed {s}\n{C.to_yaml(cfg)}---")
+        for job in bench.expand(*sel)[1]:
+            print(f"# {job.name}\n{C.to_yaml(C.resolve(job.task, job.model, job.config, job.overrides))}---")
         return 0
-    results = bench(args.suite, tasks, args.seeds, args.overrides, root=args.root)
+    if args.verify:
+        res = bench.verify(*sel, root=args.root)
+        bad = [r for r in res if r.status != "same"]
+        print(f"verify: {len(res) - len(bad)} of {len(res)} re-runs reproduce their stored metrics exactly")
+        return 1 if bad else 0
+    if args.launcher == "slurm":
+        script, manifest, todo = bench.write_slurm(*sel, root=args.root, out=args.out,
+                                                   sbatch_options=args.sbatch, rerun=args.rerun)
+        print(f"wrote {script} ({len(todo)} array jobs) and {manifest}")
+        print(f"submit with: sbatch {script}" if todo else "nothing to run: every job has an ok row")
+        return 0
+    report = bench.run_suite(*sel, root=args.root, n_jobs=args.jobs, rerun=args.rerun)
     board = leaderboard.load(default_root(args.root))
-    print(leaderboard.to_markdown({t: e for t, e in board.items() if tasks is None or t in tasks}))
-    failed = [r for r in results if isinstance(r, CosmobenchError)]
-    if failed:
-        print(f"{len(failed)} of {len(results)} runs failed", file=sys.stderr)
+    print(leaderboard.to_markdown(leaderboard.Board({t: e for t, e in board.items() if t in
+                                                     {j.task for j in report.jobs}}, notes=board.notes)))
+    if report.failed:
+        print(f"{len(report.failed)} of {len(report.jobs)} jobs failed", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_results(args) -> int:
+    from cosmobench import leaderboard
+    from cosmobench.results import read_rows
+    from cosmobench.runner import default_root
+    text = leaderboard.write_runs(read_rows(default_root(args.root), task=args.task, status=args.status),
+                                  args.format, args.out)
+    if args.out:
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -134,7 +175,7 @@ def _cmd_leaderboard(args) -> int:
         get_task(args.task)
     text = leaderboard.RENDERERS[args.format](leaderboard.load(root, task=args.task))
     if args.out:
-        Path(args.out).write_text(text)
+        leaderboard.write_output(Path(args.out), text.encode())
         print(f"wrote {args.out}")
     else:
         print(text, end="" if text.endswith("\n") else "\n")
@@ -142,7 +183,7 @@ def _cmd_leaderboard(args) -> int:
 
 
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "bench": _cmd_bench,
-            "leaderboard": _cmd_leaderboard}
+            "leaderboard": _cmd_leaderboard, "results": _cmd_results}
 
 
 def main(argv: list[str] | None = None) -> int:

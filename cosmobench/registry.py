@@ -36,6 +36,11 @@ class TaskSpec:
         mode: ``"min"`` or ``"max"``: whether smaller or larger ``primary_metric`` is better.
         default_models: models run by ``make run`` / ``cosmobench bench`` (default: all).
         description: one line for ``cosmobench list``.
+        baseline: the task's classical baseline model; the leaderboard tests every other
+            model against it, paired by seed.
+        metric_modes: metric name -> ``"min"``, ``"max"`` or ``"zero"`` (best at 0, e.g. a
+            bias): the leaderboard's direction arrows; common names have built-in directions
+            (:data:`cosmobench.leaderboard.METRIC_MODES`).
     """
 
     name: str
@@ -47,6 +52,8 @@ class TaskSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     default_models: list[str] | None = None
     description: str = ""
+    baseline: str | None = None
+    metric_modes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -56,6 +63,11 @@ class TaskSpec:
         for ref in (self.datamodule, self.module):
             if ":" not in ref:
                 raise ValueError(f"task {self.name!r}: {ref!r} is not of the form 'module:attr'")
+        if self.baseline is not None and self.baseline not in self.models:
+            raise ValueError(f"task {self.name!r}: baseline {self.baseline!r} is not one of its models")
+        bad = {k: v for k, v in self.metric_modes.items() if v not in ("min", "max", "zero")}
+        if bad:
+            raise ValueError(f"task {self.name!r}: metric_modes must be 'min', 'max' or 'zero', got {bad}")
 
     @property
     def default_model(self) -> str:
@@ -88,6 +100,7 @@ def load_ref(ref: str):
 def register_task(name: str, datamodule: str, module: str, models: dict[str, dict],
                   primary_metric: str, mode: str = "min", defaults: dict | None = None,
                   default_models: list[str] | None = None, description: str = "",
+                  baseline: str | None = None, metric_modes: dict[str, str] | None = None,
                   replace: bool = False) -> TaskSpec:
     """Register a task. Registering an existing name is an error unless ``replace``."""
     if name in _TASKS and not replace:
@@ -95,7 +108,7 @@ def register_task(name: str, datamodule: str, module: str, models: dict[str, dic
     spec = TaskSpec(name=name, datamodule=datamodule, module=module,
                     models=copy.deepcopy(models), primary_metric=primary_metric, mode=mode,
                     defaults=copy.deepcopy(defaults or {}), default_models=default_models,
-                    description=description)
+                    description=description, baseline=baseline, metric_modes=dict(metric_modes or {}))
     _TASKS[name] = spec
     return spec
 

@@ -13,6 +13,7 @@ register_task(
     module="cosmobench.tasks.photoz:PhotoZTask",
     primary_metric="crps",
     mode="min",
+    baseline="knn",
     defaults={
         "data": {"n_train": 20000, "n_val": 2000, "n_test": 5000, "batch_size": 512,
                  "mag_limit": 25.3, "depth_5sigma": [26.1, 27.4, 27.5, 26.8, 26.1],
@@ -37,6 +38,7 @@ register_task(
     module="cosmobench.tasks.morphology:MorphologyTask",
     primary_metric="accuracy",
     mode="max",
+    baseline="resnet18",
     defaults={
         "data": {
             "n_train": 5000, "n_val": 500, "n_test": 1000, "batch_size": 64,
