@@ -1,13 +1,16 @@
 """``cosmobench`` command line (DESIGN §4).
 
 Exit codes: 0 success, 2 bad usage / config / input (nothing written), 1 run failure
-(e.g. NaN loss; a ``failed`` row is recorded). Errors print one line on stderr; set
-``COSMOBENCH_DEBUG=1`` to see the traceback as well.
+(e.g. NaN loss; a ``failed`` row is recorded), 130 interrupted. Every error prints exactly
+one line on stderr, ``cosmobench: error: <reason>``: :func:`main` is the one place that
+turns exceptions into that line (:func:`one_line`). Set ``COSMOBENCH_DEBUG=1`` to see the
+traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     root = _root_option()
     parser = _Parser(prog="cosmobench", description="Benchmarks for machine learning in cosmology.",
                      parents=[root])
+    from cosmobench import __version__
+    parser.add_argument("--version", action="version", version=f"cosmobench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", parents=[root], help="tasks, models and primary metrics")
@@ -48,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="baseline model to use without a checkpoint")
     p.add_argument("--input", required=True, help="input file (task-specific format)")
     p.add_argument("--output", required=True, help="output table: .csv, .npz or .h5")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("test", parents=[root], help="score a trained checkpoint on a datamodule and record a row")
+    p.add_argument("task")
+    p.add_argument("--checkpoint", required=True, help="checkpoint of a training run (checkpoints/best.ckpt)")
+    p.add_argument("-m", "--model", help="model of a checkpoint whose run dir has no config.yaml")
+    p.add_argument("-c", "--config", help="YAML file layered over the run's config")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
@@ -118,6 +131,20 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_test(args) -> int:
+    from cosmobench import runner
+    if args.print_config:
+        from cosmobench import config as C
+        print(C.to_yaml(runner.checkpoint_config(args.task, args.checkpoint, args.model, args.overrides,
+                                                 args.config)[0]), end="")
+        return 0
+    res = runner.test(args.task, args.checkpoint, args.model, args.overrides, args.config, root=args.root)
+    print(f"run dir: {res.run_dir}")
+    for k, v in sorted(res.metrics.items()):
+        print(f"  {k:<28} {v:.6g}")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from cosmobench import bench, leaderboard
     from cosmobench.runner import default_root
@@ -182,7 +209,7 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "bench": _cmd_bench,
+COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "test": _cmd_test, "bench": _cmd_bench,
             "leaderboard": _cmd_leaderboard, "results": _cmd_results}
 
 
@@ -197,15 +224,60 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         if not hasattr(args, "root"):
             args.root = None
+        _check_paths(args)
         return COMMANDS[args.command](args)
-    except CosmobenchError as exc:
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt as exc:  # runner.RunInterrupted says what happened to the run
+        reason = one_line(str(exc))
+        print(f"cosmobench: interrupted{': ' + reason if reason else ''}", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - the one place that reports every error
         if os.environ.get("COSMOBENCH_DEBUG"):
             traceback.print_exc()
-        print(f"cosmobench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("cosmobench: interrupted", file=sys.stderr)
-        return 130
+        code, reason = _error_line(exc)
+        print(f"cosmobench: error: {reason}", file=sys.stderr)
+        return code
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` as one printable line: terminal escapes dropped, line breaks and other
+    control characters collapsed into single spaces, at most ``limit`` characters."""
+    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", str(text))
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " ..."
+
+
+def _error_line(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line reason) of an exception; never an empty reason."""
+    if isinstance(exc, CosmobenchError):
+        code, reason = exc.exit_code, one_line(str(exc))
+    elif isinstance(exc, OSError):  # a path the user gave cannot be read or written
+        code = 2
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = one_line(f"{exc.strerror or type(exc).__name__}{where}")
+    else:  # a bug, not bad input: still one line, with the way to the traceback
+        code = 1
+        reason = one_line(f"internal error {type(exc).__name__}: {exc}") + \
+            " (please report it; COSMOBENCH_DEBUG=1 shows the traceback)"
+    if not reason:
+        reason = f"{type(exc).__name__} (no details given)"
+    elif reason.endswith(":"):
+        reason += " (no details given)"
+    return code, reason
+
+
+def _check_paths(args) -> None:
+    """Paths named on the command line that can be checked before any work."""
+    from cosmobench.runner import default_root
+    root = default_root(args.root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--root {root} is not a directory (runs and results.sqlite go in a directory)")
+    for option in ("out", "output"):
+        path = getattr(args, option, None)
+        if path is not None and Path(path).is_dir():
+            raise ConfigError(f"--{option} {path} is a directory: give a file name")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,39 @@
-"""Configuration: layering and validation (DESIGN §3).
+"""Configuration: layering and validation (see ``docs/ARCHITECTURE.md``, "Configuration").
 
 Layers, later wins::
 
-    COMMON_DEFAULTS <- task.defaults <- task.models[MODEL] <- experiments/<task>/<model>.yaml
-                    <- user YAML (-c) <- dotlist overrides (key=value ...)
+    COMMON_DEFAULTS (+ every pl.Trainer argument) <- task.defaults <- task.models[MODEL]
+        <- experiments/<task>/<model>.yaml <- user YAML (-c) <- dotlist overrides (key=value ...)
 
 The first three layers define the schema: every key a later layer sets must already
-exist there, and its value must have a compatible type (``int`` is accepted where a
-``float`` is expected; a ``None`` default accepts any value). An unknown key is a
-:class:`~cosmobench.errors.ConfigError` that names the key and suggests the closest
-valid one. Values may use OmegaConf interpolation (``${data.n_test}``), resolved after
-merging. Configs are data only: no code is ever evaluated.
+exist there (an unknown key is a :class:`~cosmobench.errors.ConfigError` that names the
+key and suggests the closest valid one). Values are checked against the key's
+constraint (:mod:`cosmobench.constraints`: :data:`COMMON_CONSTRAINTS`, the task's and
+model's declared ones, and for ``trainer.*`` the annotations of ``pl.Trainer.__init__``);
+keys without a constraint must have the type of their default (``int`` is accepted where a
+``float`` is expected; a ``None`` default accepts any value). Every float must be finite.
+
+Values may use plain OmegaConf interpolation (``${data.n_test}``), resolved after merging.
+Configs are data only: no code is evaluated, no resolver runs (``${oc.env:...}`` and any
+other ``${name:...}`` are rejected: configs never read the environment), and YAML input is
+bounded in size and in alias expansion.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
+import importlib.util
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from cosmobench import constraints as K
 from cosmobench.errors import ConfigError
 from cosmobench.registry import TaskSpec, get_task
 
@@ -39,6 +50,9 @@ COMMON_DATA_DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
 }
 
+#: The global defaults, in one place. ``trainer`` lists only where cosmobench departs from
+#: Lightning; every other ``pl.Trainer`` argument joins with Lightning's default
+#: (:func:`trainer_schema`).
 COMMON_DEFAULTS: dict[str, Any] = {
     "task": None,
     "seed": 0,
@@ -49,36 +63,166 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "model": {"name": None},
     "data": COMMON_DATA_DEFAULTS,
     "trainer": {
-        "accelerator": "auto",
         "devices": 1,
-        "strategy": "auto",
-        "num_nodes": 1,
         "precision": "32-true",
         "max_epochs": 10,
-        "max_steps": -1,
-        "gradient_clip_val": None,
-        "fast_dev_run": False,
-        "limit_train_batches": None,
-        "limit_val_batches": None,
-        "limit_test_batches": None,
-        "check_val_every_n_epoch": 1,
         "log_every_n_steps": 10,
         "enable_progress_bar": True,
     },
-    "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none"},
+    "optim": {
+        "name": "adamw",          # adamw | adam | sgd
+        "lr": 1e-3,               # peak learning rate (one-cycle: its maximum)
+        "weight_decay": 0.0,
+        "momentum": 0.9,          # sgd only
+        "scheduler": "none",      # none | cosine | step | plateau | one-cycle
+        "min_lr": 0.0,            # cosine: final learning rate
+        "step_size": 10,          # step: epochs between decays
+        "gamma": 0.1,             # step and plateau: decay factor
+        "plateau_patience": 3,    # plateau: epochs without val_loss improvement before a decay
+        "warmup_epochs": 0,       # linear warm-up length in epochs ...
+        "warmup_steps": 0,        # ... or in optimizer steps (not both)
+    },
     "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0},
 }
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("none", "cosine", "step", "plateau", "one-cycle")
+
+#: Logger -> (packages any of which provides it, install hint).
+LOGGER_PACKAGES = {"wandb": (("wandb",), "pip install wandb"),
+                   "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard")}
+
+#: Value constraints of the common keys (syntax: :mod:`cosmobench.constraints`). Tasks
+#: declare their own keys' constraints in ``register_task(constraints=...)``.
+COMMON_CONSTRAINTS: dict[str, Any] = {
+    "seed": "non-negative int",
+    "resume": "str or null",
+    "logger": f"one of {', '.join(LOGGERS)} or nonempty list[one of {', '.join(LOGGERS)}]",
+    "plots": "bool",
+    "num_threads": "positive int or null",
+    "data.source": "str",
+    "data.path": "str or null",
+    "data.n_train": "positive int",
+    "data.n_val": "positive int",
+    "data.n_test": "positive int",
+    "data.val_fraction": "0 <= float < 1",
+    "data.test_fraction": "0 <= float < 1",
+    "data.batch_size": "positive int",
+    "data.num_workers": "non-negative int",
+    "optim.name": list(OPTIMIZERS),
+    "optim.lr": "positive float",
+    "optim.weight_decay": "non-negative float",
+    "optim.momentum": "0 <= float < 1",
+    "optim.scheduler": list(SCHEDULERS),
+    "optim.min_lr": "non-negative float",
+    "optim.step_size": "positive int",
+    "optim.gamma": "0 < float <= 1",
+    "optim.plateau_patience": "non-negative int",
+    "optim.warmup_epochs": "non-negative int",
+    "optim.warmup_steps": "non-negative int",
+    "early_stopping.enabled": "bool",
+    "early_stopping.monitor": "str",
+    "early_stopping.patience": "non-negative int",
+    "early_stopping.min_delta": "non-negative float",
+    # ranges on top of the types Lightning's annotations give
+    "trainer.num_nodes": "positive int",
+    "trainer.max_epochs": "int >= -1 or null",
+    "trainer.min_epochs": "non-negative int or null",
+    "trainer.max_steps": "int >= -1",
+    "trainer.min_steps": "non-negative int or null",
+    "trainer.accumulate_grad_batches": "positive int",
+    "trainer.check_val_every_n_epoch": "positive int or null",
+    "trainer.log_every_n_steps": "non-negative int or null",
+    "trainer.num_sanity_val_steps": "int >= -1 or null",
+    "trainer.reload_dataloaders_every_n_epochs": "non-negative int",
+    "trainer.gradient_clip_val": "non-negative float or null",
+    "trainer.gradient_clip_algorithm": "one of norm, value or null",
+    "trainer.fast_dev_run": "bool or non-negative int",
+    "trainer.overfit_batches": "non-negative int or probability",
+    "trainer.limit_train_batches": "non-negative int or probability or null",
+    "trainer.limit_val_batches": "non-negative int or probability or null",
+    "trainer.limit_test_batches": "non-negative int or probability or null",
+    "trainer.limit_predict_batches": "non-negative int or probability or null",
+}
+
+#: ``pl.Trainer`` arguments the runner sets itself, with the reason shown to a user who sets them.
+TRAINER_RESERVED = {
+    "logger": "choose the logger with the top-level key logger=wandb|csv|tensorboard|none",
+    "callbacks": "cosmobench adds checkpointing and early stopping itself (see early_stopping.*)",
+    "default_root_dir": "run directories live under --root as ROOT/<task>/<model>/<run_id>",
+    "enable_checkpointing": "cosmobench always saves best.ckpt and last.ckpt (test, predict and resume need them)",
+    "deterministic": "cosmobench always enables deterministic algorithms so that runs are reproducible",
+    "barebones": "it disables the logging and checkpointing cosmobench records runs with",
+    "model_registry": "it uploads to Lightning's model registry, and cosmobench runs never use the network",
+}
 
 #: keys whose value may not be set by a user layer (they are chosen by the CLI)
 _RESERVED = ("task", "model.name")
+
+#: YAML bounds: bytes of text, and nodes after alias expansion (a real config has < 1000)
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
 
 
 def experiments_dir() -> Path:
     """Folder of the shipped experiment configs (``experiments/`` in the source tree)."""
     import cosmobench.experiments as pkg
     return Path(pkg.__file__).parent
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_schema() -> tuple[dict[str, Any], dict[str, K.Constraint]]:
+    """Defaults and constraints of every settable ``pl.Trainer`` argument, read from the
+    signature and type annotations of ``pl.Trainer.__init__`` (so every Lightning argument
+    is available as ``trainer.<arg>`` with Lightning's accepted values). Arguments the runner
+    controls (:data:`TRAINER_RESERVED`) and those only Python objects can express are left out."""
+    import inspect
+    import typing
+
+    import pytorch_lightning as pl
+
+    hints = typing.get_type_hints(pl.Trainer.__init__)
+    defaults, checks = {}, {}
+    for name, param in inspect.signature(pl.Trainer.__init__).parameters.items():
+        if name == "self" or param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
+                or name in TRAINER_RESERVED:
+            continue
+        check = K.from_annotation(hints.get(name, typing.Any))
+        if check is None:
+            continue
+        defaults[name] = COMMON_DEFAULTS["trainer"].get(name, param.default)
+        checks[f"trainer.{name}"] = check
+    return defaults, checks
+
+
+def _trainer_unsettable_reason(key: str) -> str | None:
+    """Why ``trainer.<key>`` is not in the schema, if it is a Trainer argument at all."""
+    import inspect
+
+    import pytorch_lightning as pl
+    if key in TRAINER_RESERVED:
+        return TRAINER_RESERVED[key]
+    if key in inspect.signature(pl.Trainer.__init__).parameters and key != "self":
+        return "it takes Python objects, which a config cannot express"
+    return None
+
+
+def default_tree() -> dict:
+    """The common defaults with every settable ``pl.Trainer`` argument."""
+    tree = copy.deepcopy(COMMON_DEFAULTS)
+    tree["trainer"] = dict(trainer_schema()[0])
+    return tree
+
+
+def default_constraints() -> dict[str, K.Constraint]:
+    return {**trainer_schema()[1], **K.parse_all(COMMON_CONSTRAINTS, "COMMON_CONSTRAINTS")}
+
+
+def trainer_kwargs(cfg: dict) -> dict[str, Any]:
+    """Keyword arguments for ``pl.Trainer`` from a resolved config (the runner adds
+    ``logger``, ``callbacks``, ``default_root_dir`` and ``deterministic``)."""
+    return dict(cfg["trainer"])
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -91,27 +235,15 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in tree.items():
-        path = f"{prefix}{k}"
-        keys.append(path)
-        if isinstance(v, dict):
-            keys.extend(_flat_keys(v, path + "."))
-    return keys
-
-
 def _type_ok(default: Any, value: Any) -> bool:
     if default is None or value is None:
-        return True
-    if isinstance(value, str) and value.startswith("${"):  # interpolation: checked once resolved
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return K.is_number(value)
     if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return K.is_int(value)
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, list):
@@ -121,26 +253,73 @@ def _type_ok(default: Any, value: Any) -> bool:
     return True
 
 
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
 #: common names from other tools, suggested when they are used as keys
 _ALIASES = {"learning_rate": "lr", "epochs": "max_epochs", "gpus": "devices", "batchsize": "batch_size",
             "n_epochs": "max_epochs", "workers": "num_workers", "optimizer": "name"}
 
+#: a plain interpolation: ``${key.path}``, ``${.sibling}``, ``${list_key[0]}``
+_PLAIN_INTERP = re.compile(r"\$\{\.*[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*\}")
 
-def _validate_layer(schema: dict, layer: dict, source: str, prefix: str = "") -> None:
+
+def _has_interp(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _check_interpolation(path: str, value: str, source: str) -> None:
+    if "${" in _PLAIN_INTERP.sub("", value) or "\\" in value:
+        raise ConfigError(f"{path}={_short(value)} (from {source}): only plain ${{key.path}} interpolation "
+                          f"is allowed; resolvers such as ${{oc.env:...}} are rejected (configs never read the "
+                          f"environment or run code)")
+
+
+def _check_leaf(path: str, default: Any, value: Any, check: K.Constraint | None, source: str) -> None:
+    if _has_interp(value):
+        _check_interpolation(path, value, source)  # the resolved value is checked after interpolation
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if _has_interp(v):
+                _check_interpolation(f"{path}[{i}]", v, source)
+                return
+    if K.non_finite(value):
+        raise ConfigError(f"invalid value {path}={_short(value)} (from {source}): configs hold finite numbers only")
+    if check is not None:
+        if not check.ok(value):
+            raise ConfigError(f"invalid value {path}={_short(value)} (from {source}): must be {check.text}")
+    elif not _type_ok(default, value):
+        raise ConfigError(f"config key '{path}' (from {source}) expects {type(default).__name__}, "
+                          f"got {type(value).__name__} {_short(value)}")
+    elif isinstance(value, dict):  # free-form mapping under a None default: still no resolvers
+        for k, v in value.items():
+            _check_leaf(f"{path}.{k}", None, v, None, source)
+
+
+def _validate_layer(schema: dict, layer: dict, source: str, checks: dict[str, K.Constraint] | None = None,
+                    prefix: str = "") -> None:
+    checks = checks or {}
     for k, v in layer.items():
         path = f"{prefix}{k}"
         if k not in schema:
-            valid = list(schema)
+            if prefix == "trainer." and isinstance(k, str):
+                reason = _trainer_unsettable_reason(k)
+                if reason:
+                    raise ConfigError(f"'{path}' (from {source}) cannot be set: {reason}")
+            valid = [str(x) for x in schema]
             close = [_ALIASES[k]] if _ALIASES.get(k) in schema else difflib.get_close_matches(str(k), valid, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown config key '{path}' (from {source}){hint} "
-                              f"valid keys here: {', '.join(sorted(valid))}")
+            listing = ", ".join(sorted(valid))
+            raise ConfigError(f"unknown config key '{path}' (from {source}){hint} valid keys here: "
+                              f"{listing if len(listing) < 600 else listing[:600] + ' ...'}")
         d = schema[k]
         if isinstance(d, dict) and isinstance(v, dict):
-            _validate_layer(d, v, source, path + ".")
-        elif not _type_ok(d, v):
-            raise ConfigError(f"config key '{path}' (from {source}) expects {type(d).__name__}, "
-                              f"got {type(v).__name__} {v!r}")
+            _validate_layer(d, v, source, checks, path + ".")
+        else:
+            _check_leaf(path, d, v, checks.get(path), source)
 
 
 def parse_value(text: str) -> Any:
@@ -155,9 +334,11 @@ def parse_value(text: str) -> Any:
             return float(text)
     except ValueError:
         pass
+    if text == "":
+        return ""
     try:
-        return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+        return load_yaml_text(text, "override value")
+    except ConfigError:
         return text
 
 
@@ -167,25 +348,87 @@ def parse_overrides(overrides: Iterable[str]) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {_short(item)} is not of the form key=value")
         node = tree
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with an earlier override")
+                raise ConfigError(f"override {_short(item)} conflicts with an earlier override")
         node[parts[-1]] = parse_value(value)
     return tree
 
 
-def load_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a (multi-line) PyYAML error: the problem and where."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _expanded_size(node: yaml.Node, memo: dict, active: set, what: str) -> int:
+    """Number of nodes of the document once aliases are expanded (memoised: linear time)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise ConfigError(f"{what} has a recursive YAML alias")
+    active.add(key)
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded_size(c, memo, active, what) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded_size(k, memo, active, what) + _expanded_size(v, memo, active, what)
+                 for k, v in node.value)
+    active.discard(key)
+    if n > MAX_YAML_NODES:
+        raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} YAML nodes (nested aliases?)")
+    memo[key] = n
+    return n
+
+
+def load_yaml_text(text: str, what: str) -> Any:
+    """Safe, bounded YAML: at most :data:`MAX_YAML_BYTES` of text and :data:`MAX_YAML_NODES`
+    nodes after alias expansion; plain data types only (no Python tags). ConfigError otherwise."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} is larger than {MAX_YAML_BYTES} bytes")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        _expanded_size(node, {}, set(), what)
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply") from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML file holding a mapping (UTF-8 text, bounded: see :func:`load_yaml_text`)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    if not p.is_file():
+        raise ConfigError(f"config file {p} is not a regular file")
+    try:
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"config file {p} is larger than {MAX_YAML_BYTES} bytes")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})") from None
+    data = load_yaml_text(text, f"config file {p}")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of keys, not {type(data).__name__}")
     return data
@@ -202,13 +445,18 @@ def schema_for(spec: TaskSpec, model: str) -> dict:
     """Default config tree of (task, model): the first three layers."""
     if model not in spec.models:
         raise ConfigError(f"task {spec.name!r} has no model {model!r}; choose one of {', '.join(spec.models)}")
-    base = deep_merge(COMMON_DEFAULTS, spec.defaults)
+    base = deep_merge(default_tree(), spec.defaults)
     _validate_layer(base, {k: v for k, v in spec.models[model].items() if k != "model"},
                     f"registry model {model!r}")
     # a model may add its own keys under ``model``: merge without validating that node
     tree = deep_merge(base, spec.models[model])
     tree["task"], tree["model"]["name"] = spec.name, model
     return tree
+
+
+def constraints_for(spec: TaskSpec, model: str) -> dict[str, K.Constraint]:
+    """Dotted key -> constraint for (task, model): common, Trainer, task, model (later wins)."""
+    return {**default_constraints(), **spec.constraints_for(model)}
 
 
 def resolve(task: str, model: str | None = None, config_file: str | Path | None = None,
@@ -218,6 +466,7 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     model = model or spec.default_model
     tree = schema_for(spec, model)
     schema = copy.deepcopy(tree)
+    checks = constraints_for(spec, model)
     layers: list[tuple[str, dict]] = []
     exp = experiments_dir() / spec.name / f"{model}.yaml"
     if exp.is_file():
@@ -228,17 +477,17 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     layers.append(("command line", parse_overrides(overrides)))
     for source, layer in layers:
         _check_reserved(layer, source)
-        _validate_layer(tree, layer, source)
+        _validate_layer(tree, layer, source, checks)
         tree = deep_merge(tree, layer)
     tree = _interpolate(tree)
-    _validate_layer(schema, tree, "interpolation")
+    _validate_layer(schema, tree, "resolved config", checks)
     check_values(tree)
     return tree
 
 
 def _interpolate(tree: dict) -> dict:
-    """Resolve OmegaConf interpolations such as ``data.n_val: ${data.n_test}`` (data only:
-    custom resolvers are not registered, so nothing is executed)."""
+    """Resolve plain OmegaConf interpolations such as ``data.n_val: ${data.n_test}``
+    (resolver calls were rejected per layer, so nothing is executed or read)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     try:
@@ -247,22 +496,37 @@ def _interpolate(tree: dict) -> dict:
         raise ConfigError(f"cannot resolve config interpolation: {str(exc).splitlines()[0]}") from None
 
 
+def _have_package(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_values(cfg: dict) -> None:
-    if cfg["logger"] not in LOGGERS:
-        raise ConfigError(f"logger={cfg['logger']!r} is not known; choose one of {', '.join(LOGGERS)}")
-    if not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {cfg['seed']!r}")
-    for k in ("n_train", "n_val", "n_test", "batch_size"):
-        v = cfg["data"].get(k)
-        if isinstance(v, int) and v < 1:
-            raise ConfigError(f"data.{k} must be >= 1, got {v}")
-    if cfg["optim"]["lr"] <= 0:
-        raise ConfigError(f"optim.lr must be > 0, got {cfg['optim']['lr']}")
+    """Checks that involve several keys or the environment (single values were checked
+    against their constraints already)."""
+    loggers = cfg["logger"] if isinstance(cfg["logger"], list) else [cfg["logger"]]
+    for kind in loggers:
+        packages, hint = LOGGER_PACKAGES.get(kind, ((), ""))
+        if packages and not any(_have_package(p) for p in packages):
+            raise ConfigError(f"logger={kind} needs the package {packages[0]!r}, which is not installed: {hint}")
+    o, t = cfg["optim"], cfg["trainer"]
+    if o["warmup_epochs"] and o["warmup_steps"]:
+        raise ConfigError("set optim.warmup_epochs or optim.warmup_steps, not both")
+    if o["scheduler"] in ("cosine", "one-cycle", "step") and t["max_epochs"] == -1 and t["max_steps"] == -1:
+        raise ConfigError(f"optim.scheduler={o['scheduler']} needs a finite training length: "
+                          f"set trainer.max_epochs or trainer.max_steps")
+    if o["scheduler"] == "cosine" and o["min_lr"] >= o["lr"]:
+        raise ConfigError(f"optim.min_lr={o['min_lr']} must be below optim.lr={o['lr']} for the cosine schedule")
 
 
 #: keys that do not change what a run computes: left out of the experiment hash
 BOOKKEEPING_KEYS = ("seed", "resume", "logger", "plots", "num_threads", "trainer.enable_progress_bar",
-                    "trainer.log_every_n_steps", "data.num_workers")
+                    "trainer.log_every_n_steps", "trainer.enable_model_summary", "trainer.enable_autolog_hparams",
+                    "data.num_workers")
 
 
 def config_hash(cfg: dict, ignore: Iterable[str] = ("resume",)) -> str:

@@ -41,6 +41,11 @@ class TaskSpec:
         metric_modes: metric name -> ``"min"``, ``"max"`` or ``"zero"`` (best at 0, e.g. a
             bias): the leaderboard's direction arrows; common names have built-in directions
             (:data:`cosmobench.leaderboard.METRIC_MODES`).
+        constraints: dotted key -> value constraint (``"positive int"``, ``"probability"``,
+            ``["sim", "catalog"]`` ...; syntax in :mod:`cosmobench.constraints`) for any
+            key of any model of the task; a key a model does not have is skipped.
+        model_constraints: model name -> {dotted key: constraint}, for keys whose meaning
+            differs between models (these win over ``constraints``).
     """
 
     name: str
@@ -54,6 +59,8 @@ class TaskSpec:
     description: str = ""
     baseline: str | None = None
     metric_modes: dict[str, str] = field(default_factory=dict)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    model_constraints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -68,6 +75,14 @@ class TaskSpec:
         bad = {k: v for k, v in self.metric_modes.items() if v not in ("min", "max", "zero")}
         if bad:
             raise ValueError(f"task {self.name!r}: metric_modes must be 'min', 'max' or 'zero', got {bad}")
+        from cosmobench.constraints import parse_all  # a malformed constraint fails at registration
+        self.constraints = parse_all(self.constraints, f"task {self.name!r}")
+        self.model_constraints = {m: parse_all(c, f"task {self.name!r} model {m!r}")
+                                  for m, c in self.model_constraints.items()}
+
+    def constraints_for(self, model: str) -> dict:
+        """Dotted key -> :class:`~cosmobench.constraints.Constraint` for one model."""
+        return {**self.constraints, **self.model_constraints.get(model, {})}
 
     @property
     def default_model(self) -> str:
@@ -101,26 +116,36 @@ def register_task(name: str, datamodule: str, module: str, models: dict[str, dic
                   primary_metric: str, mode: str = "min", defaults: dict | None = None,
                   default_models: list[str] | None = None, description: str = "",
                   baseline: str | None = None, metric_modes: dict[str, str] | None = None,
+                  constraints: dict[str, Any] | None = None,
+                  model_constraints: dict[str, dict[str, Any]] | None = None,
                   replace: bool = False) -> TaskSpec:
-    """Register a task. Registering an existing name is an error unless ``replace``."""
+    """Register a task. Registering an existing name is an error unless ``replace``.
+    ``constraints``/``model_constraints``: value constraints of config keys (see :class:`TaskSpec`)."""
     if name in _TASKS and not replace:
         raise ValueError(f"task {name!r} is already registered")
     spec = TaskSpec(name=name, datamodule=datamodule, module=module,
                     models=copy.deepcopy(models), primary_metric=primary_metric, mode=mode,
                     defaults=copy.deepcopy(defaults or {}), default_models=default_models,
-                    description=description, baseline=baseline, metric_modes=dict(metric_modes or {}))
+                    description=description, baseline=baseline, metric_modes=dict(metric_modes or {}),
+                    constraints=dict(constraints or {}),
+                    model_constraints=copy.deepcopy(model_constraints or {}))
     _TASKS[name] = spec
     return spec
 
 
-def register_model(task: str, name: str, config: dict, replace: bool = False) -> None:
-    """Add a model (partial config tree with a ``model`` node) to a registered task."""
+def register_model(task: str, name: str, config: dict, replace: bool = False,
+                   constraints: dict[str, Any] | None = None) -> None:
+    """Add a model (partial config tree with a ``model`` node) to a registered task;
+    ``constraints``: value constraints of its keys (see :class:`TaskSpec`)."""
     spec = _TASKS.get(task)
     if spec is None:
         raise ValueError(f"cannot add model {name!r}: unknown task {task!r}")
     if name in spec.models and not replace:
         raise ValueError(f"model {name!r} is already registered for task {task!r}")
+    from cosmobench.constraints import parse_all
+    parsed = parse_all(constraints, f"task {task!r} model {name!r}")
     spec.models[name] = copy.deepcopy(config)
+    spec.model_constraints[name] = parsed
 
 
 def _load() -> None:

@@ -141,7 +141,6 @@ def build_trainer(cfg: dict, run_dir: Path, logger):
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    t = cfg["trainer"]
     ckpt_cb = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best", monitor="val_loss",
                               mode="min", save_top_k=1, save_last=True)
     callbacks: list = [ckpt_cb]
@@ -149,13 +148,7 @@ def build_trainer(cfg: dict, run_dir: Path, logger):
     if es["enabled"]:
         callbacks.append(EarlyStopping(monitor=es["monitor"], patience=es["patience"],
                                        min_delta=es["min_delta"], mode="min"))
-    kwargs: dict[str, Any] = {k: t[k] for k in (
-        "accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "max_steps",
-        "gradient_clip_val", "fast_dev_run", "check_val_every_n_epoch", "log_every_n_steps",
-        "enable_progress_bar")}
-    for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
-        if t[k] is not None:
-            kwargs[k] = t[k]
+    kwargs: dict[str, Any] = C.trainer_kwargs(cfg)  # every pl.Trainer argument the config may set
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     kwargs["deterministic"] = "warn" if torch.cuda.is_available() else True

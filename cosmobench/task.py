@@ -28,6 +28,12 @@ from torch import nn
 from cosmobench.errors import ConfigError, NonFiniteLossError
 
 
+def default_optim() -> dict[str, Any]:
+    """The ``optim`` node of the global defaults (``cosmobench.config.COMMON_DEFAULTS``)."""
+    from cosmobench.config import COMMON_DEFAULTS
+    return dict(COMMON_DEFAULTS["optim"])
+
+
 class FittedBaseline(nn.Module):
     """A non-neural model fitted once on the training split.
 
@@ -89,7 +95,8 @@ class BaseTask(pl.LightningModule):
         self.save_hyperparameters()
         self.model_name: str = model["name"]
         self.model_cfg: dict[str, Any] = dict(model)
-        self.optim_cfg: dict[str, Any] = dict(optim or {})
+        # without an optim node (a module built outside a run): the global defaults, from one place
+        self.optim_cfg: dict[str, Any] = dict(optim if optim is not None else default_optim())
         self.data_info: dict[str, Any] = dict(data_info or {})
         self.net = self.configure_model()
         self.is_baseline = isinstance(self.net, FittedBaseline)
@@ -200,24 +207,73 @@ class BaseTask(pl.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
+        """Optimizer ``optim.name`` (adamw | adam | sgd) and schedule ``optim.scheduler``:
+
+        * ``none``: constant ``optim.lr``;
+        * ``cosine``: cosine decay from ``lr`` to ``optim.min_lr`` over the whole run (per step);
+        * ``step``: multiply by ``optim.gamma`` every ``optim.step_size`` epochs (per step);
+        * ``plateau``: multiply by ``gamma`` after ``optim.plateau_patience`` epochs without a
+          lower ``val_loss`` (``ReduceLROnPlateau``);
+        * ``one-cycle``: ``OneCycleLR`` with maximum ``lr`` over the whole run.
+
+        Optional linear warm-up over ``optim.warmup_epochs`` epochs or ``optim.warmup_steps``
+        optimizer steps, from ``lr / (W + 1)`` to ``lr`` (for ``one-cycle`` it sets the
+        rising fraction of the cycle). All schedules are torch's, stepped per optimizer step
+        (``plateau``: per validation epoch), so that a resumed run restores them exactly.
+        The config was validated at resolve time (choices, ranges, a finite run length).
+        """
         if self.is_baseline:
             return None
+        from torch.optim import lr_scheduler as S
+
         cfg = self.optim_cfg
-        name = cfg.get("name", "adamw")
         params = [p for p in self.parameters() if p.requires_grad]
-        lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
-        if name == "adamw":
-            opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-        elif name == "adam":
-            opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
-        elif name == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum", 0.9)))
-        else:
-            raise ConfigError(f"optim.name={name!r} is not known; choose adamw, adam or sgd")
-        sched = cfg.get("scheduler", "none")
-        if sched in (None, "none"):
+        lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
+        optimizers = {"adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+                      "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+                      "sgd": lambda: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg["momentum"]))}
+        if cfg["name"] not in optimizers:
+            raise ConfigError(f"optim.name={cfg['name']!r} is not known; choose one of {', '.join(optimizers)}")
+        opt = optimizers[cfg["name"]]()
+        sched = cfg["scheduler"]
+        if sched == "none" and not (cfg["warmup_epochs"] or cfg["warmup_steps"]):
             return opt
-        if sched == "cosine":
-            max_epochs = max(1, int(self.trainer.max_epochs or 1))
-            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)}
-        raise ConfigError(f"optim.scheduler={sched!r} is not known; choose none or cosine")
+        total, per_epoch = self._schedule_lengths()
+        warmup = int(cfg["warmup_steps"]) or int(cfg["warmup_epochs"]) * per_epoch
+        warmup = min(warmup, max(total - 1, 0))
+        main_steps = max(1, total - warmup)
+        if sched == "one-cycle":
+            pct = warmup / total if warmup else 0.3
+            return {"optimizer": opt, "lr_scheduler": {
+                "scheduler": S.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999)),
+                "interval": "step"}}
+        main = {"none": lambda: S.ConstantLR(opt, factor=1.0, total_iters=0),
+                "cosine": lambda: S.CosineAnnealingLR(opt, T_max=main_steps, eta_min=float(cfg["min_lr"])),
+                "step": lambda: S.StepLR(opt, step_size=int(cfg["step_size"]) * per_epoch, gamma=float(cfg["gamma"])),
+                "plateau": lambda: None}
+        if sched not in main:
+            raise ConfigError(f"optim.scheduler={sched!r} is not known; choose one of {', '.join(main)}, one-cycle")
+        warm = S.LinearLR(opt, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup) if warmup else None
+        if sched == "plateau":  # LinearLR is chainable: after warm-up it leaves the plateau's decays alone
+            schedulers = [{"scheduler": S.ReduceLROnPlateau(opt, mode="min", factor=float(cfg["gamma"]),
+                                                            patience=int(cfg["plateau_patience"])),
+                           "interval": "epoch", "monitor": "val_loss", "strict": True}]
+            if warm is not None:
+                schedulers.append({"scheduler": warm, "interval": "step"})
+            return [opt], schedulers
+        scheduler = main[sched]()
+        if warm is not None:
+            scheduler = S.SequentialLR(opt, [warm, scheduler], milestones=[warmup])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _schedule_lengths(self) -> tuple[int, int]:
+        """(optimizer steps of the whole run, optimizer steps per epoch) from the Trainer."""
+        import math
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError("this learning-rate schedule needs a finite trainer.max_epochs or trainer.max_steps")
+        batches = trainer.num_training_batches
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) and batches > 0 else int(total)
+        return max(1, int(total)), max(1, per_epoch)

@@ -29,6 +29,15 @@ register_task(
         "mdn": {"model": {"n_components": 8, "hidden": [128, 128, 128], "dropout": 0.0}},
         "knn": {"model": {"k": 30, "bandwidth": 0.02}, "trainer": {"max_epochs": 1}},
     },
+    constraints={  # value ranges, checked before anything runs (syntax: cosmobench/constraints.py)
+        "data.source": ["sim", "catalog"],
+        "data.mag_limit": "float", "data.depth_5sigma": "nonempty list[float]",
+        "data.mag_columns": "nonempty list[str]", "data.err_columns": "list[str]", "data.z_column": "str",
+        "data.z_max": "positive float", "data.ref_band": "non-negative int",
+        "data.nz_alpha": "positive float", "data.nz_beta": "positive float", "data.nz_z0": "positive float",
+        "model.n_components": "positive int", "model.hidden": "nonempty list[positive int]",
+        "model.dropout": "0 <= float < 1", "model.k": "positive int", "model.bandwidth": "positive float",
+    },
 )
 
 register_task(
@@ -63,5 +72,80 @@ register_task(
                             "hidden": 64, "dropout": 0.0}},
         "cnn": {"model": {"channels": [24, 48, 96], "kernel_sizes": None, "hidden": 64, "dropout": 0.0}},
         "resnet18": {"model": {"stem_stride": None}},
+    },
+    constraints={  # value ranges, checked before anything runs (syntax: cosmobench/constraints.py)
+        "data.source": ["sim", "galaxy10", "folder"],
+        "data.image_size": "int >= 8", "data.n_bands": "positive int", "data.classes": "nonempty list[str]",
+        "data.pixel_scale": "positive float", "data.psf": ["moffat", "gaussian"], "data.psf_fwhm": "positive float",
+        "data.moffat_beta": "float > 1", "data.zero_point": "float", "data.sky_mag": "float",
+        "data.read_noise": "non-negative float", "data.gain": "positive float", "data.mag_range": "list[float]",
+        "data.oversample": "positive int", "data.label_type": ["hard", "soft"], "data.n_votes": "positive int",
+        "data.vote_noise": "non-negative float", "data.stretch": ["asinh", "linear"], "data.augment": "bool",
+        "data.crop": "positive int or null", "data.image_key": "str", "data.label_key": "str",
+        "data.file_column": "str", "data.label_column": "str", "data.vote_columns": "list[str]",
+        "model.group": "str matching (?i)[CD][1-9][0-9]*", "model.channels": "nonempty list[positive int]",
+        "model.kernel_sizes": "list[positive int] or null", "model.hidden": "positive int",
+        "model.dropout": "0 <= float < 1", "model.stem_stride": [1, 2, 4, None],
+    },
+)
+
+_DEBLEND_DETECT = {  # SEP detection, shared by both deblending models (SExtractor's usual settings)
+    "detect_thresh": 1.5, "minarea": 5, "deblend_nthresh": 32, "deblend_cont": 0.005, "max_sources": 30,
+}
+
+register_task(
+    name="deblending",
+    description="separating blended galaxies in multi-band scenes (U-Net vs SEP segmentation)",
+    datamodule="cosmobench.datamodules.deblending:DeblendingDataModule",
+    module="cosmobench.tasks.deblending:DeblendingTask",
+    primary_metric="flux_mape",
+    mode="min",
+    baseline="sep",
+    metric_modes={"flux_mape": "min", "flux_bias": "zero", "ellipticity_rmse": "min", "recon_mse": "min",
+                  "ssim": "max", "precision": "max", "recall": "max", "f1": "max", "flux_mape_blended": "min"},
+    defaults={
+        "data": {
+            "n_train": 2000, "n_val": 200, "n_test": 500, "batch_size": 16,
+            # simulator; units in cosmobench/sim/blends.py (LSST-like: 0.2"/px, 0.7" seeing)
+            "image_size": 64, "n_bands": 3, "pixel_scale": 0.2, "psf": "moffat", "psf_fwhm": 0.7,
+            "moffat_beta": 3.5, "zero_point": 34.0, "sky_mag": 21.0, "read_noise": 5.0, "gain": 1.0,
+            "mag_range": [20.0, 24.5], "oversample": 3,
+            "n_min": 1, "n_max": 4, "overlap_fraction": 0.5, "disk_re_range": [0.3, 1.2], "bt_range": [0.0, 0.6],
+            "margin": 4.0,
+            # pipeline shared by both models
+            "background": "sep", "back_size": 64,
+            # evaluation protocol (cosmobench/metrics/deblending.py)
+            "match_radius": 3.0, "footprint_nsigma": 1.0, "moment_sigma": 3.0,
+            "blend_bins": [0.0, 0.01, 0.1, 0.3, 1.0], "blended_threshold": 0.1,
+            # real cutouts for predict: optional detection catalogue instead of SEP detection
+            "catalog": None, "x_column": "x", "y_column": "y", "scene_column": "scene", "catalog_origin": 0,
+        },
+        "trainer": {"max_epochs": 10},
+        "optim": {"lr": 2e-3, "scheduler": "cosine"},
+    },
+    models={
+        "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 16, "depth": 3, "norm": "batch", "blob_sigma": 1.5,
+                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.5}},
+        "sep": {"model": dict(_DEBLEND_DETECT), "trainer": {"max_epochs": 1}},
+    },
+    constraints={
+        "data.source": ["sim"],
+        "data.image_size": "int >= 16", "data.n_bands": "positive int", "data.pixel_scale": "positive float",
+        "data.psf": ["moffat", "gaussian"], "data.psf_fwhm": "positive float", "data.moffat_beta": "float > 1",
+        "data.zero_point": "float", "data.sky_mag": "float", "data.read_noise": "non-negative float",
+        "data.gain": "positive float", "data.mag_range": "list[float]", "data.oversample": "positive int",
+        "data.n_min": "positive int", "data.n_max": "positive int", "data.overlap_fraction": "probability",
+        "data.disk_re_range": "list[positive float]", "data.bt_range": "list[probability]",
+        "data.margin": "non-negative float", "data.background": ["sep", "none"], "data.back_size": "int >= 8",
+        "data.match_radius": "positive float", "data.footprint_nsigma": "positive float",
+        "data.moment_sigma": "positive float", "data.blend_bins": "nonempty list[probability]",
+        "data.blended_threshold": "probability", "data.catalog": "str or null", "data.x_column": "str",
+        "data.y_column": "str", "data.scene_column": "str", "data.catalog_origin": [0, 1],
+        "model.detect_thresh": "positive float", "model.minarea": "positive int",
+        "model.deblend_nthresh": "positive int", "model.deblend_cont": "probability",
+        "model.max_sources": "positive int", "model.base_channels": "positive int",
+        "model.depth": "non-negative int", "model.norm": ["batch", "group", "instance", "none"],
+        "model.blob_sigma": "positive float", "model.position_jitter": "non-negative float",
+        "model.neighbour_dropout": "probability", "model.flux_weight": "non-negative float",
     },
 )

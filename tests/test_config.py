@@ -30,11 +30,12 @@ def test_unknown_key_in_yaml_names_file(tmp_path):
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("trainer.max_epochs=abc", "expects int"),
-    ("seed=1.5", "expects int"),
-    ("trainer.fast_dev_run=3", "expects bool"),
-    ("optim.lr=-1", "optim.lr must be > 0"),
-    ("logger=mlflow", "logger='mlflow' is not known"),
+    ("trainer.max_epochs=abc", r"trainer.max_epochs='abc' .*must be int >= -1 or null"),
+    ("seed=1.5", r"seed=1.5 .*must be int >= 0"),
+    ("trainer.fast_dev_run=-3", "must be bool or int >= 0"),
+    ("optim.lr=-1", r"optim.lr=-1 .*must be float > 0"),
+    ("logger=mlflow", r"logger='mlflow' .*one of wandb, csv, tensorboard, none"),
+    ("early_stopping=3", "expects dict"),                      # a group is not a value
     ("model.name=knn", "-m MODEL"),
     ("task=morphology", "task"),
     ("trainer", "key=value"),
