@@ -1,0 +1,358 @@
+"""Datamodule of the ``deblending`` task: multi-band scenes of blended galaxies.
+
+Simulator (``data.source=sim``, the only training source: deblenders are scored against the
+truth, which real cutouts do not have): :mod:`cosmobench.sim.blends` with the survey
+``data.n_bands`` bands, ``data.image_size``² px at ``data.pixel_scale`` arcsec/px, PSF
+``data.psf`` of FWHM ``data.psf_fwhm`` arcsec, sky ``data.sky_mag`` mag/arcsec², zero point
+``data.zero_point`` (counts), read noise ``data.read_noise`` e-, gain ``data.gain``; galaxies
+``data.n_min``..``data.n_max`` per scene, middle-band magnitude in ``data.mag_range``, a
+fraction ``data.overlap_fraction`` of the further galaxies placed in strong overlap. Scene ``i``
+of split ``s`` is a pure function of ``(seed, s, i)``.
+
+Pipeline shared by simulated and real scenes (so both models and training see the same
+inputs): with ``data.background=sep`` the image is background-subtracted per band with
+``sep.Background`` (``data.back_size`` px mesh; :func:`cosmobench.detection.subtract_background`);
+``none`` keeps it as is. Simulated scenes carry the background variance per band as
+``variance``.
+
+Real cutouts (:func:`read_cutout`, for ``cosmobench predict``): ``.npz`` with arrays
+``images`` ``(C, H, W)`` (or a stack ``(S, C, H, W)``), ``variance`` or ``weights``
+(= 1/variance; 0 = no data) of the same shape, optional ``mask`` (``(H, W)`` or ``(C, H, W)``,
+non-zero = bad) and ``psfs`` ``(C, h, w)`` (scarlet's example-data layout); or FITS with one HDU
+per plane named ``IMAGES`` (or the primary HDU), ``VARIANCE``/``WEIGHTS``, ``MASK``, ``PSFS``.
+Without variance or weights the per-band background variance is estimated with SEP
+(``globalrms²``). The PSFs, if given, become the detection filter (mean PSF).
+A detection catalogue replaces SEP detection when ``data.catalog`` is a table (CSV/FITS/ECSV/
+Parquet) with columns ``data.x_column``/``data.y_column`` (px; ``data.catalog_origin`` = 0
+for 0-based pixel centres as in SEP/numpy, 1 for SExtractor/FITS ``X_IMAGE``) and, for
+stacks, ``data.scene_column``; or ``npz`` to use the NPZ file's own ``catalog`` record array
+(fields ``x``, ``y``, as in scarlet's example data).
+
+Items are dicts of tensors: ``image`` ``(C, H, W)``, ``variance`` ``(C, H, W)``, ``mask``
+``(H, W)`` bool, ``idx``; simulated items add the truth padded to ``data.n_max`` sources:
+``truth_images`` ``(n_max, C, H, W)``, ``truth_xy`` ``(n_max, 2)`` (NaN padding),
+``truth_flux`` ``(n_max, C)``, ``truth_e`` ``(n_max, 2)``, ``blendedness`` ``(n_max,)``,
+``n_true``; catalogue items add ``cat_xy`` ``(K, 2)`` (NaN padding) and ``n_cat``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cosmobench.datamodule import BaseDataModule, progress, sample_rng
+from cosmobench.detection import subtract_background
+from cosmobench.errors import ConfigError, InputError
+
+BACKGROUNDS = ("sep", "none")
+
+
+class SceneDataset(Dataset):
+    """Scenes ``image`` ``(n, C, H, W)`` with ``variance`` per band ``(n, C)`` or per pixel
+    ``(n, C, H, W)``, optional ``mask`` ``(n, H, W)``, optional truth (galaxies stored flat,
+    ``offsets[i]:offsets[i+1]`` belong to scene ``i``) and optional catalogue positions."""
+
+    def __init__(self, image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None = None,
+                 truth: dict[str, np.ndarray] | None = None, n_max: int | None = None,
+                 catalog: list[np.ndarray] | None = None, psfs: np.ndarray | None = None):
+        self.psfs = psfs  # (C, h, w) PSF images of a real cutout (the detection filter), or None
+        self.image = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32))
+        self.variance = torch.as_tensor(np.ascontiguousarray(variance, dtype=np.float32))
+        self.mask = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))
+        self.truth = None if truth is None else {k: torch.as_tensor(np.asarray(v)) for k, v in truth.items()}
+        self.n_max = n_max
+        self.catalog = catalog
+        self.k_max = max((len(c) for c in catalog), default=0) if catalog is not None else 0
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        img = self.image[i]
+        var = self.variance[i]
+        if var.ndim == 1:
+            var = var[:, None, None].expand_as(img)
+        item = {"image": img, "variance": var,
+                "mask": self.mask[i] if self.mask is not None else torch.zeros(img.shape[-2:], dtype=torch.bool),
+                "idx": torch.tensor(i, dtype=torch.long)}
+        if self.truth is not None:
+            t = self.truth
+            a, b = int(t["offsets"][i]), int(t["offsets"][i + 1])
+            n, pad = b - a, self.n_max - (b - a)
+
+            def padded(x: torch.Tensor, fill: float) -> torch.Tensor:
+                return torch.cat([x[a:b].float(), torch.full((pad,) + tuple(x.shape[1:]), fill)])
+
+            item.update(truth_images=padded(t["images"], 0.0), truth_xy=padded(t["xy"], float("nan")),
+                        truth_flux=padded(t["flux"], float("nan")), truth_e=padded(t["e"], float("nan")),
+                        blendedness=padded(t["blendedness"], float("nan")), n_true=torch.tensor(n))
+        if self.catalog is not None:
+            c = torch.as_tensor(self.catalog[i], dtype=torch.float32).reshape(-1, 2)
+            item["cat_xy"] = torch.cat([c, torch.full((self.k_max - len(c), 2), float("nan"))])
+            item["n_cat"] = torch.tensor(len(c))
+        return item
+
+
+# ----------------------------------------------------------------------------- real cutouts
+
+
+def _fits_planes(path: Path) -> dict[str, np.ndarray]:
+    from astropy.io import fits
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            planes = {}
+            for i, h in enumerate(hdul):
+                if not h.is_image or h.data is None:
+                    continue
+                name = (h.name or "").upper()
+                key = name.lower() if name.lower() in ("images", "variance", "weights", "mask", "psfs") else None
+                if key is None and "images" not in planes and i == 0:
+                    key = "images"
+                if key is not None:
+                    planes[key] = np.array(h.data)
+            return planes
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable FITS file: {' '.join(str(exc).split())}") from None
+
+
+def read_cutout(path: str | Path) -> dict[str, Any]:
+    """A real multi-band cutout (module docstring) -> ``images`` ``(S, C, H, W)`` float32,
+    ``variance`` ``(S, C, H, W)`` or ``(S, C)`` float32, ``mask`` ``(S, H, W)`` bool,
+    ``psfs`` ``(C, h, w)`` or None, ``catalog`` (the NPZ's own record array) or None."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"input file not found: {p}")
+    name = p.name.lower()
+    if name.endswith(".npz"):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                planes = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{p} is not a readable .npz file: {' '.join(str(exc).split())}") from None
+    elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
+        planes = _fits_planes(p)
+    else:
+        raise InputError(f"{p}: unsupported cutout format; use .npz (images, variance, mask, psfs) or FITS "
+                         f"(HDUs IMAGES, VARIANCE/WEIGHTS, MASK, PSFS)")
+    if "images" not in planes:
+        raise InputError(f"{p}: no 'images' array/HDU (has: {', '.join(planes) or 'nothing'})")
+    images = np.asarray(planes["images"], dtype=np.float64)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or min(images.shape) < 1:
+        raise InputError(f"{p}: 'images' must be (C, H, W) or (S, C, H, W), got shape {planes['images'].shape}")
+    s, c, h, w = images.shape
+
+    def like_images(key: str) -> np.ndarray:
+        a = np.asarray(planes[key], dtype=np.float64)
+        a = a.reshape((1,) * (4 - a.ndim) + a.shape) if a.ndim < 4 else a
+        if a.shape[1:] != (c, h, w) or a.shape[0] not in (1, s):
+            raise InputError(f"{p}: '{key}' has shape {planes[key].shape}, expected that of images {images.shape[1:]}")
+        return np.broadcast_to(a, images.shape)
+
+    bad = ~np.isfinite(images).all(axis=1)                     # (S, H, W)
+    if "mask" in planes:
+        m = np.asarray(planes["mask"])
+        m = m.reshape((1,) * (3 - m.ndim) + m.shape) if m.ndim < 3 else m
+        if m.ndim == 4 or (m.ndim == 3 and m.shape[0] == c and m.shape[1:] == (h, w) and s == 1):
+            m = m.reshape(-1, c, h, w).any(axis=1)               # a pixel bad in any band is masked
+        if m.shape[1:] != (h, w) or m.shape[0] not in (1, s):
+            raise InputError(f"{p}: 'mask' has shape {planes['mask'].shape}; expected (H, W) or (C, H, W) "
+                             f"with H, W = {h}, {w}")
+        bad = bad | np.broadcast_to(m != 0, (s, h, w))
+    variance = None
+    if "variance" in planes:
+        variance = like_images("variance").copy()
+    elif "weights" in planes:
+        wt = like_images("weights")
+        with np.errstate(divide="ignore"):
+            variance = np.where(wt > 0, 1.0 / np.where(wt > 0, wt, 1.0), np.inf)
+    if variance is not None:
+        if np.any(variance < 0) or np.isnan(variance).any():
+            raise InputError(f"{p}: variance must be non-negative and not NaN")
+        bad = bad | ~np.isfinite(variance).all(axis=1) | (variance <= 0).any(axis=1)
+    images = np.where(bad[:, None], 0.0, np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0))
+    if bad.all(axis=(1, 2)).any():
+        raise InputError(f"{p}: a scene has no valid pixel (all masked, zero weight or non-finite)")
+    if variance is None:
+        import sep
+        variance = np.array([[sep.Background(np.ascontiguousarray(images[i, b]), mask=bad[i]).globalrms ** 2
+                              for b in range(c)] for i in range(s)])
+    else:
+        fill = np.array([[np.median(variance[i, b][~bad[i]]) for b in range(c)] for i in range(s)])
+        variance = np.where(bad[:, None], fill[:, :, None, None], variance)
+    psfs = None
+    if "psfs" in planes:
+        psfs = np.asarray(planes["psfs"], dtype=np.float64)
+        psfs = psfs[None] if psfs.ndim == 2 else psfs
+        if psfs.ndim != 3 or psfs.shape[0] not in (1, c) or not np.isfinite(psfs).all() or \
+                np.any(psfs.sum(axis=(1, 2)) <= 0):
+            raise InputError(f"{p}: 'psfs' must be (C, h, w) finite images with positive sums, got {planes['psfs'].shape}")
+    catalog = planes.get("catalog")
+    return {"images": images.astype(np.float32), "variance": np.asarray(variance, dtype=np.float32),
+            "mask": bad, "psfs": psfs, "catalog": catalog}
+
+
+def mean_psf_kernel(psfs: np.ndarray) -> np.ndarray:
+    """Detection filter: the band-mean of unit-sum PSFs, cropped to odd sizes of at most 31 px."""
+    k = np.mean([q / q.sum() for q in psfs], axis=0)
+    h, w = k.shape
+    ch, cw = min(h - (1 - h % 2), 31), min(w - (1 - w % 2), 31)
+    i0, j0 = (h - ch) // 2, (w - cw) // 2
+    return k[i0:i0 + ch, j0:j0 + cw]
+
+
+# ----------------------------------------------------------------------------- datamodule
+
+
+class DeblendingDataModule(BaseDataModule):
+    """Simulated blend scenes (train/val/test) and real cutouts for predict (module docstring)."""
+
+    export_suffix = ".npz"
+
+    def __init__(self, cfg, seed: int = 0):
+        super().__init__(cfg, seed)
+        c = self.cfg
+        if c["background"] not in BACKGROUNDS:
+            raise ConfigError(f"data.background={c['background']!r} is not known; choose {', '.join(BACKGROUNDS)}")
+        for key in ("mag_range", "disk_re_range", "bt_range"):
+            v = c[key]
+            if len(v) != 2 or not v[0] <= v[1]:
+                raise ConfigError(f"data.{key} must be [low, high] with low <= high, got {v}")
+        bins = list(c["blend_bins"])
+        if len(bins) < 2 or any(b <= a for a, b in zip(bins, bins[1:])) or bins[0] < 0 or bins[-1] > 1:
+            raise ConfigError(f"data.blend_bins must be increasing edges within [0, 1], got {bins}")
+        if c["catalog_origin"] not in (0, 1):
+            raise ConfigError(f"data.catalog_origin must be 0 or 1, got {c['catalog_origin']!r}")
+        self.n_bands, self.image_size = int(c["n_bands"]), int(c["image_size"])
+        self.setup_ = self.blend_setup()
+
+    def blend_setup(self):
+        from cosmobench.sim.blends import BlendSetup
+        from cosmobench.sim.galaxies import Observation
+        c = self.cfg
+        try:
+            obs = Observation(image_size=self.image_size, n_bands=self.n_bands, pixel_scale=float(c["pixel_scale"]),
+                              psf=c["psf"], psf_fwhm=float(c["psf_fwhm"]), moffat_beta=float(c["moffat_beta"]),
+                              zero_point=float(c["zero_point"]), sky_mag=float(c["sky_mag"]),
+                              read_noise=float(c["read_noise"]), gain=float(c["gain"]),
+                              mag_range=tuple(map(float, c["mag_range"])), oversample=int(c["oversample"]))
+            return BlendSetup(obs, n_min=int(c["n_min"]), n_max=int(c["n_max"]),
+                              overlap_fraction=float(c["overlap_fraction"]),
+                              disk_re_range=tuple(map(float, c["disk_re_range"])),
+                              bt_range=tuple(map(float, c["bt_range"])), margin=float(c["margin"]),
+                              footprint_nsigma=float(c["footprint_nsigma"]), moment_sigma=float(c["moment_sigma"]))
+        except ValueError as exc:
+            raise ConfigError(f"bad simulator setting: {exc}") from None
+
+    def preprocess(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The shared pipeline step: background subtraction (``data.background``)."""
+        if self.cfg["background"] == "sep":
+            return subtract_background(image, mask, int(self.cfg["back_size"]))
+        return np.asarray(image, dtype=np.float64)
+
+    # --- building -------------------------------------------------------------------------
+    def build(self) -> dict[str, Dataset]:
+        from cosmobench.sim.blends import simulate_scene
+        st = self.setup_
+        out = {}
+        for split in ("train", "val", "test"):
+            n = int(self.cfg[f"n_{split}"])
+            images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
+            gal: dict[str, list] = {"images": [], "xy": [], "flux": [], "e": [], "blendedness": []}
+            offsets = [0]
+            for i in progress(range(n), n, f"simulating {split} scenes", min_total=200):
+                scene = simulate_scene(sample_rng(self.seed, split, i), st)
+                images[i] = self.preprocess(scene.image)
+                gal["images"].append(scene.isolated.astype(np.float32))
+                for k, v in (("xy", scene.xy), ("flux", scene.flux), ("e", scene.e),
+                             ("blendedness", scene.blendedness)):
+                    gal[k].append(v)
+                offsets.append(offsets[-1] + scene.n)
+            truth = {k: np.concatenate(v).astype(np.float32) if n else np.zeros(0) for k, v in gal.items()}
+            truth["offsets"] = np.asarray(offsets, dtype=np.int64)
+            variance = np.broadcast_to(st.background_variance.astype(np.float32), (n, self.n_bands))
+            out[split] = SceneDataset(images, variance, truth=truth, n_max=st.n_max)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Shapes, the detection filter (mean PSF) and the evaluation protocol; nothing is
+        learned from the train split (the models normalise each source on its own)."""
+        c, st = self.cfg, self.setup_
+        return {"n_bands": self.n_bands, "image_size": self.image_size, "n_max": st.n_max,
+                "psf_kernel": mean_psf_kernel(np.stack(st.obs.psfs)).tolist(),
+                "band_sigma": [float(s) for s in np.atleast_1d(st.band_sigma)],
+                "match_radius": float(c["match_radius"]), "moment_sigma": float(c["moment_sigma"]),
+                "blend_bins": [float(b) for b in c["blend_bins"]], "blended_threshold": float(c["blended_threshold"])}
+
+    # --- predict --------------------------------------------------------------------------
+    def export(self, split: str, path) -> Path:
+        """Write the scenes of ``split`` as a real-format cutout stack: ``.npz`` with ``images``
+        ``(S, C, H, W)``, ``variance`` (per pixel) and ``psfs`` ``(C, h, w)``, or FITS with
+        HDUs IMAGES, VARIANCE, PSFS. Images are already background-subtracted (a second
+        ``sep`` background pass changes them little)."""
+        self.setup()
+        ds = self.datasets[split]
+        items = [ds[i] for i in range(len(ds))]
+        images = torch.stack([it["image"] for it in items]).numpy()
+        variance = torch.stack([it["variance"] for it in items]).numpy()
+        psfs = np.stack(self.setup_.obs.psfs).astype(np.float32)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name.lower().endswith(".npz"):
+            np.savez(path, images=images, variance=variance, psfs=psfs)
+        else:
+            from astropy.io import fits
+            fits.HDUList([fits.PrimaryHDU(images), fits.ImageHDU(variance, name="VARIANCE"),
+                          fits.ImageHDU(psfs, name="PSFS")]).writeto(path, overwrite=True)
+        return path
+
+    def _catalog(self, path: Path, cut: dict[str, Any]) -> list[np.ndarray] | None:
+        cat = self.cfg["catalog"]
+        if cat in (None, ""):
+            return None
+        s = len(cut["images"])
+        origin = float(self.cfg["catalog_origin"])
+        xcol, ycol, scol = self.cfg["x_column"], self.cfg["y_column"], self.cfg["scene_column"]
+        if cat == "npz":
+            rec = cut["catalog"]
+            if rec is None or rec.dtype.names is None or not {xcol, ycol} <= set(rec.dtype.names):
+                raise InputError(f"{path}: data.catalog=npz needs a 'catalog' record array with fields "
+                                 f"{xcol!r}, {ycol!r}")
+            table = {k: np.asarray(rec[k], dtype=float) for k in rec.dtype.names if k in (xcol, ycol, scol)}
+        else:
+            from cosmobench.io import read_table
+            cols = read_table(cat)
+            missing = [k for k in (xcol, ycol) if k not in cols]
+            if missing:
+                raise InputError(f"{cat}: catalogue has no column {missing[0]!r} (has: {', '.join(cols)}); "
+                                 f"set data.x_column / data.y_column")
+            table = {k: np.asarray(cols[k], dtype=float) for k in (xcol, ycol, scol) if k in cols}
+        xy = np.stack([table[xcol], table[ycol]], axis=1) - origin
+        if not np.isfinite(xy).all():
+            raise InputError(f"{cat}: non-finite catalogue positions")
+        scene = table[scol].astype(int) if scol in table else np.zeros(len(xy), dtype=int)
+        if s > 1 and scol not in table:
+            raise InputError(f"{cat}: {s} scenes in {path} but the catalogue has no {scol!r} column")
+        if len(scene) and (scene.min() < 0 or scene.max() >= s):
+            raise InputError(f"{cat}: {scol!r} must be in 0..{s - 1}")
+        return [xy[scene == i] for i in range(s)]
+
+    def read_input(self, path) -> Dataset:
+        """Dataset of the scenes of a real cutout file (:func:`read_cutout`), background-
+        subtracted like the training scenes, with the catalogue positions if ``data.catalog``."""
+        p = Path(path).expanduser()
+        cut = read_cutout(p)
+        images = np.stack([self.preprocess(im, m) for im, m in zip(cut["images"], cut["mask"])])
+        return SceneDataset(images, cut["variance"], mask=cut["mask"], catalog=self._catalog(p, cut), psfs=cut["psfs"])
+
+    def predict_loader(self, path) -> DataLoader:
+        return DataLoader(self.read_input(path), batch_size=1, shuffle=False, num_workers=0)
+
+
+__all__ = ["DeblendingDataModule", "SceneDataset", "read_cutout", "mean_psf_kernel"]
