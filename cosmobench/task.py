@@ -69,6 +69,8 @@ def gather_outputs(module: pl.LightningModule, chunks: list[dict[str, torch.Tens
     if not chunks:
         return {}
     local = {k: torch.cat([c[k].detach() for c in chunks]) for k in chunks[0]}
+    # half-precision outputs (trainer.precision=16-mixed/bf16-mixed) as float32: numpy has no bfloat16
+    local = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in local.items()}
     world = module.trainer.world_size if module._trainer is not None else 1
     if world > 1:
         n_local = torch.tensor([len(local["idx"])], device=module.device)
@@ -126,6 +128,17 @@ class BaseTask(pl.LightningModule):
 
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
         return []
+
+    def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
+        """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one
+        output row each (e.g. a scene yields a variable number of deblended sources).
+
+        The default returns ``None`` without touching ``loader``: the runner then writes one
+        table row per input item from :meth:`predict_outputs`. An override consumes the
+        batches of ``loader`` (called in eval mode under ``torch.no_grad``), writes ``output``
+        (any :func:`cosmobench.io.write_table` format) and any companion files named after it,
+        atomically and only once every item succeeded, and returns the paths it wrote."""
+        return None
 
     def require_info(self, *keys: str) -> dict[str, Any]:
         """``data_info``, checked to hold ``keys`` (the datamodule's train-split facts)."""
