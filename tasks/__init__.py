@@ -89,6 +89,65 @@ register_task(
     },
 )
 
+register_task(
+    name="lensfinding",
+    description="strong-lens finding in multi-band cutouts (ResNet-18 vs compact CNN vs E(2)-equivariant CNN)",
+    datamodule="cosmobench.datamodules.lensfinding:LensFindingDataModule",
+    module="cosmobench.tasks.lensfinding:LensFindingTask",
+    primary_metric="auroc",
+    mode="max",
+    baseline="cnn",
+    metric_modes={"auroc": "max", "tpr_at_fpr_1e-2": "max", "tpr0": "max", "tpr10": "max",
+                  "average_precision": "max", "accuracy": "max", "balanced_accuracy": "max", "macro_f1": "max",
+                  "ece": "min", "nll": "min", "rotation_invariance_error": "min"},
+    defaults={
+        "data": {
+            "n_train": 8000, "n_val": 1000, "n_test": 2000, "batch_size": 64,
+            # simulator (data.source=sim); model, units and priors in cosmobench/sim/lensing.py (KiDS-like g, r, i)
+            "image_size": 64, "n_bands": 3, "pixel_scale": 0.2, "zero_point": [33.5, 34.0, 33.0],
+            "sky_mag": [22.0, 21.0, 20.0], "psf": "gaussian", "psf_fwhm": [0.9, 0.7, 0.8], "moffat_beta": 3.5,
+            "read_noise": 5.0, "gain": 1.0, "oversample": 2,
+            "lens_fraction": 0.5, "hard_negative_fraction": 0.5,
+            "hard_negatives": ["ring", "companion", "spiral", "edge_on"],
+            "theta_e_range": [0.8, 3.0], "lens_mag_range": [17.5, 20.0], "source_mag_range": [21.0, 24.5],
+            "source_re_range": [0.15, 0.6], "shear_sigma": 0.05, "clump_prob": 0.5,
+            # preprocessing / augmentation
+            "stretch": "asinh", "augment": False, "crop": None,
+            # real data: stack (one NPY/NPZ/HDF5/FITS-cube file) or folder (table of image files)
+            "image_key": "images", "label_key": "labels", "label_path": None, "label_column": "label",
+            "file_column": "file", "val_fraction": 0.15, "test_fraction": 0.15,
+        },
+        "trainer": {"max_epochs": 10},
+        "optim": {"lr": 1e-3, "scheduler": "cosine"},
+    },
+    models={
+        "resnet18": {"model": {"stem_stride": None}},
+        "cnn": {"model": {"channels": [16, 32, 64], "kernel_sizes": None, "hidden": 64, "dropout": 0.2}},
+        "e2cnn": {"model": {"group": "D8", "channels": [8, 16, 32], "kernel_sizes": None, "hidden": 64,
+                            "dropout": 0.0}},
+    },
+    constraints={
+        "data.source": ["sim", "stack", "folder"],
+        "data.image_size": "int >= 8", "data.n_bands": "positive int", "data.pixel_scale": "positive float",
+        "data.zero_point": "nonempty list[float]", "data.sky_mag": "nonempty list[float]",
+        "data.psf": ["gaussian", "moffat"], "data.psf_fwhm": "nonempty list[positive float]",
+        "data.moffat_beta": "float > 1", "data.read_noise": "non-negative float", "data.gain": "positive float",
+        "data.oversample": "positive int", "data.lens_fraction": "probability",
+        "data.hard_negative_fraction": "probability",
+        "data.hard_negatives": "list[one of ring, companion, spiral, edge_on]",
+        "data.theta_e_range": "list[positive float]", "data.lens_mag_range": "list[float]",
+        "data.source_mag_range": "list[float]", "data.source_re_range": "list[positive float]",
+        "data.shear_sigma": "non-negative float", "data.clump_prob": "probability",
+        "data.stretch": ["asinh", "linear"], "data.augment": "bool", "data.crop": "positive int or null",
+        "data.image_key": "str", "data.label_key": "str", "data.label_path": "str or null",
+        "data.label_column": "str", "data.file_column": "str", "data.val_fraction": "probability",
+        "data.test_fraction": "probability",
+        "model.group": "str matching (?i)[CD][1-9][0-9]*", "model.channels": "nonempty list[positive int]",
+        "model.kernel_sizes": "list[positive int] or null", "model.hidden": "positive int",
+        "model.dropout": "0 <= float < 1", "model.stem_stride": [1, 2, 4, None],
+    },
+)
+
 _DEBLEND_DETECT = {  # SEP detection, shared by both deblending models (SExtractor's usual settings)
     "detect_thresh": 1.5, "minarea": 5, "deblend_nthresh": 32, "deblend_cont": 0.005, "max_sources": 30,
 }
@@ -147,5 +206,68 @@ register_task(
         "model.depth": "non-negative int", "model.norm": ["batch", "group", "instance", "none"],
         "model.blob_sigma": "positive float", "model.position_jitter": "non-negative float",
         "model.neighbour_dropout": "probability", "model.flux_weight": "non-negative float",
+    },
+)
+
+register_task(
+    name="massmapping",
+    description="weak-lensing convergence maps from noisy shear, flat sky and HEALPix (U-Net vs Wiener vs KS)",
+    datamodule="cosmobench.datamodules.massmapping:MassMappingDataModule",
+    module="cosmobench.tasks.massmapping:MassMappingTask",
+    primary_metric="nmse",
+    mode="min",
+    baseline="wiener",
+    metric_modes={"nmse": "min", "pearson_r": "max", "power_ratio_dev": "min", "peak_count_err": "min",
+                  "peak_err_2": "min", "peak_err_3": "min", "peak_err_4": "min"},
+    defaults={
+        "data": {
+            "n_train": 2000, "n_val": 200, "n_test": 200, "batch_size": 16,
+            # simulator (data.source=sim); physics and conventions in cosmobench/sim/cosmology.py, healpix.py
+            "sky": "flat", "map_size": 128, "pixel_arcmin": 2.0, "box_factor": 2,
+            "field": "lognormal", "lognormal_shift": None,
+            "omega_m": 0.31, "sigma8": 0.81, "h": 0.677, "n_s": 0.965, "omega_b": 0.049,
+            "nz_z0": 0.11, "nz_alpha": 0.68,
+            "sigma_e": 0.26, "n_gal": 30.0, "reduced_shear": False,
+            "mask_holes": 0, "mask_hole_radius": [2.0, 6.0], "mask_edge": 0,
+            "nside": 64, "footprint": "band", "footprint_deg": 30.0, "patch_size": 64,
+            "augment": False,
+            # real data: flat shear maps (NPY/NPZ/FITS/HDF5) or HEALPix FITS
+            "path": None, "kappa_path": None, "mask_path": None, "noise_path": None,
+            "axis_order": "auto", "spatial_order": "yx", "gamma2_sign": 1.0,
+            "val_fraction": 0.15, "test_fraction": 0.15,
+            # metrics
+            "peak_thresholds": [2.0, 3.0, 4.0], "peak_smoothing_pix": 2.0, "power_bins": 12,
+        },
+        "trainer": {"max_epochs": 20},
+        "optim": {"lr": 2e-3, "scheduler": "cosine"},
+    },
+    models={
+        "unet": {"model": {"base_channels": 16, "depth": 3, "norm": "batch", "padding_mode": "zeros",
+                           "dropout": 0.0, "patches_per_map": 8},
+                 "data": {"augment": True}},
+        "wiener": {"model": {}, "trainer": {"max_epochs": 1}},
+        "ks": {"model": {"smoothing_arcmin": None}, "trainer": {"max_epochs": 1}},
+    },
+    constraints={  # value ranges, checked before anything runs (syntax: cosmobench/constraints.py)
+        "data.source": ["sim", "flat", "healpix"], "data.sky": ["flat", "healpix"],
+        "data.map_size": "int >= 8", "data.pixel_arcmin": "positive float", "data.box_factor": "positive int",
+        "data.field": ["lognormal", "gaussian"], "data.lognormal_shift": "positive float or null",
+        "data.omega_m": "0 < float < 1", "data.sigma8": "positive float", "data.h": "positive float",
+        "data.n_s": "positive float", "data.omega_b": "positive float", "data.nz_z0": "positive float",
+        "data.nz_alpha": "positive float", "data.sigma_e": "non-negative float", "data.n_gal": "positive float",
+        "data.reduced_shear": "bool", "data.mask_holes": "non-negative int",
+        "data.mask_hole_radius": "list[positive float]", "data.mask_edge": "non-negative int",
+        "data.nside": "int >= 8", "data.footprint": ["full", "band", "cap"],
+        "data.footprint_deg": "0 <= float <= 180", "data.patch_size": "int >= 8", "data.augment": "bool",
+        "data.path": "str or null", "data.kappa_path": "str or null", "data.mask_path": "str or null",
+        "data.noise_path": "str or null", "data.axis_order": ["auto", "chw", "hwc"],
+        "data.spatial_order": ["yx", "xy"], "data.gamma2_sign": [1.0, -1.0, 1, -1],
+        "data.val_fraction": "0 <= float < 1", "data.test_fraction": "0 < float < 1",
+        "data.peak_thresholds": "nonempty list[float]", "data.peak_smoothing_pix": "positive float",
+        "data.power_bins": "int >= 2",
+        "model.base_channels": "positive int", "model.depth": "non-negative int",
+        "model.norm": ["batch", "group", "instance", "none"],
+        "model.padding_mode": ["zeros", "reflect", "replicate", "circular"], "model.dropout": "0 <= float < 1",
+        "model.patches_per_map": "positive int", "model.smoothing_arcmin": "non-negative float or null",
     },
 )

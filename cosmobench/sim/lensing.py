@@ -1,0 +1,495 @@
+"""Galaxy-scale strong gravitational lensing: SIE + external shear deflection, ray tracing, and a
+batched (torch) simulator of multi-band lens / non-lens cutouts for lens finding.
+
+Units and conventions
+---------------------
+* Angles on the sky are **arcsec**, measured from the stamp centre: ``x`` along the image columns,
+  ``y`` along the rows (pixel ``(i, j)`` is centred on ``x = (j - (W-1)/2) p``, ``y = (i - (H-1)/2) p``
+  for pixel scale ``p`` arcsec/px; :func:`cosmobench.sim.profiles.pixel_grid` conventions). Position
+  angles are radians counter-clockwise from +x.
+* Fluxes are counts (photo-electrons, gain 1 e-/ADU by default); magnitudes are AB with a zero
+  point per band ``zp_b`` (the magnitude of 1 count in the full exposure): ``m = zp_b - 2.5 log10(counts)``.
+  Surface brightness is counts/arcsec^2.
+
+Lens model (physics, :func:`sie_deflection`, :func:`shear_deflection`, :func:`ray_trace`)
+-----------------------------------------------------------------------------------------
+Singular isothermal ellipsoid (Kormann, Schneider & Bartelmann 1994) in the "intermediate axis"
+normalisation used by lenstronomy: in the frame of the mass major axis ``(u, v)``,
+``kappa = theta_E / (2 sqrt(q u^2 + v^2 / q))``, so the critical curve encloses the area
+``pi theta_E^2`` for any axis ratio ``q`` and ``q = 1`` is the singular isothermal sphere
+(|alpha| = theta_E everywhere). Deflection, with ``e = sqrt(1 - q^2)``, ``psi = sqrt(q^2 u^2 + v^2)``:
+``alpha_u = theta_E sqrt(q)/e atan(e u / psi)``, ``alpha_v = theta_E sqrt(q)/e atanh(e v / psi)``.
+External shear (lenstronomy's ``SHEAR`` convention): ``alpha = (g1 dx + g2 dy, g2 dx - g1 dy)``.
+Lens equation ``beta = theta - alpha(theta)``; the lensed image is ``I(theta) = S(beta(theta))``
+(surface brightness is conserved), integrated over ``oversample^2`` sub-pixels per pixel.
+Closed forms are textbook; the batched torch evaluation is written here because no library
+evaluates them vectorised over a batch of different lenses on CPU/GPU (lenstronomy works one
+lens at a time in numpy; it is the benchmark peer in ``benchmarks/bench_lensfinding.py``).
+
+Simulated cutouts (:class:`LensSimulator`)
+------------------------------------------
+Default survey: KiDS-like g, r, i (``n_bands`` bands spread over 480-920 nm as in
+:func:`cosmobench.sim.galaxies.band_wavelengths`; the middle band is the reference band ``r``),
+0.2"/px, 64 x 64 px (12.8"). Per band: Gaussian (or Moffat) PSF of FWHM ``psf_fwhm`` = (0.9, 0.7,
+0.8)", sky ``sky_mag`` = (22.0, 21.0, 20.0) mag/arcsec^2, zero points ``zero_point`` = (33.5, 34.0,
+33.0). A background-limited 5-sigma point-source depth in a 2" aperture is
+``(zp + mu_sky)/2 - 2.5 log10(5 sqrt(pi))`` = 25.4, 25.1, 24.1 mag: KiDS DR4's g, r, i depths
+(Kuijken+2019). Noise: Poisson (sky + sources, Gaussian limit, see
+:func:`cosmobench.sim.profiles.poisson_gaussian_noise`) + read noise, sky subtracted.
+
+Priors (``U(a, b)`` uniform; adapted from the KiDS lens-finding simulations of Petrillo+2019
+(MNRAS 484, 3879) and Li+2020/2021 (ApJ 899, 30; ApJ 923, 16) and the Bologna challenge,
+Metcalf+2019 (A&A 625, A119)):
+
+* lens light (every lens and plain non-lens): elliptical Sérsic, ``n ~ U(2.5, 5.5)``,
+  ``r_e ~ U(0.5, 2.0)"``, ``q_L ~ U(0.5, 1)``, PA uniform, centre ``U(-0.5, 0.5)`` px,
+  reference-band magnitude ``~ U(lens_mag_range)`` = U(17.5, 20.0); red colour.
+* mass (lenses): SIE with ``theta_E ~ U(theta_e_range)`` = U(0.8, 3.0)", centred on the light,
+  ``q_m = clip(q_L + N(0, 0.05), 0.4, 1)``, ``PA_m = PA_L + N(0, 10 deg)`` (roughly aligned with the
+  light); external shear ``gamma_1, gamma_2 ~ N(0, shear_sigma = 0.05)``.
+* source (lenses): elliptical Sérsic, ``n ~ U(0.5, 3)``, ``r_e ~ U(source_re_range)`` = U(0.15, 0.6)",
+  ``q ~ U(0.3, 1)``, PA uniform, unlensed reference-band magnitude ``~ U(source_mag_range)`` =
+  U(21.0, 24.5), position uniform in area within ``0.8 theta_E`` of the lens centre (multiply imaged;
+  SIS magnification ``>= 2.5``); blue colour. With probability ``clump_prob`` (0.5) 1-4 star-forming
+  clumps (Gaussians of sigma ``U(0.04, 0.12)"`` at ``N(0, r_e)`` offsets) carry ``U(0.1, 0.4)`` of the
+  source light.
+* colours: power-law ``f_nu ∝ lambda^alpha`` across the bands (as in
+  :class:`cosmobench.sim.galaxies.Observation`), lens ``alpha ~ U(2, 3)`` (g-r ≈ 0.8-1.2 for the
+  default bands), source and star-forming features ``alpha ~ U(-1, 0.5)``.
+* negatives: a fraction ``1 - lens_fraction`` of the samples. Of those, ``1 -
+  hard_negative_fraction`` are the lens-light galaxy alone; the rest are hard negatives drawn
+  uniformly from ``hard_negatives``:
+
+  ``ring``       lens-light galaxy + a blue (collisional/resonance) star-forming ring: Gaussian in
+                 elliptical radius, radius ``U(theta_e_range)``, width ``U(0.1, 0.3)"``, axis ratio
+                 ``U(0.4, 1)``, with ``m`` = 2-5 azimuthal knots (modulation ``U(0.3, 0.9)``),
+                 magnitude from the source prior.
+  ``companion``  lens-light galaxy + 1-3 close, unlensed blue galaxies (source-prior Sérsics) at
+                 ``U(0.8, 3.0)"`` from its centre.
+  ``spiral``     a spiral galaxy (bulge, exponential disk, logarithmic blue arms) and
+  ``edge_on``    an edge-on disk with a dust lane, both from the morphology simulator
+                 (:func:`cosmobench.sim.galaxies.simulate_galaxy`, noiseless and unconvolved, magnitude
+                 from the lens-light prior) and then observed through the same PSF and noise.
+
+Reproducibility: sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)``: its random
+numbers come from a ``torch.Generator`` seeded by
+:func:`cosmobench.datamodule.sample_seed` (parameters as a fixed vector of uniforms, the noise
+deviates, and the morphology-simulator generator for ``spiral``/``edge_on``), while rendering is
+vectorised over the batch. Results do not depend on batch composition beyond float rounding of
+batched kernels (tested bitwise on CPU).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cosmobench.sim import profiles as P
+
+HARD_NEGATIVES = ("ring", "companion", "spiral", "edge_on")
+#: sample kinds: 0 lens, 1 plain non-lens, 2.. the hard negatives in HARD_NEGATIVES order
+KINDS = ("lens", "non_lens") + HARD_NEGATIVES
+MAX_CLUMPS = 4
+MAX_COMPANIONS = 3
+
+# --------------------------------------------------------------------------- lens physics
+
+
+def sie_deflection(x, y, theta_e, q, phi, x0=0.0, y0=0.0):
+    """Deflection ``(alpha_x, alpha_y)`` (arcsec) of a singular isothermal ellipsoid of Einstein
+    radius ``theta_e`` (arcsec), mass axis ratio ``q`` in (0, 1] and major-axis position angle
+    ``phi`` (rad), centred on ``(x0, y0)``, at image-plane positions ``(x, y)`` (arcsec).
+    numpy or torch (broadcasting); ``q = 1`` is the singular isothermal sphere."""
+    xp = P.array_namespace(x, y, theta_e, q, phi, x0, y0)
+    u, v = P.rotate_coords(x, y, x0, y0, phi)
+    as_arr = (lambda a: torch.as_tensor(a, dtype=u.dtype, device=u.device)) if xp is torch else \
+        (lambda a: np.asarray(a, dtype=float))
+    theta_e, q, phi = as_arr(theta_e), as_arr(q), as_arr(phi)
+    q = xp.clip(q, 1e-3, 1.0)
+    e2 = 1.0 - q * q
+    round_ = e2 < 1e-6
+    e = xp.sqrt(xp.where(round_, xp.ones_like(e2), e2))
+    double = (u.dtype == torch.float64) if xp is torch else (u.dtype == np.float64)
+    tiny = 1e-9 if double else 1e-6
+    psi = xp.sqrt(q * q * u * u + v * v)
+    psi = xp.where(psi > tiny, psi, tiny + 0 * psi)
+    amp = theta_e * xp.sqrt(q) / e
+    a_u = xp.where(round_, theta_e * u / psi, amp * xp.arctan(e * u / psi))
+    a_v = xp.where(round_, theta_e * v / psi, amp * xp.arctanh(xp.clip(e * v / psi, -1 + 1e-7, 1 - 1e-7)))
+    c, s = xp.cos(phi), xp.sin(phi)
+    return c * a_u - s * a_v, s * a_u + c * a_v
+
+
+def shear_deflection(x, y, gamma1, gamma2, x0=0.0, y0=0.0):
+    """Deflection (arcsec) of an external shear ``(gamma1, gamma2)`` about ``(x0, y0)``:
+    potential ``psi = (g1 (dx^2 - dy^2) + 2 g2 dx dy) / 2``."""
+    dx, dy = x - x0, y - y0
+    return gamma1 * dx + gamma2 * dy, gamma2 * dx - gamma1 * dy
+
+
+def ray_trace(x, y, theta_e, q, phi, gamma1=0.0, gamma2=0.0, x0=0.0, y0=0.0):
+    """Source-plane positions ``beta = theta - alpha_SIE(theta) - alpha_shear(theta)`` (arcsec) of
+    image-plane positions ``(x, y)`` for an SIE + external shear centred on ``(x0, y0)``."""
+    ax, ay = sie_deflection(x, y, theta_e, q, phi, x0, y0)
+    sx, sy = shear_deflection(x, y, gamma1, gamma2, x0, y0)
+    return x - ax - sx, y - ay - sy
+
+
+# --------------------------------------------------------------------------- survey + simulator
+
+
+def _per_band(value, n: int, name: str) -> tuple[float, ...]:
+    vals = [float(v) for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])]
+    if len(vals) == 1:
+        vals = vals * n
+    if len(vals) != n:
+        raise ValueError(f"{name} needs 1 or n_bands={n} values, got {len(vals)}")
+    return tuple(vals)
+
+
+def _range(value, name: str, lo: float = -math.inf) -> tuple[float, float]:
+    a, b = (float(v) for v in value)
+    if not (lo <= a <= b):
+        raise ValueError(f"{name} must be [low, high] with {lo} <= low <= high, got {list(value)}")
+    return a, b
+
+
+@dataclass
+class LensSimConfig:
+    """Survey and prior settings of :class:`LensSimulator` (units in the module docstring)."""
+
+    image_size: int = 64
+    n_bands: int = 3
+    pixel_scale: float = 0.2                       # arcsec / px
+    zero_point: tuple = (33.5, 34.0, 33.0)         # AB mag of 1 count, per band
+    sky_mag: tuple = (22.0, 21.0, 20.0)            # mag / arcsec^2, per band
+    psf: str = "gaussian"                          # gaussian | moffat
+    psf_fwhm: tuple = (0.9, 0.7, 0.8)              # arcsec, per band
+    moffat_beta: float = 3.5
+    read_noise: float = 5.0                        # electrons / px
+    gain: float = 1.0                              # electrons / count
+    oversample: int = 2                            # sub-pixels per pixel side (0.1" at 0.2"/px)
+    lens_fraction: float = 0.5
+    hard_negative_fraction: float = 0.5            # of the negatives
+    hard_negatives: tuple = HARD_NEGATIVES
+    theta_e_range: tuple = (0.8, 3.0)              # arcsec
+    lens_mag_range: tuple = (17.5, 20.0)           # reference band
+    source_mag_range: tuple = (21.0, 24.5)         # unlensed, reference band
+    source_re_range: tuple = (0.15, 0.6)           # arcsec
+    shear_sigma: float = 0.05
+    clump_prob: float = 0.5
+    wavelengths: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from cosmobench.sim.galaxies import band_wavelengths
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
+        if self.n_bands < 1:
+            raise ValueError(f"n_bands must be >= 1, got {self.n_bands}")
+        if self.pixel_scale <= 0 or self.oversample < 1:
+            raise ValueError("pixel_scale must be > 0 and oversample >= 1")
+        for name in ("zero_point", "sky_mag", "psf_fwhm"):
+            setattr(self, name, _per_band(getattr(self, name), self.n_bands, name))
+        if min(self.psf_fwhm) <= 0:
+            raise ValueError(f"psf_fwhm must be > 0 arcsec, got {self.psf_fwhm}")
+        for name in ("lens_fraction", "hard_negative_fraction", "clump_prob"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        unknown = [k for k in self.hard_negatives if k not in HARD_NEGATIVES]
+        if unknown:
+            raise ValueError(f"unknown hard negatives {unknown}; choose from {', '.join(HARD_NEGATIVES)}")
+        if self.hard_negative_fraction > 0 and not self.hard_negatives:
+            raise ValueError("hard_negative_fraction > 0 needs at least one hard negative kind")
+        self.hard_negatives = tuple(self.hard_negatives)
+        self.theta_e_range = _range(self.theta_e_range, "theta_e_range", 0.0)
+        self.lens_mag_range = _range(self.lens_mag_range, "lens_mag_range")
+        self.source_mag_range = _range(self.source_mag_range, "source_mag_range")
+        self.source_re_range = _range(self.source_re_range, "source_re_range", 1e-3)
+        half = (self.image_size - 1) / 2 * self.pixel_scale
+        if self.theta_e_range[1] > 0.9 * half:
+            raise ValueError(f"theta_e_range upper end {self.theta_e_range[1]}\" does not fit a "
+                             f"{self.image_size} px x {self.pixel_scale}\"/px stamp (half-width {half:.2f}\")")
+        self.wavelengths = band_wavelengths(self.n_bands)
+        self.ref_band = self.n_bands // 2
+
+    def colour(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Band fluxes relative to the reference band, ``(lambda_b / lambda_ref)^alpha``: ``(B, C)``."""
+        lam = torch.as_tensor(self.wavelengths / self.wavelengths[self.ref_band], dtype=alpha.dtype)
+        return lam[None, :] ** alpha[:, None]
+
+    def counts(self, mag: torch.Tensor) -> torch.Tensor:
+        """Reference-band magnitudes ``(B,)`` -> counts in that band ``(B,)``."""
+        return P.mag_to_counts(mag, self.zero_point[self.ref_band])
+
+    @property
+    def band_zp_factor(self) -> np.ndarray:
+        """Counts in band b per count in the reference band at equal AB magnitude: ``10^(0.4 (zp_b - zp_ref))``."""
+        zp = np.asarray(self.zero_point)
+        return 10.0 ** (0.4 * (zp - zp[self.ref_band]))
+
+    def sky_counts(self) -> np.ndarray:
+        """Sky counts per pixel per band."""
+        return np.array([float(P.sb_to_counts_per_pixel(m, self.pixel_scale, z))
+                         for m, z in zip(self.sky_mag, self.zero_point)])
+
+    def psf_kernels(self) -> np.ndarray:
+        """``(C, k, k)`` unit-sum PSF stamps (one odd size for all bands, ~3 FWHM half-width)."""
+        fwhm_px = np.asarray(self.psf_fwhm) / self.pixel_scale
+        size = 2 * int(np.ceil(3 * fwhm_px.max())) + 1
+        return np.stack([P.make_psf(self.psf, f, self.moffat_beta, size) for f in fwhm_px])
+
+
+# slots of the per-sample uniform vector
+_U_LABEL, _U_HARD, _U_KIND = 0, 1, 2
+_U_LENS = 3          # mag, n, r_e, q, pa, x0, y0, alpha                          (8)
+_U_MASS = 11         # theta_e, dq, dpa, g1, g2                                  (5)
+_U_SRC = 16          # r_beta, ang_beta, mag, n, r_e, q, pa, alpha               (8)
+_U_CLUMP = 24        # has, n, frac, then MAX_CLUMPS x (dx, dy, sigma, weight)   (3 + 16)
+_U_RING = 43         # radius, width, q, pa, mag, alpha, m, phase, amplitude     (9)
+_U_COMP = 52         # n, then MAX_COMPANIONS x (r, ang, mag, r_e, n, q, pa, alpha) (1 + 24)
+N_UNIFORMS = 77
+
+
+def _gauss(u: torch.Tensor) -> torch.Tensor:
+    """Standard-normal deviates from uniforms in (0, 1) (inverse CDF)."""
+    return math.sqrt(2.0) * torch.erfinv((2 * u - 1).clamp(-1 + 1e-12, 1 - 1e-12))
+
+
+def _lerp(u: torch.Tensor, rng: tuple[float, float]) -> torch.Tensor:
+    return rng[0] + (rng[1] - rng[0]) * u
+
+
+class LensSimulator:
+    """Batched simulator of lens / non-lens cutouts (see the module docstring for the model).
+
+    ``simulate(indices, split, seed)`` returns float32 images ``(B, C, H, W)`` in counts
+    (sky-subtracted) and per-sample truth: ``label`` (1 lens, 0 not), ``kind`` (index into
+    :data:`KINDS`), ``theta_e`` (arcsec), ``source_mag`` (unlensed, reference band),
+    ``magnification`` (lensed / unlensed source flux before the PSF), ``lens_mag`` (NaN where
+    not applicable). ``dtype`` float32 (fast) or float64 (tests).
+    """
+
+    def __init__(self, cfg: LensSimConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        self.cfg, self.dtype, self.device = cfg, dtype, torch.device(device)
+        c = cfg
+        x, y = P.pixel_grid((c.image_size, c.image_size), c.oversample)
+        centre = (c.image_size - 1) / 2
+        self.gx = torch.as_tensor((x - centre) * c.pixel_scale, dtype=dtype, device=self.device)
+        self.gy = torch.as_tensor((y - centre) * c.pixel_scale, dtype=dtype, device=self.device)
+        self.sub_area = (c.pixel_scale / c.oversample) ** 2          # arcsec^2 per sub-pixel
+        self.psf = torch.as_tensor(c.psf_kernels(), dtype=dtype, device=self.device)
+        self.sky = torch.as_tensor(c.sky_counts(), dtype=dtype, device=self.device).view(1, -1, 1, 1)
+        self.zp_factor = torch.as_tensor(c.band_zp_factor, dtype=dtype, device=self.device)
+        self._gal_obs = None
+
+    # --- random numbers ------------------------------------------------------------------
+    def draw(self, indices, split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Per-sample uniforms ``(B, N_UNIFORMS)``, standard-normal noise deviates ``(B, C, H, W)``
+        and 63-bit seeds, each a pure function of ``(seed, split, index)``."""
+        from cosmobench.datamodule import sample_seed
+        c = self.cfg
+        seeds, us, zs = [], [], []
+        for i in np.asarray(indices, dtype=np.int64).reshape(-1):
+            s = int(sample_seed(seed, split, int(i)).generate_state(1, np.uint64)[0]) & (2 ** 63 - 1)
+            g = torch.Generator().manual_seed(s)
+            us.append(torch.rand(N_UNIFORMS, generator=g, dtype=torch.float64))
+            zs.append(torch.randn(c.n_bands, c.image_size, c.image_size, generator=g, dtype=torch.float32))
+            seeds.append(s)
+        u = torch.stack(us).to(self.device)
+        z = torch.stack(zs).to(device=self.device, dtype=self.dtype)
+        return u, z, seeds
+
+    # --- rendering helpers ---------------------------------------------------------------
+    def _bin(self, sb: torch.Tensor) -> torch.Tensor:
+        """Surface brightness (per arcsec^2) on the sub-pixel grid -> flux per pixel."""
+        return P.bin_oversampled(sb, self.cfg.oversample) * self.sub_area
+
+    def _sersic(self, x, y, r_e, n, q, pa, x0, y0) -> torch.Tensor:
+        """Unit-flux Sérsic on positions (x, y) ``(B, h, w)`` with per-sample parameters ``(B,)``."""
+        v = lambda t: t.to(self.dtype).view(-1, 1, 1)  # noqa: E731
+        return P.sersic(x, y, 1.0, v(r_e), v(n), v(q), v(pa), v(x0), v(y0))
+
+    # --- simulate ------------------------------------------------------------------------
+    def simulate(self, indices, split: str, seed: int, noise: bool = True, psf: bool = True):
+        """Images ``(B, C, H, W)`` float32 and truth (see the class docstring) of samples ``indices``
+        of ``split``. Rendering runs in chunks of :attr:`chunk` samples (temporaries of ~2 MB stay
+        in cache: measured 2-4x faster than one pass over 256 samples on this CPU)."""
+        u, z, seeds = self.draw(indices, split, seed)
+        parts = [self._render(u[a:a + self.chunk], z[a:a + self.chunk], seeds[a:a + self.chunk], noise, psf)
+                 for a in range(0, len(seeds), self.chunk)]
+        if not parts:
+            c = self.cfg
+            return torch.zeros(0, c.n_bands, c.image_size, c.image_size), {}
+        images = torch.cat([p[0] for p in parts])
+        truth = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+        return images, truth
+
+    @property
+    def chunk(self) -> int:
+        c = self.cfg
+        return max(1, (1 << 19) // (c.image_size * c.oversample) ** 2)
+
+    def _render(self, u: torch.Tensor, z: torch.Tensor, seeds: list[int], noise: bool, psf: bool):
+        c = self.cfg
+        B = u.shape[0]
+        dt = self.dtype
+        label = (u[:, _U_LABEL] < c.lens_fraction).long()
+        hard = (label == 0) & (u[:, _U_HARD] < c.hard_negative_fraction)
+        n_hard = max(len(c.hard_negatives), 1)
+        hard_idx = (u[:, _U_KIND] * n_hard).long().clamp(max=n_hard - 1)
+        kind = torch.where(label == 1, 0, 1)
+        for k, name in enumerate(c.hard_negatives):
+            kind = torch.where(hard & (hard_idx == k), KINDS.index(name), kind)
+
+        nan = torch.full((B,), float("nan"), dtype=torch.float64)
+        truth = {"label": label, "kind": kind, "theta_e": nan.clone(), "source_mag": nan.clone(),
+                 "magnification": nan.clone(), "lens_mag": nan.clone()}
+        img = torch.zeros(B, c.n_bands, c.image_size, c.image_size, dtype=dt, device=self.device)
+        gx, gy = self.gx, self.gy
+
+        # lens light: every sample except the galaxies taken from the morphology simulator
+        has_light = (kind != KINDS.index("spiral")) & (kind != KINDS.index("edge_on"))
+        L = torch.nonzero(has_light).flatten()
+        ul = u[L, _U_LENS:_U_LENS + 8]
+        lens_mag = _lerp(ul[:, 0], c.lens_mag_range)
+        n_l, re_l = _lerp(ul[:, 1], (2.5, 5.5)), _lerp(ul[:, 2], (0.5, 2.0))
+        q_l, pa_l = _lerp(ul[:, 3], (0.5, 1.0)), ul[:, 4] * math.pi
+        x0 = (ul[:, 5] - 0.5) * c.pixel_scale
+        y0 = (ul[:, 6] - 0.5) * c.pixel_scale
+        alpha_l = _lerp(ul[:, 7], (2.0, 3.0))
+        if len(L):
+            t = self._bin(self._sersic(gx, gy, re_l, n_l, q_l, pa_l, x0, y0))
+            flux = (c.counts(lens_mag)[:, None] * c.colour(alpha_l)).to(dt) * self.zp_factor
+            img[L] += flux[:, :, None, None] * t[:, None]
+            truth["lens_mag"][L] = lens_mag
+
+        # lenses: SIE + shear ray tracing of a Sérsic source (+ clumps)
+        pos = torch.nonzero(label == 1).flatten()
+        if len(pos):
+            sel = torch.nonzero(label[L] == 1).flatten()       # lenses within L (all lenses have light)
+            um, us, uc = u[pos, _U_MASS:_U_MASS + 5], u[pos, _U_SRC:_U_SRC + 8], u[pos, _U_CLUMP:_U_CLUMP + 19]
+            theta_e = _lerp(um[:, 0], c.theta_e_range)
+            q_m = (q_l[sel] + 0.05 * _gauss(um[:, 1])).clamp(0.4, 1.0)
+            pa_m = pa_l[sel] + math.radians(10.0) * _gauss(um[:, 2])
+            g1, g2 = c.shear_sigma * _gauss(um[:, 3]), c.shear_sigma * _gauss(um[:, 4])
+            lx0, ly0 = x0[sel], y0[sel]
+            v = lambda t: t.to(dt).view(-1, 1, 1)  # noqa: E731
+            bx, by = ray_trace(gx, gy, v(theta_e), v(q_m), v(pa_m), v(g1), v(g2), v(lx0), v(ly0))
+            r_b = 0.8 * theta_e * us[:, 0].sqrt()
+            a_b = 2 * math.pi * us[:, 1]
+            sx0, sy0 = lx0 + r_b * torch.cos(a_b), ly0 + r_b * torch.sin(a_b)
+            src_mag = _lerp(us[:, 2], c.source_mag_range)
+            n_s, re_s = _lerp(us[:, 3], (0.5, 3.0)), _lerp(us[:, 4], c.source_re_range)
+            q_s, pa_s = _lerp(us[:, 5], (0.3, 1.0)), us[:, 6] * math.pi
+            alpha_s = _lerp(us[:, 7], (-1.0, 0.5))
+            has_clumps = uc[:, 0] < c.clump_prob
+            frac = torch.where(has_clumps, _lerp(uc[:, 2], (0.1, 0.4)), torch.zeros_like(uc[:, 2]))
+            sb = self._sersic(bx, by, re_s, n_s, q_s, pa_s, sx0, sy0) * v(1 - frac)
+            if has_clumps.any():
+                sb = sb + self._clumps(bx, by, uc, has_clumps, frac, re_s, sx0, sy0)
+            t = self._bin(sb)
+            truth["magnification"][pos] = t.sum(dim=(-2, -1)).double()
+            flux = (c.counts(src_mag)[:, None] * c.colour(alpha_s)).to(dt) * self.zp_factor
+            img[pos] += flux[:, :, None, None] * t[:, None]
+            truth["theta_e"][pos], truth["source_mag"][pos] = theta_e, src_mag
+
+        ring = torch.nonzero(kind == KINDS.index("ring")).flatten()
+        if len(ring):
+            img[ring] += self._ring(u[ring, _U_RING:_U_RING + 9], x0[self._within(L, ring)],
+                                    y0[self._within(L, ring)])
+        comp = torch.nonzero(kind == KINDS.index("companion")).flatten()
+        if len(comp):
+            img[comp] += self._companions(u[comp, _U_COMP:_U_COMP + 1 + 8 * MAX_COMPANIONS],
+                                          x0[self._within(L, comp)], y0[self._within(L, comp)])
+        for name in ("spiral", "edge_on"):
+            sel = torch.nonzero(kind == KINDS.index(name)).flatten()
+            for j in sel.tolist():
+                img[j] = self._morphology_galaxy(name, seeds[j])
+
+        if psf:
+            img = P.fft_convolve(img, self.psf)
+        if noise:
+            img = P.poisson_gaussian_noise(img, self.sky, z, c.read_noise, c.gain)
+        return img.float(), truth
+
+    @staticmethod
+    def _within(L: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Positions of the sample indices ``rows`` within the sorted index list ``L``."""
+        return torch.searchsorted(L, rows)
+
+    def _clumps(self, bx, by, uc, has, frac, re_s, sx0, sy0) -> torch.Tensor:
+        """Gaussian star-forming clumps in the source plane (total flux ``frac`` of a unit source),
+        evaluated only for the rows that have clumps."""
+        dt = self.dtype
+        v = lambda t: t.to(dt).view(-1, 1, 1)  # noqa: E731
+        n_cl = 1 + (uc[:, 1] * MAX_CLUMPS).long().clamp(max=MAX_CLUMPS - 1)
+        w = torch.stack([torch.where((k < n_cl) & has, 0.2 + uc[:, 6 + 4 * k], torch.zeros_like(frac))
+                         for k in range(MAX_CLUMPS)], 1)
+        w = w / w.sum(1, keepdim=True).clamp_min(1e-12) * frac[:, None]
+        out = torch.zeros_like(bx)
+        for k in range(MAX_CLUMPS):
+            rows = torch.nonzero(w[:, k] > 0).flatten()
+            if not len(rows):
+                continue
+            dx, dy = re_s[rows] * _gauss(uc[rows, 3 + 4 * k]), re_s[rows] * _gauss(uc[rows, 4 + 4 * k])
+            sig = _lerp(uc[rows, 5 + 4 * k], (0.04, 0.12))
+            out[rows] += P.gaussian_blob(bx[rows], by[rows], v(w[rows, k]), v(sig), v(sx0[rows] + dx),
+                                         v(sy0[rows] + dy))
+        return out
+
+    def _ring(self, ur: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+        """Blue star-forming ring around the galaxy (not lensed): ``(B, C, H, W)`` counts."""
+        c, dt = self.cfg, self.dtype
+        v = lambda t: t.to(dt).view(-1, 1, 1)  # noqa: E731
+        radius, width = _lerp(ur[:, 0], c.theta_e_range), _lerp(ur[:, 1], (0.1, 0.3))
+        q, pa = _lerp(ur[:, 2], (0.4, 1.0)), ur[:, 3] * math.pi
+        mag, alpha = _lerp(ur[:, 4], c.source_mag_range), _lerp(ur[:, 5], (-1.0, 0.5))
+        m = 2 + (ur[:, 6] * 4).long().clamp(max=3)
+        phase, amp = ur[:, 7] * 2 * math.pi, _lerp(ur[:, 8], (0.3, 0.9))
+        du, dv = P.rotate_coords(self.gx, self.gy, v(x0), v(y0), v(pa))
+        r = torch.sqrt(du * du + (dv / v(q)) ** 2)
+        theta = torch.atan2(dv / v(q), du)
+        sb = torch.exp(-0.5 * ((r - v(radius)) / v(width)) ** 2) * (1 + v(amp) * torch.cos(v(m) * theta + v(phase)))
+        t = self._bin(sb)
+        t = t / t.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+        flux = (c.counts(mag)[:, None] * c.colour(alpha)).to(dt) * self.zp_factor
+        return flux[:, :, None, None] * t[:, None]
+
+    def _companions(self, uc: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+        """1-3 unlensed blue Sérsic galaxies at 0.8-3.0" from the lens-light centre."""
+        c, dt = self.cfg, self.dtype
+        n = 1 + (uc[:, 0] * MAX_COMPANIONS).long().clamp(max=MAX_COMPANIONS - 1)
+        out = torch.zeros(len(uc), c.n_bands, c.image_size, c.image_size, dtype=dt, device=self.device)
+        for k in range(MAX_COMPANIONS):
+            on = torch.nonzero(k < n).flatten()
+            if not len(on):
+                continue
+            p = uc[on, 1 + 8 * k:1 + 8 * (k + 1)]
+            r, ang = _lerp(p[:, 0], (0.8, 3.0)), 2 * math.pi * p[:, 1]
+            mag = _lerp(p[:, 2], c.source_mag_range)
+            t = self._bin(self._sersic(self.gx, self.gy, _lerp(p[:, 3], c.source_re_range),
+                                       _lerp(p[:, 4], (0.5, 3.0)), _lerp(p[:, 5], (0.3, 1.0)), p[:, 6] * math.pi,
+                                       x0[on] + r * torch.cos(ang), y0[on] + r * torch.sin(ang)))
+            flux = (c.counts(mag)[:, None] * c.colour(_lerp(p[:, 7], (-1.0, 0.5)))).to(dt) * self.zp_factor
+            out[on] += flux[:, :, None, None] * t[:, None]
+        return out
+
+    def _morphology_galaxy(self, cls: str, seed: int) -> torch.Tensor:
+        """Noiseless, unconvolved ``spiral``/``edge_on`` galaxy from the morphology simulator, in
+        this survey's bands and per-band zero points."""
+        from cosmobench.sim.galaxies import Observation, simulate_galaxy
+        c = self.cfg
+        if self._gal_obs is None:
+            self._gal_obs = Observation(image_size=c.image_size, n_bands=c.n_bands, pixel_scale=c.pixel_scale,
+                                        psf="gaussian", psf_fwhm=max(c.psf_fwhm),
+                                        zero_point=c.zero_point[c.ref_band], mag_range=c.lens_mag_range,
+                                        oversample=c.oversample)
+        rng = np.random.default_rng([seed, 7])
+        img, _ = simulate_galaxy(rng, cls, self._gal_obs, noise=False, psf=False)
+        return torch.as_tensor(img, dtype=self.dtype, device=self.device) * self.zp_factor.view(-1, 1, 1)
+
+
+__all__ = ["sie_deflection", "shear_deflection", "ray_trace", "LensSimConfig", "LensSimulator",
+           "HARD_NEGATIVES", "KINDS"]

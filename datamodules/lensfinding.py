@@ -1,0 +1,210 @@
+"""Datamodule of the ``lensfinding`` task: multi-band cutouts -> lens (1) / not a lens (0).
+
+Sources (``data.source``):
+
+``sim`` (default)
+    :class:`cosmobench.sim.lensing.LensSimulator` (model, units and priors in its module
+    docstring): ``data.n_bands`` bands, ``data.image_size``² px at ``data.pixel_scale`` "/px, per-band
+    ``data.zero_point`` / ``data.sky_mag`` / ``data.psf_fwhm``, lens fraction ``data.lens_fraction``,
+    hard negatives ``data.hard_negatives`` (fraction ``data.hard_negative_fraction`` of the
+    negatives). Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)``; the splits are
+    rendered in batches at set-up. Items also carry the truth used for the binned completeness:
+    ``theta_e`` (arcsec), ``source_mag`` (unlensed, reference band), ``magnification`` and
+    ``kind`` (index into :data:`cosmobench.sim.lensing.KINDS`), NaN / -1 where not applicable.
+``stack``
+    ``data.path``: one file holding an image stack (``.npy``, ``.npz``, ``.h5``/``.hdf5`` or a FITS
+    cube; :func:`cosmobench.images.read_image_stack`, dataset/member/HDU ``data.image_key``).
+    Labels (0/1): the ``data.label_key`` member/dataset of the same ``.npz``/``.h5`` file, or
+    column ``data.label_column`` of the table ``data.label_path`` (CSV/FITS/ECSV/Parquet, one row
+    per cutout in stack order).
+``folder``
+    ``data.path``: a table (CSV/FITS/...) with a ``data.file_column`` of image files (FITS/NPY/PNG,
+    relative to the table) and a ``data.label_column`` of 0/1 labels.
+
+Real data are split into train/val/test with ``data.val_fraction``/``data.test_fraction``
+(seeded); cutouts are centre-cropped to ``data.crop`` (if set) and resized to ``data.image_size``.
+
+``predict`` input (:meth:`LensFindingDataModule.read_input`): an image stack file as above
+(labels not needed) or a folder table (``data.file_column``; labels ignored); the output has
+one row per cutout: ``index`` (position in the stack / row of the table), ``score`` = p(lens) and
+``pred_label`` (score >= 0.5).
+
+Normalisation (``(stretch(x / scale_b) - mean_b) / std_b``, train-split statistics) and D4
+augmentation (``data.augment``) come from :mod:`cosmobench.images` / :mod:`cosmobench.augment`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cosmobench.augment import apply_augmentation
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, split_indices
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.images import (FileImages, LazyImageDataset, _load_array, check_finite_images, crop_resize,
+                               read_folder_catalog, read_image_stack, train_band_statistics)
+
+CLASSES = ["non_lens", "lens"]
+#: completeness bins per property: edges spread evenly over the simulator's prior range
+N_COMPLETENESS_BINS = 4
+SIM_BATCH = 256
+TRUTH_KEYS = ("theta_e", "source_mag", "magnification", "kind")
+
+
+class LensFindingDataModule(BaseDataModule):
+    real_sources = ("stack", "folder")
+    export_suffix = ".npy"
+
+    def __init__(self, cfg, seed: int = 0):
+        super().__init__(cfg, seed)
+        self.image_size = int(self.cfg["image_size"])
+        self.n_bands = int(self.cfg["n_bands"])
+        self.norm: dict[str, list[float]] = {}
+        self.sim_config()  # bad simulator settings fail before anything is written
+
+    # --- simulator ------------------------------------------------------------------------
+    def sim_config(self):
+        from cosmobench.sim.lensing import LensSimConfig
+        c = self.cfg
+        keys = ("pixel_scale", "zero_point", "sky_mag", "psf", "psf_fwhm", "moffat_beta", "read_noise", "gain",
+                "oversample", "lens_fraction", "hard_negative_fraction", "hard_negatives", "theta_e_range",
+                "lens_mag_range", "source_mag_range", "source_re_range", "shear_sigma", "clump_prob")
+        try:
+            return LensSimConfig(image_size=self.image_size, n_bands=self.n_bands,
+                                 **{k: (tuple(c[k]) if isinstance(c[k], (list, tuple)) else c[k]) for k in keys})
+        except ValueError as exc:
+            raise ConfigError(f"bad lens-simulator setting: {exc}") from None
+
+    def simulate_split(self, split: str, n: int) -> ArrayDataset:
+        """``n`` simulated cutouts of ``split`` with labels and truth (see the module docstring)."""
+        from cosmobench.sim.lensing import LensSimulator
+        sim = LensSimulator(self.sim_config())
+        images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
+        truth: dict[str, np.ndarray] = {}
+        starts = range(0, n, SIM_BATCH)
+        for a in progress(starts, len(starts), f"simulating {split} lens cutouts", min_total=8):
+            idx = np.arange(a, min(a + SIM_BATCH, n))
+            img, t = sim.simulate(idx, split, self.seed)
+            images[idx] = img.numpy()
+            for k, v in t.items():
+                truth.setdefault(k, np.empty(n, v.numpy().dtype))[idx] = v.numpy()
+        arrays = {"image": images, "label": truth["label"].astype(np.int64)}
+        arrays.update({k: truth[k].astype(np.float32 if k != "kind" else np.int64) for k in TRUTH_KEYS})
+        return ArrayDataset(arrays)
+
+    # --- building -------------------------------------------------------------------------
+    def build(self) -> dict[str, Dataset]:
+        source = self.cfg["source"]
+        if source == "sim":
+            datasets = {s: self.simulate_split(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
+        else:
+            datasets = self._build_stack() if source == "stack" else self._build_folder()
+        check_finite_images(datasets)
+        self.norm = train_band_statistics(datasets["train"], self.cfg["stretch"])
+        return datasets
+
+    def _split(self, n: int) -> dict[str, np.ndarray]:
+        return split_indices(n, float(self.cfg["val_fraction"]), float(self.cfg["test_fraction"]), self.seed)
+
+    @staticmethod
+    def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
+        labels = np.asarray(labels).reshape(-1)
+        try:
+            as_float = labels.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: labels must be 0 (non-lens) or 1 (lens), got non-numeric values") from None
+        if not np.isin(as_float, (0.0, 1.0)).all():
+            bad = labels[~np.isin(as_float, (0.0, 1.0))][0]
+            raise InputError(f"{where}: labels must be 0 (non-lens) or 1 (lens), got {bad!r}")
+        if len(np.unique(as_float)) < 2:
+            raise InputError(f"{where}: training needs both lenses (1) and non-lenses (0)")
+        return as_float.astype(np.int64)
+
+    def _stack_labels(self, path: Path, n: int) -> np.ndarray:
+        c = self.cfg
+        if c["label_path"]:
+            from cosmobench.io import read_table
+            table = read_table(Path(c["label_path"]).expanduser(), [c["label_column"]])
+            labels, where = np.asarray(table[c["label_column"]]), f"{c['label_path']}:{c['label_column']}"
+        elif path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
+            labels = _load_array(path, c["label_key"])  # the shared reader's npz member / HDF5 dataset
+            where = f"{path}:{c['label_key']}"
+        else:
+            raise InputError(f"{path}: a {path.suffix} stack holds no labels; set data.label_path=TABLE "
+                             f"(column data.label_column) or use .npz/.h5 with a '{c['label_key']}' member")
+        labels = self._check_labels(labels, where)
+        if len(labels) != n:
+            raise InputError(f"{where}: {len(labels)} labels for {n} images")
+        return labels
+
+    def _build_stack(self) -> dict[str, Dataset]:
+        path = self.require_path()
+        x = read_image_stack(path, key=self.cfg["image_key"] if path.suffix.lower() != ".npy" else None,
+                             n_bands=self.n_bands)
+        labels = self._stack_labels(path, len(x))
+        x = torch.from_numpy(x)
+        check_finite_images(x, what=str(path))
+        x = crop_resize(x, self.cfg["crop"], self.image_size).contiguous().numpy()
+        return {s: ArrayDataset({"image": x[rows], "label": labels[rows]}) for s, rows in self._split(len(x)).items()}
+
+    def _build_folder(self) -> dict[str, Dataset]:
+        path = self.require_path()
+        cat = read_folder_catalog(path, self.cfg["file_column"], self.cfg["label_column"])
+        labels = self._check_labels(np.asarray(cat["labels"]), f"{path}:{self.cfg['label_column']}")
+        load = FileImages(cat["files"], self.n_bands)
+        return {s: LazyImageDataset(rows, load, labels, None, self.cfg["crop"], self.image_size)
+                for s, rows in self._split(len(labels)).items()}
+
+    # --- facts for the model ----------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        self.setup()
+        c = self.cfg
+        out = {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(CLASSES),
+               "stretch": c["stretch"], "norm_scale": self.norm["scale"], "norm_mean": self.norm["mean"],
+               "norm_std": self.norm["std"], "source": c["source"]}
+        if c["source"] == "sim":
+            out["completeness_edges"] = {
+                "theta_e": np.linspace(*c["theta_e_range"], N_COMPLETENESS_BINS + 1).tolist(),
+                "source_mag": np.linspace(*c["source_mag_range"], N_COMPLETENESS_BINS + 1).tolist()}
+        return out
+
+    # --- augmentation ---------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        if self.cfg["augment"] and trainer is not None and trainer.training and "image" in batch:
+            batch = dict(batch)
+            batch["image"] = apply_augmentation(batch["image"], batch["idx"], self.seed, trainer.current_epoch)
+        return batch
+
+    # --- predict --------------------------------------------------------------------------
+    def export(self, split: str, path) -> Path:
+        """Write the images of ``split`` as a ``.npy`` stack ``(N, C, H, W)`` float32 (no labels)."""
+        self.setup()
+        ds = self.datasets[split]
+        x = ds.arrays["image"] if isinstance(ds, ArrayDataset) else torch.stack([ds[i]["image"] for i in range(len(ds))])
+        path = Path(path)
+        np.save(path, x.numpy())
+        return path
+
+    def read_input(self, path) -> Dataset:
+        """Unlabelled cutouts for ``predict``: an image stack (``.npy``/``.npz``/``.h5``/FITS cube)
+        or a table of image files (``.csv``/``.ecsv``/``.parquet``, column ``data.file_column``).
+        Items: ``image`` and ``idx`` (= position in the stack / row in the table)."""
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise InputError(f"input file not found: {p}")
+        if p.suffix.lower() in (".csv", ".ecsv", ".parquet"):
+            cat = read_folder_catalog(p, self.cfg["file_column"])
+            rows = np.arange(len(cat["files"]))
+            return LazyImageDataset(rows, FileImages(cat["files"], self.n_bands), np.zeros(len(rows), np.int64),
+                                    None, self.cfg["crop"], self.image_size)
+        key = self.cfg["image_key"] if p.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") else None
+        x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
+        check_finite_images(x, what=str(p))
+        if x.shape[-1] != self.image_size:
+            x = crop_resize(x, self.cfg["crop"], self.image_size)
+        return ArrayDataset({"image": x.contiguous().numpy()})
+
