@@ -30,9 +30,9 @@ def bench_simulator(size: int, bands: int, n: int) -> float:
 
 def bench_training(name: str, size: int, bands: int, batch: int, seconds: float) -> tuple[float, int]:
     from cosmobench.config import resolve
-    from cosmobench.nn.morphology_nets import build_net, count_parameters
+    from cosmobench.nn import build_net, count_parameters
     torch.manual_seed(0)
-    net = build_net(name, resolve("morphology", name)["model"], bands, 6, size)
+    net = build_net(name, resolve("morphology", name)["model"], n_bands=bands, n_classes=6, image_size=size)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x, y = torch.randn(batch, bands, size, size), torch.randint(0, 6, (batch,))
 

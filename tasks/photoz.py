@@ -27,7 +27,8 @@ from torch import nn
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.metrics import mixture as mx
 from cosmobench.metrics.photoz import OUTLIER_CUT, point_metrics
-from cosmobench.nn.mdn import MDN, mixture_nll
+from cosmobench.nn import build_net
+from cosmobench.nn.mdn import mixture_nll
 from cosmobench.plots import pyplot, save
 from cosmobench.task import BaseTask, FittedBaseline
 
@@ -88,13 +89,11 @@ class PhotoZTask(BaseTask):
         if self.model_name == "mdn":
             self.register_buffer("x_mean", x_mean)
             self.register_buffer("x_std", x_std)
-            return MDN(self.n_features, n_components=int(cfg.get("n_components", 5)),
-                       hidden=[int(h) for h in cfg.get("hidden", [128, 128])],
-                       dropout=float(cfg.get("dropout", 0.0)),
-                       loc=float(info["z_mean"]), scale=float(info["z_std"]))
+            return build_net("mdn", cfg, in_features=self.n_features, loc=float(info["z_mean"]),
+                             scale=float(info["z_std"]))
         if self.model_name == "knn":
             n_bands = len(info.get("bands", [])) or self.n_features // 2
-            return KNNPhotoZ(int(cfg.get("k", 30)), float(cfg.get("bandwidth", 0.02)), x_mean, x_std,
+            return KNNPhotoZ(int(cfg["k"]), float(cfg["bandwidth"]), x_mean, x_std,
                              n_dims=n_bands)
         raise self.unknown_model()
 

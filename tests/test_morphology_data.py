@@ -150,7 +150,7 @@ def test_folder_loader_with_labels_and_votes(tmp_path):
     (["data.classes=[elliptical,unicorn]"], ConfigError, "data.classes"),
     (["data.stretch=log"], ConfigError, "data.stretch"),
     (["data.label_type=fuzzy"], ConfigError, "label_type"),
-    (["data.psf=airy"], ConfigError, "PSF kind"),
+    (["data.psf=airy"], ConfigError, "psf"),
     (["data.mag_range=[19.0,17.0]"], ConfigError, "mag_range"),
     (["data.source=galaxy10"], InputError, "data.path"),
     (["data.source=galaxy10", "data.path=/nonexistent/g10.h5"], InputError, "not found"),

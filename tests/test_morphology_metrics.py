@@ -67,3 +67,45 @@ def test_confusion_matrix_and_bundle():
     assert set(out) == {"accuracy", "balanced_accuracy", "macro_f1", "ece", "nll", "rotation_invariance_error"}
     assert out["rotation_invariance_error"] == pytest.approx(0.1)
     assert out["accuracy"] == pytest.approx(0.75)
+
+
+def test_binary_roc_auc_and_average_precision_by_hand():
+    y = [0, 0, 1, 1, 0, 1]
+    s = [0.1, 0.4, 0.35, 0.8, 0.2, 0.9]
+    # AUC = fraction of (positive, negative) pairs ranked correctly: negatives 0.1, 0.4, 0.2;
+    # positives 0.35 (beats 0.1, 0.2), 0.8 (all 3), 0.9 (all 3) -> 8/9
+    assert M.roc_auc(y, s) == pytest.approx(8 / 9)
+    # AP = sum (R_n - R_{n-1}) P_n over thresholds 0.9, 0.8, 0.4, 0.35: 1/3*1 + 1/3*1 + 0 + 1/3*3/4
+    assert M.average_precision(y, s) == pytest.approx(1 / 3 + 1 / 3 + 0.25)
+    fpr, tpr, _ = M.roc_curve(y, s)
+    assert fpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
+    assert math.isnan(M.roc_auc([1, 1], [0.2, 0.3]))
+    probs = np.stack([1 - np.array(s), s], 1)
+    out = M.classification_metrics(probs, y)
+    assert out["roc_auc"] == pytest.approx(8 / 9) and "average_precision" in out
+
+
+def test_ece_cross_checked_with_torchmetrics_off_bin_edges():
+    """torchmetrics bins [b/B, (b+1)/B) (plus c == 1 alone); ours (b/B, (b+1)/B] as Guo et al.:
+    equal whenever no confidence sits on an edge, different when one does."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(500, 4)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = rng.integers(0, 4, 500)
+    tm = multiclass_calibration_error(torch.tensor(probs), torch.tensor(y), num_classes=4, n_bins=15, norm="l1")
+    assert M.ece(probs, y) == pytest.approx(float(tm), rel=1e-6)  # torchmetrics works in float32
+    # a saturated wrong prediction (c = 1) and a correct one at c = 0.95: one bin (14/15, 1] for
+    # us, |0.5 - 0.975|; two bins for torchmetrics, (1 + 0.05) / 2
+    edge, yy = np.array([[1.0, 0.0], [0.95, 0.05]]), np.array([1, 0])
+    tm_edge = multiclass_calibration_error(torch.tensor(edge), torch.tensor(yy), num_classes=2, n_bins=15,
+                                           norm="l1")
+    assert M.ece(edge, yy) == pytest.approx(0.475) and float(tm_edge) == pytest.approx(0.525)
+
+
+def test_reliability_bins_match_ece():
+    rel = M.reliability(PROBS, YP)
+    ok = rel["count"] > 0
+    ece = np.nansum(rel["count"][ok] / rel["count"].sum() * np.abs(rel["accuracy"][ok] - rel["confidence"][ok]))
+    assert ece == pytest.approx(M.ece(PROBS, YP)) and rel["count"].sum() == len(YP)

@@ -6,7 +6,23 @@ import pytest
 import torch
 
 from cosmobench.errors import ConfigError
-from cosmobench.nn.morphology_nets import E2CNN, build_net, count_parameters, parse_group
+from cosmobench.config import resolve
+from cosmobench.nn import build_net, count_parameters
+from cosmobench.nn.equivariant import parse_group
+
+
+def model_cfg(name, *overrides):
+    """The resolved ``model`` node of morphology model ``name`` (registry defaults + overrides)."""
+    return resolve("morphology", name, overrides=list(overrides))["model"]
+
+
+def make_net(name, n_bands, n_classes, size, *overrides):
+    return build_net(name, model_cfg(name, *overrides), n_bands=n_bands, n_classes=n_classes, image_size=size)
+
+
+def e2cnn(n_bands, n_classes, size, group, channels):
+    return make_net("e2cnn", n_bands, n_classes, size, f"model.group={group}",
+               f"model.channels=[{','.join(map(str, channels))}]")
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -57,7 +73,7 @@ def _max_change(net, x, elements):
 @pytest.mark.parametrize("size", [32, 33])
 def test_e2cnn_d8_is_exactly_invariant_to_rot90_and_flips(size):
     torch.manual_seed(1)
-    net = _trained(E2CNN(3, 5, size, group="D8", channels=(2, 4, 4)), size)
+    net = _trained(e2cnn(3, 5, size, "D8", (2, 4, 4)), size)
     x = torch.randn(4, 3, size, size) * 3
     assert _max_change(net, x, range(1, 8)) < 1e-4
     # the logits are far from uniform, so the test would see a broken invariance
@@ -67,19 +83,18 @@ def test_e2cnn_d8_is_exactly_invariant_to_rot90_and_flips(size):
 
 def test_e2cnn_c8_rotation_invariant_plain_cnn_not():
     torch.manual_seed(2)
-    net = _trained(E2CNN(3, 5, 32, group="C8", channels=(2, 4, 4)), 32)
+    net = _trained(e2cnn(3, 5, 32, "C8", (2, 4, 4)), 32)
     x = torch.randn(4, 3, 32, 32) * 3
     assert _max_change(net, x, (1, 2, 3)) < 1e-4
-    cnn = _trained(build_net("cnn", {"channels": [8, 8, 8]}, 3, 5, 32), 32)
+    cnn = _trained(make_net("cnn", 3, 5, 32, "model.channels=[8,8,8]"), 32)
     assert _max_change(cnn, x, range(1, 8)) > 1e-5  # >> float rounding (~1e-7)
 
 
 def test_default_models_have_comparable_size_and_right_shapes():
-    from cosmobench.config import resolve
     nets = {}
     for name in ("e2cnn", "cnn", "resnet18"):
         cfg = resolve("morphology", name)
-        nets[name] = build_net(name, cfg["model"], 3, 6, 32)
+        nets[name] = build_net(name, cfg["model"], n_bands=3, n_classes=6, image_size=32)
         assert nets[name](torch.randn(2, 3, 32, 32)).shape == (2, 6)
     ratio = count_parameters(nets["cnn"]) / count_parameters(nets["e2cnn"])
     assert 0.67 < ratio < 1.5
@@ -87,9 +102,9 @@ def test_default_models_have_comparable_size_and_right_shapes():
 
 @pytest.mark.parametrize("size,stride", [(64, None), (32, None), (20, 1), (48, 2)])
 def test_resnet18_adapts_to_size_and_bands(size, stride):
-    net = build_net("resnet18", {"stem_stride": stride}, 5, 4, size)
-    assert net.conv1.in_channels == 5
-    assert net(torch.randn(2, 5, size, size)).shape == (2, 4)
+    r = make_net("resnet18", 5, 4, size, f"model.stem_stride={'null' if stride is None else stride}")
+    assert r.conv1.in_channels == 5
+    assert r(torch.randn(2, 5, size, size)).shape == (2, 4)
 
 
 def test_bad_model_settings():
@@ -98,17 +113,24 @@ def test_bad_model_settings():
         with pytest.raises(ConfigError, match="model.group"):
             parse_group(bad)
     with pytest.raises(ConfigError, match="kernel_sizes"):
-        build_net("cnn", {"channels": [4, 4], "kernel_sizes": [4, 3]}, 3, 2, 16)
+        make_net("cnn", 3, 2, 16, "model.channels=[4,4]", "model.kernel_sizes=[4,3]")
     with pytest.raises(ConfigError, match="stem_stride"):
-        build_net("resnet18", {"stem_stride": 3}, 3, 2, 16)
-    with pytest.raises(ConfigError, match="no model"):
-        build_net("vit", {}, 3, 2, 16)
+        make_net("resnet18", 3, 2, 16, "model.stem_stride=3")
+    with pytest.raises(ConfigError, match="no model 'vit'"):
+        build_net("vit", {}, n_bands=3, n_classes=2, image_size=16)
+    with pytest.raises(ConfigError, match="no model 'mdn'; choose one of e2cnn, cnn"):
+        build_net("mdn", {}, choices=("e2cnn", "cnn"), n_bands=3, n_classes=2, image_size=16)
+    with pytest.raises(ConfigError, match="no setting model.widht"):
+        build_net("cnn", {**model_cfg("cnn"), "widht": 3}, n_bands=3, n_classes=2, image_size=16)
+    with pytest.raises(ConfigError, match="needs model.hidden"):
+        build_net("cnn", {"channels": [4], "kernel_sizes": None, "dropout": 0.0}, n_bands=3, n_classes=2,
+                  image_size=16)
 
 
 def test_e2cnn_state_dict_excludes_cached_filters_and_reload_refreshes_them():
     torch.manual_seed(3)
-    a = E2CNN(3, 4, 16, group="D8", channels=(2, 2)).eval()
-    b = E2CNN(3, 4, 16, group="D8", channels=(2, 2)).eval()  # different random weights, cached filters
+    a = e2cnn(3, 4, 16, "D8", (2, 2)).eval()
+    b = e2cnn(3, 4, 16, "D8", (2, 2)).eval()  # different random weights, cached filters
     keys = list(a.state_dict())
     assert not [k for k in keys if k.endswith((".filter", ".expanded_bias"))]
     x = torch.randn(2, 3, 16, 16)

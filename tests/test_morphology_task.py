@@ -67,7 +67,7 @@ def test_plots_soft_labels_and_augmentation(tmp_path):
     assert "votes" in dm.datasets["train"][0]
     paths = task.make_plots(task.test_arrays, tmp_path / "plots")
     names = sorted(p.name for p in paths)
-    assert names == ["confusion_matrix.png", "examples_saliency.png"]
+    assert names == ["confusion_matrix.png", "examples_saliency.png", "reliability.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     sal = task.smoothgrad(dm.datasets["test"].arrays["image"][:2], torch.tensor([0, 1]), n_samples=4)
     assert sal.shape == (2, 16, 16) and torch.isfinite(sal).all() and sal.sum() > 0
@@ -76,7 +76,7 @@ def test_plots_soft_labels_and_augmentation(tmp_path):
 def test_soft_loss_equals_hard_loss_for_one_hot_votes():
     cfg = resolve("morphology", "cnn", overrides=TINY + MODELS["cnn"])
     info = {"image_size": 16, "n_bands": 3, "classes": ["a", "b", "c"], "norm_scale": [1.0] * 3,
-            "norm_mean": [0.0] * 3, "norm_std": [1.0] * 3}
+            "norm_mean": [0.0] * 3, "norm_std": [1.0] * 3, "stretch": "asinh"}
     task = MorphologyTask(model=cfg["model"], optim=cfg["optim"], data_info=info)
     x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 2, 1, 1])
     hard = task.loss({"image": x, "label": y})
@@ -99,3 +99,16 @@ def test_augmentation_only_while_training(tmp_path):
     assert not torch.equal(out["image"], batch["image"])
     FakeTrainer.training = False
     assert torch.equal(dm.on_after_batch_transfer(batch, 0)["image"], batch["image"])
+
+
+def test_binary_task_gets_roc_metrics_and_plot(tmp_path):
+    """Two classes: the shared image-classification base adds roc_auc/average_precision
+    (scikit-learn) and a ROC plot -- what lensfinding reuses."""
+    from cosmobench.metrics.classification import average_precision, roc_auc
+    _, dm, task, _ = fit_and_test("cnn", tmp_path, "data.classes=[elliptical,edge_on]", "data.n_test=16")
+    m, arr = task.test_metrics, task.test_arrays
+    assert m["roc_auc"] == pytest.approx(roc_auc(arr["label"], arr["probs"][:, 1]))
+    assert m["average_precision"] == pytest.approx(average_precision(arr["label"], arr["probs"][:, 1]))
+    assert len(np.unique(arr["label"])) == 2 and 0.0 <= m["roc_auc"] <= 1.0
+    names = sorted(p.name for p in task.make_plots(arr, tmp_path / "plots"))
+    assert "roc.png" in names

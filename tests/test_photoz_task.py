@@ -128,7 +128,7 @@ def test_unknown_model_and_missing_info():
 
 
 def test_mdn_head_outputs_valid_mixture():
-    net = MDN(10, n_components=4, hidden=[16], loc=1.0, scale=0.5)
+    net = MDN(10, n_components=4, hidden=[16], dropout=0.0, loc=1.0, scale=0.5)
     log_w, mu, sigma = net(torch.randn(8, 10))
     torch.testing.assert_close(log_w.exp().sum(1), torch.ones(8))
     assert torch.all(sigma > 0) and mu.shape == (8, 4)

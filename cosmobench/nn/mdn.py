@@ -71,12 +71,17 @@ class MDNHead(nn.Module):
 
 
 class MDN(nn.Module):
-    """MLP + :class:`MDNHead`. ``forward(x) -> (log_w, mu, sigma)`` each (N, K)."""
+    """MLP + :class:`MDNHead`. ``forward(x)`` with ``x`` ``(N, in_features)`` ->
+    ``(log_w, mu, sigma)`` each ``(N, n_components)``.
 
-    def __init__(self, in_features: int, n_components: int = 5, hidden: Sequence[int] = (128, 128),
-                 dropout: float = 0.0, loc: float = 0.0, scale: float = 1.0, min_sigma: float = 1e-3):
+    ``n_components``, ``hidden`` (widths of the MLP layers) and ``dropout`` come from the
+    ``model`` config node (defaults in the task registration); ``in_features`` and the target
+    standardisation ``loc``/``scale`` from the data."""
+
+    def __init__(self, in_features: int, *, n_components: int, hidden: Sequence[int], dropout: float,
+                 loc: float = 0.0, scale: float = 1.0, min_sigma: float = 1e-3):
         super().__init__()
-        self.trunk, width = mlp(in_features, hidden, dropout)
+        self.trunk, width = mlp(in_features, [int(h) for h in hidden], float(dropout))
         self.head = MDNHead(width, n_components, loc=loc, scale=scale, min_sigma=min_sigma)
 
     def forward(self, x: torch.Tensor):

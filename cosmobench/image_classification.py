@@ -1,0 +1,245 @@
+"""Image-classification base task, shared by ``morphology`` and ``lensfinding`` (and any task
+that maps ``(B, C, H, W)`` images to one of ``K`` classes).
+
+What a subclass gets:
+
+* networks by name (:data:`ImageClassificationTask.nets`, built by :func:`cosmobench.nn.build_net`
+  with ``n_bands``, ``n_classes``, ``image_size`` from ``data_info``);
+* input normalisation ``(stretch(x / scale_b) - mean_b) / std_b`` with the train-split
+  statistics of the datamodule's ``info()`` (:func:`cosmobench.images.band_statistics`:
+  ``norm_scale``, ``norm_mean``, ``norm_std``, ``stretch``) held as buffers, so they live in
+  the checkpoint;
+* loss: cross-entropy on the hard ``label``, or on vote fractions ``votes`` ``(B, K)`` when the
+  batch has them: ``-sum_k v_k log p_k``;
+* metrics (:func:`cosmobench.metrics.classification.classification_metrics`): accuracy,
+  balanced_accuracy, macro_f1, ece, nll; ``roc_auc`` and ``average_precision`` for ``K = 2``;
+  ``rotation_invariance_error`` if :attr:`~ImageClassificationTask.invariance_metric`;
+* ``predict`` columns ``p_<class>`` and ``pred_label``;
+* plots: confusion matrix, reliability diagram, ROC curve (binary), and example images with
+  their SmoothGrad saliency.
+
+``data_info`` must hold ``n_bands``, ``image_size``, ``classes`` (names, ``K`` >= 2),
+``norm_scale``/``norm_mean``/``norm_std`` (``C`` floats each) and ``stretch``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cosmobench.augment import N_D4, d4_transform
+from cosmobench.images import apply_stretch
+from cosmobench.metrics import classification as M
+from cosmobench.plots import pyplot, save
+from cosmobench.task import BaseTask
+
+INFO_KEYS = ("n_bands", "image_size", "classes", "norm_scale", "norm_mean", "norm_std", "stretch")
+
+
+# ----------------------------------------------------------------------------- plot helpers
+
+
+def confusion_figure(y: np.ndarray, pred: np.ndarray, names: list[str], title: str):
+    """Confusion matrix (counts; colour = row-normalised fraction) as a matplotlib figure."""
+    plt = pyplot()
+    k = len(names)
+    cm = M.confusion_matrix(y, pred, k)
+    frac = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(k), names, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(f"{title}: accuracy {float(np.mean(pred == y)):.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(y: np.ndarray, score: np.ndarray, title: str):
+    """ROC curve (true- vs false-positive rate) of a binary classifier, AUC in the legend."""
+    plt = pyplot()
+    fpr, tpr, _ = M.roc_curve(y, score)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot(fpr, tpr, color="C0", label=f"AUC = {M.roc_auc(y, score):.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-positive rate", ylabel="true-positive rate", title=title)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def reliability_figure(probs: np.ndarray, y: np.ndarray, title: str, n_bins: int = 15):
+    """Reliability diagram: accuracy vs mean top-class confidence in the :func:`~M.ece` bins."""
+    plt = pyplot()
+    r = M.reliability(probs, y, n_bins)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    centres = 0.5 * (r["edges"][1:] + r["edges"][:-1])
+    ok = r["count"] > 0
+    ax.bar(centres[ok], r["accuracy"][ok], width=1 / n_bins, edgecolor="k", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top class)", ylabel="accuracy",
+           title=f"{title}: ECE {M.ece(probs, y, n_bins):.3f}")
+    return fig
+
+
+# ----------------------------------------------------------------------------- task
+
+
+class ImageClassificationTask(BaseTask):
+    """Base LightningModule of image classification (see the module docstring)."""
+
+    #: model names (:data:`cosmobench.nn.NETS`) a subclass offers
+    nets: tuple[str, ...] = ("e2cnn", "cnn", "resnet18")
+    #: report ``rotation_invariance_error`` (mean |p(Tx) - p(x)| over the 7 non-identity D4 elements)
+    invariance_metric: bool = True
+    #: test images (lowest ``idx``) kept for the example/saliency plot
+    n_examples: int = 8
+
+    def configure_model(self) -> nn.Module:
+        from cosmobench.nn import build_net
+        info = self.require_info(*INFO_KEYS)
+        self.class_names = [str(c) for c in info["classes"]]
+        self.stretch = str(info["stretch"])
+        for name in ("scale", "mean", "std"):
+            t = torch.tensor(info[f"norm_{name}"], dtype=torch.float32).view(1, -1, 1, 1)
+            self.register_buffer(f"norm_{name}", t)
+        self._examples: dict[str, torch.Tensor] = {}
+        return build_net(self.model_name, self.model_cfg, choices=self.nets, n_bands=int(info["n_bands"]),
+                         n_classes=len(self.class_names), image_size=int(info["image_size"]))
+
+    # --- forward --------------------------------------------------------------------------
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw images ``(B, C, H, W)`` -> network input ``(B, C, H, W)`` (train-split statistics)."""
+        return (apply_stretch(x, self.norm_scale, self.stretch) - self.norm_mean) / self.norm_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` of raw images ``(B, C, H, W)`` (counts or pixel values)."""
+        return self.net(self.normalise(x))
+
+    def loss(self, batch):
+        """Cross-entropy ``()`` of ``image`` ``(B, C, H, W)`` against ``label`` ``(B,)`` or
+        ``votes`` ``(B, K)``."""
+        logits = self(batch["image"])
+        if "votes" in batch:
+            return -(batch["votes"] * F.log_softmax(logits, dim=1)).sum(1).mean()
+        return F.cross_entropy(logits, batch["label"])
+
+    # --- test -----------------------------------------------------------------------------
+    def test_outputs(self, batch):
+        """``probs`` ``(B, K)``, ``label`` ``(B,)`` and, with :attr:`invariance_metric`,
+        ``inv_err`` ``(B,)``."""
+        x = batch["image"]
+        probs = self(x).softmax(dim=1)
+        out = {"probs": probs, "label": batch["label"]}
+        if self.invariance_metric:
+            transformed = torch.stack([self(d4_transform(x, g)).softmax(dim=1) for g in range(1, N_D4)])
+            inv = M.rotation_invariance_error(probs.double().cpu().numpy(), transformed.double().cpu().numpy())
+            out["inv_err"] = torch.as_tensor(inv, device=x.device)
+        return out
+
+    def test_step(self, batch, batch_idx):
+        super().test_step(batch, batch_idx)
+        keep = batch["idx"] < self.n_examples
+        if keep.any():
+            for k in ("image", "label", "idx"):
+                prev = self._examples.get(k)
+                new = batch[k][keep].detach().cpu()
+                self._examples[k] = new if prev is None else torch.cat([prev, new])
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._examples = {}
+
+    def compute_metrics(self, out):
+        return M.classification_metrics(out["probs"], out["label"], out.get("inv_err"))
+
+    # --- predict --------------------------------------------------------------------------
+    def predict_outputs(self, batch):
+        """Columns ``p_<class>`` ``(B,)`` per class and ``pred_label`` ``(B,)``."""
+        probs = self(batch["image"].to(self.device)).softmax(dim=1)
+        cols = {f"p_{name}": probs[:, k] for k, name in enumerate(self.class_names)}
+        cols["pred_label"] = probs.argmax(dim=1)
+        return cols
+
+    # --- explanations ---------------------------------------------------------------------
+    def smoothgrad(self, images: torch.Tensor, target: torch.Tensor, n_samples: int = 24,
+                   noise: float = 0.15, seed: int = 0) -> torch.Tensor:
+        """SmoothGrad saliency (Smilkov+2017) ``(B, H, W)`` of raw images ``(B, C, H, W)``: mean
+        over ``n_samples`` noisy copies (Gaussian noise of ``noise`` x the per-image range of the
+        normalised input) of the absolute gradient of the ``target`` ``(B,)`` logit w.r.t. the
+        normalised input, summed over bands. Hand-written (a few lines; no extra dependency)."""
+        was_training = self.training
+        self.eval()
+        g = torch.Generator().manual_seed(seed)
+        with torch.inference_mode(False), torch.enable_grad():
+            z = self.normalise(images.clone().to(self.device).float()).detach()
+            span = (z.amax(dim=(1, 2, 3)) - z.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+            sal = torch.zeros(z.shape[0], *z.shape[2:], device=z.device)
+            for _ in range(n_samples):
+                eps = torch.randn(z.shape, generator=g).to(z.device) * noise * span
+                zi = (z + eps).requires_grad_(True)
+                logit = self.net(zi).gather(1, target.view(-1, 1).to(z.device)).sum()
+                (grad,) = torch.autograd.grad(logit, zi)
+                sal += grad.abs().sum(dim=1)
+        self.train(was_training)
+        return (sal / n_samples).detach().cpu()
+
+    def display_images(self, imgs: torch.Tensor) -> np.ndarray:
+        """RGB-ish display images ``(B, H, W, 3)`` in [0, 1] from the normalised bands (reddest
+        band -> R, i.e. the last band; one band -> grey)."""
+        z = self.normalise(imgs.to(self.device).float()).detach().cpu().numpy()
+        rgb = z[:, [-1, z.shape[1] // 2, 0]] if z.shape[1] >= 3 else np.repeat(z[:, :1], 3, axis=1)
+        lo = np.percentile(rgb, 1, axis=(1, 2, 3), keepdims=True)
+        hi = np.percentile(rgb, 99.5, axis=(1, 2, 3), keepdims=True)
+        return np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1).transpose(0, 2, 3, 1)
+
+    # --- plots ----------------------------------------------------------------------------
+    def make_plots(self, out, plot_dir: Path) -> list[Path]:
+        plot_dir = Path(plot_dir)
+        paths = []
+        names = self.class_names
+        if "probs" in out and len(out["probs"]):
+            probs, y = out["probs"], out["label"]
+            paths.append(save(confusion_figure(y, probs.argmax(1), names, self.model_name),
+                              plot_dir / "confusion_matrix.png", dpi=100))
+            paths.append(save(reliability_figure(probs, y, self.model_name), plot_dir / "reliability.png", dpi=100))
+            if len(names) == 2 and len(np.unique(y)) == 2:
+                paths.append(save(roc_figure(y, probs[:, 1], f"{self.model_name}: {names[1]} vs {names[0]}"),
+                                  plot_dir / "roc.png", dpi=100))
+        ex = self._examples
+        if ex.get("image") is not None and len(ex["image"]):
+            paths.append(self._examples_plot(ex, plot_dir / "examples_saliency.png"))
+        return paths
+
+    def _examples_plot(self, ex: dict[str, torch.Tensor], path: Path) -> Path:
+        plt = pyplot()
+        names = self.class_names
+        order = torch.argsort(ex["idx"])
+        imgs, labels = ex["image"][order].clone(), ex["label"][order].clone()
+        with torch.no_grad():
+            probs = self(imgs.to(self.device)).softmax(1).cpu()
+        pred = probs.argmax(1)
+        sal = self.smoothgrad(imgs, pred)
+        disp = self.display_images(imgs)
+        n = len(imgs)
+        fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+        for i in range(n):
+            axes[0, i].imshow(disp[i], origin="lower")
+            axes[0, i].set_title(f"true {names[labels[i]]}\npred {names[pred[i]]} ({probs[i, pred[i]]:.2f})",
+                                 fontsize=6, color="green" if pred[i] == labels[i] else "red")
+            axes[1, i].imshow(sal[i], origin="lower", cmap="inferno")
+            for a in axes[:, i]:
+                a.set_xticks([])
+                a.set_yticks([])
+        axes[1, 0].set_ylabel("SmoothGrad", fontsize=7)
+        fig.tight_layout()
+        return save(fig, path, dpi=100)
+
+
+__all__ = ["ImageClassificationTask", "INFO_KEYS", "confusion_figure", "roc_figure", "reliability_figure"]

@@ -1,0 +1,91 @@
+"""Plain convolutional image classifier and the conv-block layout shared with
+:mod:`cosmobench.nn.equivariant`.
+
+Input ``(B, C, H, W)`` float (already normalised by the task), output ``(B, n_classes)``
+logits. Downsampling between blocks is chosen so that every layer commutes with the pixel
+rot90/flip transforms of :mod:`cosmobench.augment` (rotation centre ``(S-1)/2``):
+
+* convolutions use odd kernels with symmetric ``padding=k//2`` (stride 1);
+* a downsampling step on an **even** size uses 2x2 average pooling, stride 2 (the 2x2 blocks
+  are mapped onto each other by rot90/flips); on an **odd** size ``2m+1`` it uses 3x3 average
+  pooling, stride 2, padding 1 (output centres at even input indices, mapped onto each other);
+  so any input size works, e.g. 64 -> 32 -> 16 -> 8 and 33 -> 17 -> 9 -> 5.
+
+(:class:`SmallCNN` is not equivariant - its filters are not constrained - but it shares the
+layout so that it is a like-for-like baseline of :class:`~cosmobench.nn.equivariant.E2CNN`.)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cosmobench.errors import ConfigError
+
+
+def pool_params(size: int) -> tuple[int, int, int]:
+    """(kernel, stride, padding) of an exactly rot90/flip-equivariant 2x downsampling."""
+    return (2, 2, 0) if size % 2 == 0 else (3, 2, 1)
+
+
+def pooled_size(size: int) -> int:
+    """Image size after :func:`pool_params` pooling of a ``size`` px image."""
+    k, s, p = pool_params(size)
+    return (size + 2 * p - k) // s + 1
+
+
+def block_layout(channels: Sequence[int], kernel_sizes: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    """Validated channels and odd kernel sizes per conv block (``kernel_sizes=None``: 5 for the
+    first block, then 3s)."""
+    channels = [int(c) for c in channels]
+    if not channels or min(channels) < 1:
+        raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {channels}")
+    kernel_sizes = [int(k) for k in (kernel_sizes or [5] + [3] * (len(channels) - 1))]
+    if len(kernel_sizes) != len(channels) or any(k % 2 == 0 or k < 1 for k in kernel_sizes):
+        raise ConfigError(f"model.kernel_sizes must give one odd size per block, got {kernel_sizes}")
+    return channels, kernel_sizes
+
+
+def mlp_head(n_in: int, hidden: int, dropout: float, n_classes: int) -> nn.Sequential:
+    """``Linear -> ReLU -> Dropout -> Linear`` classifier head."""
+    if int(hidden) < 1:
+        raise ConfigError(f"model.hidden must be a positive int, got {hidden}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+    return nn.Sequential(nn.Linear(n_in, int(hidden)), nn.ReLU(inplace=True),
+                         nn.Dropout(float(dropout)), nn.Linear(int(hidden), n_classes))
+
+
+class SmallCNN(nn.Module):
+    """Plain CNN: conv-BN-ReLU blocks, 2x pooling between blocks (:func:`pool_params`), global
+    average pooling, MLP head.
+
+    Args (all from the ``model`` config node; defaults live in the task registration):
+        n_bands: input channels.  n_classes: output logits.  image_size: input H = W (px).
+        channels: output channels per block.  kernel_sizes: odd kernel size per block or None.
+        hidden: width of the MLP head.  dropout: dropout before the last linear layer.
+    """
+
+    def __init__(self, n_bands: int, n_classes: int, image_size: int, *, channels: Sequence[int],
+                 kernel_sizes: Sequence[int] | None, hidden: int, dropout: float):
+        super().__init__()
+        channels, kernel_sizes = block_layout(channels, kernel_sizes)
+        layers: list[nn.Module] = []
+        c_in, size = int(n_bands), int(image_size)
+        for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
+            layers += [nn.Conv2d(c_in, c, k, padding=k // 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            if i < len(channels) - 1:
+                kk, s, p = pool_params(size)
+                layers.append(nn.AvgPool2d(kk, s, p))
+                size = pooled_size(size)
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = mlp_head(c_in, hidden, dropout, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, n_bands, H, W)`` -> logits ``(B, n_classes)``."""
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+__all__ = ["SmallCNN", "pool_params", "pooled_size", "block_layout", "mlp_head"]

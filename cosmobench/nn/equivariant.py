@@ -1,0 +1,120 @@
+"""E(2)-equivariant image classifier (e2cnn, Weiler & Cesa 2019).
+
+Importing this module imports e2cnn (through the numpy-2 shim
+:mod:`cosmobench.nn.e2cnn_compat`); :func:`cosmobench.nn.build_net` imports it only when an
+equivariant model is chosen, so ``cosmobench list`` and the other models never pay for it.
+
+Exact invariance of :class:`E2CNN` (``docs/ARCHITECTURE.md``, "Models"). Invariance of the
+whole network to the image transforms ``torch.rot90`` / ``torch.flip``
+(:func:`cosmobench.augment.d4_transform`) needs every layer to commute with them *on the pixel
+grid*: odd kernels with symmetric padding and the downsampling of
+:func:`cosmobench.nn.cnn.pool_params` (see :mod:`cosmobench.nn.cnn`); group pooling (max over
+the group axis of each regular field) makes the features invariant, then a spatial mean and an
+MLP produce invariant logits. For a ``D_N`` group with ``N`` divisible by 4 the network is then
+invariant to all eight rot90/flip transforms up to float rounding (measured ~1e-7); for
+``C_N`` only to rot90.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cosmobench.errors import ConfigError
+from cosmobench.nn.e2cnn_compat import e2cnn  # noqa: F401  (applies the numpy-2 shim first)
+from cosmobench.nn.cnn import block_layout, mlp_head, pool_params, pooled_size
+from e2cnn import gspaces  # noqa: E402
+from e2cnn import nn as enn  # noqa: E402
+
+_CACHE_BUFFERS = ("filter", "expanded_bias")
+
+
+def parse_group(group: str) -> tuple[bool, int]:
+    """``"D8"`` -> (flips=True, N=8); ``"C16"`` -> (False, 16). N must be a positive integer."""
+    m = re.fullmatch(r"([CD])(\d+)", str(group).strip().upper())
+    if not m or int(m.group(2)) < 1:
+        raise ConfigError(f"model.group={group!r} is not known; use C<N> or D<N>, e.g. C8, D8, C16, D16")
+    return m.group(1) == "D", int(m.group(2))
+
+
+class CachedFilterR2Conv(enn.R2Conv):
+    """``e2cnn.nn.R2Conv`` whose eval-mode filter cache stays out of the state_dict.
+
+    In eval mode R2Conv caches its expanded filter as a (persistent) buffer. Lightning writes
+    checkpoints after validation, i.e. in eval mode, so checkpoints would carry this derived
+    tensor, loading them into a train-mode net would fail on unexpected keys, and loading new
+    weights into an eval-mode net would keep a stale filter. This subclass marks the cache
+    non-persistent, ignores cache keys in incoming state dicts and rebuilds the cache after
+    every load."""
+
+    def __init__(self, *args, **kwargs):
+        with warnings.catch_warnings():  # e2cnn indexes with uint8 masks (deprecated in torch)
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(*args, **kwargs)  # registers a zero ``filter`` placeholder buffer
+        self._cache_non_persistent()
+
+    def _cache_non_persistent(self) -> None:
+        for name in _CACHE_BUFFERS:
+            if name in self._buffers:
+                self._non_persistent_buffers_set.add(name)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._cache_non_persistent()
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in _CACHE_BUFFERS:
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not self.training:  # rebuild the cache from the loaded weights
+            self.train(True)
+            self.train(False)
+
+
+class E2CNN(nn.Module):
+    """E(2)-equivariant CNN with group-pooled, invariant output.
+
+    Input ``(B, n_bands, H, W)`` float, output logits ``(B, n_classes)``.
+
+    Args (all from the ``model`` config node; defaults live in the task registration):
+        n_bands: input channels (trivial fields).  n_classes: output logits.
+        image_size: input H = W in pixels (sets the pooling pattern).
+        group: ``C<N>`` (rotations) or ``D<N>`` (rotations + reflections).
+        channels: regular fields per block (each field has ``|G|`` channels).
+        kernel_sizes: odd kernel size per block (None: 5 for the first block, then 3).
+        hidden: width of the invariant MLP head.  dropout: dropout before the last linear layer.
+    """
+
+    def __init__(self, n_bands: int, n_classes: int, image_size: int, *, group: str, channels: Sequence[int],
+                 kernel_sizes: Sequence[int] | None, hidden: int, dropout: float):
+        super().__init__()
+        flips, n = parse_group(group)
+        self.gspace = gspaces.FlipRot2dOnR2(N=n) if flips else gspaces.Rot2dOnR2(N=n)
+        channels, kernel_sizes = block_layout(channels, kernel_sizes)
+        self.in_type = enn.FieldType(self.gspace, int(n_bands) * [self.gspace.trivial_repr])
+        layers, ftype, size = [], self.in_type, int(image_size)
+        for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
+            out = enn.FieldType(self.gspace, c * [self.gspace.regular_repr])
+            layers += [CachedFilterR2Conv(ftype, out, kernel_size=k, padding=k // 2, bias=False),
+                       enn.InnerBatchNorm(out), enn.ReLU(out, inplace=True)]
+            if i < len(channels) - 1:  # downsample between blocks
+                kk, s, p = pool_params(size)
+                layers.append(enn.PointwiseAvgPool(out, kernel_size=kk, stride=s, padding=p))
+                size = pooled_size(size)
+            ftype = out
+        self.features = enn.SequentialModule(*layers)
+        self.gpool = enn.GroupPooling(ftype)
+        self.head = mlp_head(len(self.gpool.out_type), hidden, dropout, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, n_bands, H, W)`` -> invariant logits ``(B, n_classes)``."""
+        h = enn.GeometricTensor(x, self.in_type)
+        h = self.gpool(self.features(h)).tensor  # (B, n_inv, h, w): invariant scalar fields
+        return self.head(h.mean(dim=(2, 3)))
+
+
+__all__ = ["E2CNN", "CachedFilterR2Conv", "parse_group"]
