@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint of a training run (checkpoints/best.ckpt)")
     p.add_argument("-m", "--model", help="baseline model to use without a checkpoint")
     p.add_argument("--input", required=True, help="input file (task-specific format)")
-    p.add_argument("--output", required=True, help="output table: .csv, .npz or .h5")
+    p.add_argument("--output", required=True, help="output table: .csv, .ecsv, .fits, .parquet, .npz or .h5")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["ok", "failed"])
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", help="write to this file (required for parquet) instead of stdout")
+    p.add_argument("--rescan", nargs="?", const="", metavar="ROOT",
+                   help="record the finished runs under ROOT (default: --root) that the store lacks, then exit")
 
     p = sub.add_parser("leaderboard", parents=[root], help="render the leaderboard of recorded runs")
     p.add_argument("--task")
@@ -126,7 +129,8 @@ def _cmd_predict(args) -> int:
         print(C.to_yaml(C.resolve(args.task, args.model, overrides=args.overrides)), end="")
         return 0
     from cosmobench.runner import predict
-    out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides)
+    out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides,
+                  overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -184,6 +188,13 @@ def _cmd_results(args) -> int:
     from cosmobench import leaderboard
     from cosmobench.results import read_rows
     from cosmobench.runner import default_root
+    if args.rescan is not None:
+        from cosmobench.results import rescan
+        root = default_root(args.rescan or args.root)
+        added, unfinished = rescan(root)
+        print(f"recorded {len(added)} run(s) from {root}" + (f": {', '.join(added)}" if added else "")
+              + (f"; {unfinished} unfinished run dir(s) left alone" if unfinished else ""))
+        return 0
     text = leaderboard.write_runs(read_rows(default_root(args.root), task=args.task, status=args.status),
                                   args.format, args.out)
     if args.out:

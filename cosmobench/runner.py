@@ -2,12 +2,24 @@
 
 Order of work in :func:`train` (so that bad input writes nothing):
 
-1. resolve and validate the config (``ConfigError``, exit 2);
-2. build the datamodule and load/simulate the data (``InputError``, exit 2);
-3. only then create ``ROOT/<task>/<model>/<run_id>/`` with ``config.yaml``;
-4. fit + test with Lightning; on success write ``metrics.json``, ``plots/`` and an ``ok``
-   row; on failure (e.g. NaN loss) write ``failed.txt`` and a ``failed`` row, and raise
-   :class:`~cosmobench.errors.RunFailure` (exit 1).
+1. resolve and validate the config (``ConfigError``, exit 2), reject runs that would
+   train nothing (``trainer.max_epochs=0`` ...);
+2. find the run dir to resume (it must lie under ROOT), read its checkpoint safely and
+   lock the run dir; check that the results store can take a row (``StoreError``, exit 2);
+3. build the datamodule and load/simulate the data (``InputError``, exit 2), the model
+   and the Trainer;
+4. only then create ``ROOT/<task>/<model>/<run_id>/`` with ``config.yaml`` and ``run.json``;
+5. fit + test with Lightning; on success write ``metrics.json``, ``plots/`` and an ``ok``
+   row; on failure (e.g. NaN loss, a non-finite test metric) write ``failed.txt`` and a
+   ``failed`` row, and raise :class:`~cosmobench.errors.RunFailure` (exit 1). Bad input
+   found only while running (a ConfigError/InputError from inside fit) removes a fresh
+   run dir again (exit 2, nothing written). Ctrl-C raises :class:`RunInterrupted` (exit
+   130) and records nothing: the run dir stays, ``resume=last`` continues it.
+
+Every checkpoint is loaded with an explicit ``weights_only=True`` (ours and Lightning's),
+so protection does not depend on torch's default (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+cannot relax an explicit argument). A run dir is locked (``fcntl.flock``) while a process
+trains in it: a second ``resume=last`` of the same run exits 2 instead of running twice.
 
 Under DDP the launcher re-executes the command line in each child process; the
 parent passes the run directory and checkpoint through environment variables so that
@@ -16,7 +28,12 @@ every rank works in the same run, and only global rank 0 writes files and rows.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import shutil
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +47,11 @@ from cosmobench.registry import TaskSpec, get_task
 
 ENV_RUN_DIR = "COSMOBENCH_RUN_DIR"
 ENV_CKPT = "COSMOBENCH_RESUME_CKPT"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: nothing is recorded, the run dir stays resumable
+    (``resume=last`` continues from ``checkpoints/last.ckpt``). The CLI exits 130."""
 
 
 @dataclass
@@ -74,6 +96,40 @@ def load_classes(spec: TaskSpec):
         raise ConfigError(f"task {spec.name!r} needs the package {exc.name!r}: pip install it") from exc
 
 
+# --- checkpoints -----------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, read with an explicit ``weights_only=True`` (tensors and
+    plain containers only: a pickled object that would run code is refused). An unreadable,
+    truncated or unsafe file is an InputError with a one-line reason."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
+        unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if unsafe:
+            raise InputError(f"refusing to load checkpoint {path}: it holds the Python object {unsafe.group(1)}, "
+                             f"not just tensors (cosmobench loads checkpoints with weights_only=True)") from None
+        raise InputError(f"cannot read checkpoint {path} (truncated or not a checkpoint?): {_one_line(exc)}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise InputError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def _checkpoint_model(ckpt: dict) -> str | None:
+    """Model name stored in a checkpoint's hyper-parameters, if any."""
+    hp = ckpt.get("hyper_parameters")
+    model = hp.get("model") if isinstance(hp, dict) else None
+    return model.get("name") if isinstance(model, dict) else None
+
+
 # --- run directories -------------------------------------------------------------------
 def _find_resumable(root: Path, cfg: dict) -> tuple[Path, Path]:
     """Latest unfinished run of this exact config that has ``checkpoints/last.ckpt``."""
@@ -96,17 +152,24 @@ def _plan_run_dir(root: Path, cfg: dict) -> tuple[Path, Path | None, bool]:
     if os.environ.get(ENV_RUN_DIR):  # DDP child: the parent chose already
         ckpt = os.environ.get(ENV_CKPT) or None
         return Path(os.environ[ENV_RUN_DIR]), Path(ckpt) if ckpt else None, False
-    resume = cfg.get("resume")
+    resume = cfg["resume"]
     if resume == "last":
         run_dir, ckpt = _find_resumable(root, cfg)
         return run_dir, ckpt, False
     if resume:
-        ckpt = Path(resume)
+        ckpt = Path(resume).expanduser()
         if not ckpt.is_file():
             raise ConfigError(f"resume={resume!r}: checkpoint not found (use resume=last or a .ckpt path)")
         run_dir = ckpt.resolve().parent.parent
+        if not run_dir.is_relative_to(root.resolve()):
+            raise ConfigError(f"resume={resume!r} lies outside --root {root}: runs write only under their root "
+                              f"(pass --root {run_dir.parent.parent.parent} or copy the run dir under {root})")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"resume={resume!r}: {run_dir} is not a cosmobench run directory")
+        saved = C.load_yaml(run_dir / "config.yaml")
+        if (saved.get("task"), (saved.get("model") or {}).get("name")) != (cfg["task"], cfg["model"]["name"]):
+            raise ConfigError(f"resume={resume!r} is a run of {saved.get('task')}/"
+                              f"{(saved.get('model') or {}).get('name')}, not {cfg['task']}/{cfg['model']['name']}")
         return run_dir, ckpt, False
     job = _external_job_id()  # every process of the job must agree on the run id
     run_id = f"job{job}-s{cfg['seed']}" if job else \
@@ -114,26 +177,36 @@ def _plan_run_dir(root: Path, cfg: dict) -> tuple[Path, Path | None, bool]:
     return root / cfg["task"] / cfg["model"]["name"] / run_id, None, True
 
 
+def _lock_run_dir(run_dir: Path) -> int:
+    """Exclusive ``flock`` on the run directory (released when the fd is closed, also
+    when the process dies). Another process holding it is a ConfigError (exit 2)."""
+    import fcntl
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"run dir {run_dir} is in use by another cosmobench process (a run or a resume of it "
+                          f"is going on): wait for it to end") from None
+    return fd
+
+
+def check_trains(cfg: dict) -> None:
+    """Reject settings under which the model is never trained (or a baseline never fitted):
+    such a run would record an untrained model as a result."""
+    t = cfg["trainer"]
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        if t.get(key) == 0 and not isinstance(t.get(key), bool):
+            raise ConfigError(f"trainer.{key}=0 trains nothing, and the untrained model would be recorded "
+                              f"as a result: set it >= 1 (or leave it at its default)")
+
+
 # --- Lightning objects -----------------------------------------------------------------
-def build_logger(cfg: dict, run_dir: Path, run_id: str):
-    kind = cfg["logger"]
-    if kind == "none":
-        return False
-    if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    if kind == "tensorboard":
-        from pytorch_lightning.loggers import TensorBoardLogger
-        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
-    from pytorch_lightning.loggers import WandbLogger
-    mode = os.environ.get("WANDB_MODE", "offline")
-    os.environ["WANDB_DIR"] = str(run_dir)
-    os.environ.setdefault("WANDB_SILENT", "true")
-    task, model = cfg["task"], cfg["model"]["name"]
-    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "cosmobench"), name=run_id, id=run_id,
-                       group=f"{task}/{model}", tags=[f"seed={cfg['seed']}", task, model],
-                       save_dir=str(run_dir), offline=(mode == "offline"), mode=mode, config=cfg,
-                       log_model=False)
+def build_logger(cfg: dict, run_dir: Path, run_id: str, job_type: str = "train",
+                 resume_epoch: int | None = None) -> list:
+    """Loggers of a run (see :mod:`cosmobench.loggers`): CSV beside the chosen ones."""
+    from cosmobench.loggers import build_loggers
+    return build_loggers(cfg, run_dir, run_id, job_type=job_type, resume_epoch=resume_epoch)
 
 
 def build_trainer(cfg: dict, run_dir: Path, logger):
@@ -162,18 +235,47 @@ def build_trainer(cfg: dict, run_dir: Path, logger):
 def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
           config_file: str | Path | None = None, root: str | Path | None = None,
           cfg: dict | None = None) -> RunResult:
-    """Fit, test and record one run. Raises ConfigError/InputError (nothing written) or
-    RunFailure (failed row written)."""
+    """Fit, test and record one run. Raises ConfigError/InputError (exit 2, nothing
+    written), RunFailure (exit 1, failed row written) or RunInterrupted (Ctrl-C, exit 130,
+    nothing recorded, run dir resumable). See the module docstring for the order of work."""
+    from cosmobench.loggers import logger_kinds
+    from cosmobench.results import check_store
+
     cfg = cfg if cfg is not None else C.resolve(task, model, config_file, overrides)
     spec = get_task(cfg["task"])
     root = default_root(root)
     dm_cls, task_cls = load_classes(spec)
+    check_trains(cfg)
+    logger_kinds(cfg)
+    child = bool(os.environ.get(ENV_RUN_DIR))  # a DDP child: the parent checked, locked and writes
+    rank0 = not child and _launcher_rank() == 0
+    if rank0:
+        check_store(root)
     run_dir, resume_ckpt, fresh = _plan_run_dir(root, cfg)
+    resume_epoch = None
+    if resume_ckpt is not None and not child:
+        state = load_checkpoint(resume_ckpt)
+        if _checkpoint_model(state) not in (None, cfg["model"]["name"]):
+            raise ConfigError(f"resume: checkpoint {resume_ckpt} holds model {_checkpoint_model(state)!r}, "
+                              f"not {cfg['model']['name']!r}")
+        resume_epoch = int(state.get("epoch", -1))
+    lock = _lock_run_dir(run_dir) if rank0 and not fresh else None
+    try:
+        return _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh, rank0)
+    finally:
+        if lock is not None:
+            os.close(lock)
 
+
+def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh, rank0) -> RunResult:
     import warnings
 
     import pytorch_lightning as pl
     import torch
+
+    from cosmobench import loggers as L
+    from cosmobench.results import (FAILED_FILE, METRICS_FILE, StoreError, git_commit, hardware,
+                                    package_versions, write_run_file)
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning-internal noise
     _set_threads(cfg)
@@ -185,51 +287,103 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info=dm.info())
 
     run_id = run_dir.name
-    rank0 = not os.environ.get(ENV_RUN_DIR) and _launcher_rank() == 0
-    logger = build_logger(cfg, run_dir, run_id)   # nothing is written before the Trainer exists,
-    trainer = build_trainer(cfg, run_dir, logger)  # so that bad trainer settings leave no trace
+    loggers = build_logger(cfg, run_dir, run_id, resume_epoch=resume_epoch)  # nothing is written before
+    trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
+    lock = None
     if fresh:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if rank0:
-            (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
-    os.environ[ENV_RUN_DIR] = str(run_dir)
-    os.environ[ENV_CKPT] = str(resume_ckpt or "")
-    start, t0 = _utcnow(), time.time()
+            lock = _lock_run_dir(run_dir)
     row_base = dict(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                     config_hash=C.config_hash(cfg, C.BOOKKEEPING_KEYS),
-                    dataset_fingerprint=dm.fingerprint(), run_dir=str(run_dir), start_time=start)
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if not best and not cfg["trainer"]["fast_dev_run"]:
-            # no validated checkpoint (a baseline takes no optimizer steps; or no val batches):
-            # the final model is the one to test and to predict with
-            best = str(run_dir / "checkpoints" / "best.ckpt")
-            trainer.save_checkpoint(best)
-        trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
-        metrics = dict(module.test_metrics)
-        if not metrics:
-            raise RunFailure("the test loop produced no metrics")
-        rank0 = trainer.global_rank == 0
-    except (ConfigError, InputError):
-        raise
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if rank0:
-            (run_dir / "failed.txt").write_text(reason + "\n")
-            _record(root, row_base, "failed", {}, reason, t0)
-        _clear_env()
-        raise RunFailure(f"run {run_id} failed: {reason}") from exc
+                    dataset_fingerprint=dm.fingerprint(), run_dir=str(run_dir), start_time=_utcnow(),
+                    git_commit=git_commit(), versions=package_versions(), hardware=hardware())
     if rank0:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        if cfg["plots"]:
-            plots = module.make_plots(module.test_arrays, run_dir / "plots")
-            _log_images(logger, plots)
-        _record(root, row_base, "ok", metrics, None, t0)
-    _finish_logger(logger)
-    _clear_env()
+        if fresh:
+            (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
+        write_run_file(run_dir, row_base)
+    os.environ[ENV_RUN_DIR] = str(run_dir)
+    os.environ[ENV_CKPT] = str(resume_ckpt or "")
+    t0 = time.time()
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        with L.wandb_env(run_dir):
+            try:
+                trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
+                            weights_only=True)
+                if not module.is_baseline and trainer.global_step == 0:
+                    raise RunFailure("training took no optimizer step (check trainer.limit_train_batches, "
+                                     "trainer.max_steps, trainer.max_time)")
+                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+                if not best and not cfg["trainer"]["fast_dev_run"]:
+                    # no validated checkpoint (a baseline takes no optimizer steps; or no val batches):
+                    # the final model is the one to test and to predict with
+                    best = str(run_dir / "checkpoints" / "best.ckpt")
+                    trainer.save_checkpoint(best, weights_only=False)  # the full checkpoint
+                trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
+                metrics = dict(module.test_metrics)
+                _check_metrics(metrics)
+                rank0 = trainer.global_rank == 0
+                if rank0:
+                    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+                    (run_dir / FAILED_FILE).unlink(missing_ok=True)  # of an earlier attempt of this run
+                    if cfg["plots"]:
+                        L.log_images(loggers, module.make_plots(module.test_arrays, run_dir / "plots"))
+                    L.log_artifact(loggers, run_id, [Path(best), run_dir / "config.yaml"] if best else [])
+            except (ConfigError, InputError):  # bad input found only while running: leave no trace
+                L.finish(loggers, exit_code=2)
+                if fresh and rank0:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on
+                if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                    raise
+                L.finish(loggers, exit_code=130)
+                raise RunInterrupted(_interrupted_message(run_dir)) from None
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {_one_line(exc)}"
+                L.finish(loggers, exit_code=1)
+                if rank0:
+                    (run_dir / FAILED_FILE).write_text(reason + "\n")
+                    try:
+                        _record(root, row_base, "failed", {}, reason, t0)
+                    except StoreError as store_exc:
+                        reason += f" (and the failed row was not recorded: {store_exc})"
+                raise RunFailure(f"run {run_id} failed: {reason}") from exc
+            L.finish(loggers, exit_code=0)
+        if rank0:
+            try:
+                _record(root, row_base, "ok", metrics, None, t0)
+            except StoreError as exc:
+                raise RunFailure(f"run {run_id} finished (metrics in {run_dir / METRICS_FILE}) but its row was not "
+                                 f"recorded: {exc}; record it later with `cosmobench results --rescan {root}`") from exc
+    finally:
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+        if lock is not None:
+            os.close(lock)
+        _clear_env()
     return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                      run_dir=run_dir, metrics=metrics, config=cfg)
+
+
+def _check_metrics(metrics: dict[str, float]) -> None:
+    """A run whose test metrics are missing or not finite is a failed run, never ``ok``."""
+    if not metrics:
+        raise RunFailure("the test loop produced no metrics")
+    bad = [k for k, v in sorted(metrics.items()) if not math.isfinite(v)]
+    if bad:
+        raise RunFailure("test metric " + ", ".join(f"{k}={metrics[k]}" for k in bad)
+                         + " is not finite (non-finite inputs or predictions in the test split?)")
+
+
+def _interrupted_message(run_dir: Path) -> str:
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return (f"run {run_dir.name} stopped and not recorded; {run_dir} is kept: the same command with "
+                f"resume=last continues it from its last completed epoch")
+    return f"run {run_dir.name} stopped before its first checkpoint and was not recorded (nothing to resume)"
 
 
 _DEFAULT_THREADS: int | None = None
@@ -242,7 +396,7 @@ def _set_threads(cfg: dict) -> None:
     global _DEFAULT_THREADS
     if _DEFAULT_THREADS is None:
         _DEFAULT_THREADS = torch.get_num_threads()
-    n = cfg.get("num_threads")
+    n = cfg["num_threads"]
     if n is None:
         devices = cfg["trainer"]["devices"]
         if isinstance(devices, int) and devices > 1 and cfg["trainer"]["accelerator"] in ("cpu", "auto") \
@@ -259,60 +413,57 @@ def _clear_env() -> None:
 
 
 def _record(root: Path, base: dict, status: str, metrics: dict, error: str | None, t0: float) -> None:
-    from cosmobench.results import RunRow, git_commit, hardware, package_versions, write_row
-    write_row(root, RunRow(status=status, metrics=metrics, error=error, git_commit=git_commit(),
-                           versions=package_versions(), hardware=hardware(), end_time=_utcnow(),
+    """One row of the results store; ``base`` holds the fields fixed when the run started."""
+    from cosmobench.results import RunRow, write_row
+    write_row(root, RunRow(status=status, metrics=metrics, error=error, end_time=_utcnow(),
                            wall_seconds=round(time.time() - t0, 3), **base))
-
-
-def _log_images(logger, paths: list[Path]) -> None:
-    if not paths or logger is False or not hasattr(logger, "log_image"):
-        return
-    for p in paths:
-        logger.log_image(key=f"plots/{Path(p).stem}", images=[str(p)])
-
-
-def _finish_logger(logger) -> None:
-    if logger is not False and type(logger).__name__ == "WandbLogger":
-        import wandb
-        if wandb.run is not None:
-            wandb.finish()
 
 
 # --- predict ---------------------------------------------------------------------------
 def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
-            model: str | None = None, overrides: Iterable[str] = ()) -> Path:
+            model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False) -> Path:
     """Apply a trained model (or a baseline that needs no fitting) to a user file; write a table.
 
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
-    names ...); ``overrides`` change them. Output format follows the extension:
-    ``.csv``, ``.npz`` or ``.h5``/``.hdf5``. The file is written atomically.
+    names ...); ``overrides`` change them. Output format follows the extension (see
+    :mod:`cosmobench.io`: CSV, ECSV, FITS, Parquet, NPZ, HDF5). The file is written
+    atomically; an existing file is replaced only with ``overwrite=True``. The checkpoint
+    is read with ``weights_only=True``.
     """
     import numpy as np
     import torch
 
+    from cosmobench.io import WRITE_SUFFIXES
+
     spec = get_task(task)
-    out = Path(output_path)
-    if out.suffix.lower() not in (".csv", ".npz", ".h5", ".hdf5"):
-        raise ConfigError(f"--output {out}: use a .csv, .npz or .h5 file")
+    out = Path(output_path).expanduser()
+    if not out.name.lower().endswith(WRITE_SUFFIXES):
+        raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(WRITE_SUFFIXES)}")
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory: name the output file")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--output {out} exists: pass --overwrite to replace it")
     if not Path(input_path).is_file():
         raise InputError(f"input file not found: {input_path}")
     dm_cls, task_cls = load_classes(spec)
     if checkpoint is not None:
         ckpt = Path(checkpoint)
-        if not ckpt.is_file():
-            raise InputError(f"checkpoint not found: {ckpt}")
+        state = load_checkpoint(ckpt)
         run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
         run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
-        if run_cfg is not None and run_cfg.get("task") != task:
-            raise ConfigError(f"checkpoint {ckpt} belongs to task {run_cfg.get('task')!r}, not {task!r}")
-        model = (run_cfg or {}).get("model", {}).get("name", model)
+        if run_cfg is not None:
+            saved_task, saved_model = run_cfg.get("task"), (run_cfg.get("model") or {}).get("name")
+            if saved_task != task:
+                raise ConfigError(f"checkpoint {ckpt} belongs to task {saved_task!r}, not {task!r}")
+            model = saved_model
+        else:
+            model = _checkpoint_model(state) or model
         cfg = C.resolve(task, model, overrides=overrides,
                         extra_layers=[(str(run_cfg_path), _user_layer(run_cfg))] if run_cfg else ())
         try:
-            module = task_cls.load_from_checkpoint(str(ckpt), map_location="cpu")
-        except Exception as exc:
-            raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {exc}") from exc
+            module = task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint that does not fit the task is bad input
+            raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {_one_line(exc)}") from None
     else:
         cfg = C.resolve(task, model, overrides=overrides)
         name = cfg["model"]["name"]
@@ -325,11 +476,17 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
                               f"pass --checkpoint CKPT from a `cosmobench train {task} -m {name}` run")
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
     module.eval()
+    loader = dm.predict_loader(input_path)
+    with torch.no_grad():  # a task may write its own outputs (BaseTask.write_predictions)
+        if module.write_predictions(loader, out) is not None:
+            return out
     columns: dict[str, list] = {}
     with torch.no_grad():
-        for batch in dm.predict_loader(input_path):
+        for batch in loader:
             for k, v in module.predict_outputs(batch).items():
                 columns.setdefault(k, []).append(v.detach().cpu().numpy())
+    if not columns:
+        raise InputError(f"input {input_path} holds no rows to predict")
     table = {}
     for k, parts in columns.items():
         arr = np.concatenate(parts)
@@ -345,7 +502,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
 def _user_layer(run_cfg: dict) -> dict:
     """A saved run config as a layer (without the keys chosen on the command line)."""
     layer = {k: v for k, v in run_cfg.items() if k not in ("task", "resume")}
-    layer["model"] = {k: v for k, v in run_cfg.get("model", {}).items() if k != "name"}
+    layer["model"] = {k: v for k, v in (run_cfg.get("model") or {}).items() if k != "name"}
     return layer
 
 
