@@ -1,0 +1,497 @@
+"""Weak-lensing mass-mapping data: noisy shear maps -> convergence, flat sky and HEALPix.
+
+Dataset items (dicts of tensors, :class:`~cosmobench.datamodule.ArrayDataset`):
+
+* flat sky (``data.sky=flat``): ``gamma`` ``(2, H, W)`` float32 observed shear (gamma1, gamma2;
+  zero in masked pixels), ``kappa`` ``(1, H, W)`` float32 true convergence, ``mask``
+  ``(1, H, W)`` float32 (1 = observed); real data may add ``noise`` ``(1, H, W)`` (per-pixel
+  shear noise standard deviation). Conventions (axes, gamma sign) as in
+  :mod:`cosmobench.sim.cosmology`: axis -1 = x, axis -2 = y, ``gamma1 + i gamma2 = D kappa``.
+* HEALPix (``data.sky=healpix``): the same keys with a pixel axis instead of ``(H, W)``:
+  ``gamma`` ``(2, npix)``, ``kappa`` ``(1, npix)``, ``mask`` ``(1, npix)`` (RING order; conventions
+  in :mod:`cosmobench.sim.healpix`).
+
+Sources
+-------
+* ``sim`` (default). Convergence from the pyccl spectrum of ``data.omega_m, sigma8, h, n_s,
+  omega_b`` and the Smail n(z) (``data.nz_z0``, ``data.nz_alpha``; LSST SRD Y10 defaults) —
+  :mod:`cosmobench.sim.cosmology`. ``data.field``: ``lognormal`` (default; shift
+  ``data.lognormal_shift``, null = the empty-beam value of
+  :func:`~cosmobench.sim.cosmology.lognormal_shift`) or ``gaussian``.
+  Flat: ``data.map_size`` px of ``data.pixel_arcmin``; each map is the centre of a periodic box
+  ``data.box_factor`` times larger (shear computed on the box, so maps are not periodic).
+  HEALPix: full-sky maps at ``data.nside`` (``lmax = 3 nside - 1``), footprint
+  ``data.footprint`` (``full``/``band``/``cap`` with ``data.footprint_deg``).
+  Shear noise: independent Gaussian per pixel and component with standard deviation
+  ``sigma_e / sqrt(n_gal A_pix)`` (``data.sigma_e`` per component, ``data.n_gal`` per arcmin^2).
+  ``data.reduced_shear=true`` observes ``g = gamma / (1 - kappa)`` instead of ``gamma``.
+  Flat masks: ``data.mask_holes`` circular holes per map (radii uniform in
+  ``data.mask_hole_radius`` arcmin; bright-star masks) and a ``data.mask_edge`` px border.
+  Sample i of split s is drawn from ``sample_rng(seed, s, i)``.
+* ``flat``: ``data.path`` = shear maps (.npy/.npz/.fits/.h5): one map ``(2, N, N)`` / ``(N, N, 2)``
+  or a stack ``(M, 2, N, N)`` / ``(M, N, N, 2)`` (``data.axis_order``: ``auto``, ``chw``
+  component axis first, ``hwc`` last); ``data.spatial_order`` ``yx`` (rows = y, default) or
+  ``xy`` (rows = x: transposed); ``data.gamma2_sign`` (+1, or -1 for catalogues whose x axis
+  runs the other way, e.g. RA increasing to the left); ``data.kappa_path`` true convergence
+  ``(N, N)``/``(M, N, N)`` (needed to train or score; predict needs only the shear);
+  optional ``data.mask_path`` (1 = observed) and ``data.noise_path`` (per-pixel noise std)
+  with one map for all or one per map; pixel side ``data.pixel_arcmin``. Maps are split
+  into train/val/test by ``data.val_fraction``/``data.test_fraction``.
+* ``healpix``: ``data.path`` = HEALPix FITS maps with fields (gamma1, gamma2[, mask]) — a file
+  or a glob pattern (several maps); ``data.kappa_path`` the matching convergence files;
+  ``data.mask_path`` optional; ``data.gamma2_sign`` as above. Split by file.
+
+Augmentation (``data.augment=true``): each training map gets one of the eight D4 elements
+(:func:`cosmobench.augment.apply_augmentation`), the shear as a spin-2 field
+(:func:`~cosmobench.augment.d4_transform_spin2`), convergence and mask as scalars (flat only).
+"""
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from cosmobench.augment import apply_augmentation, d4_transform, d4_transform_spin2
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng, split_indices
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.sim import cosmology as cosmo
+
+log = logging.getLogger(__name__)
+
+
+def _nz(cfg) -> tuple[np.ndarray, np.ndarray]:
+    z = np.linspace(0.0, 4.0, 401)[1:]
+    return z, cosmo.smail_nz(z, z0=float(cfg["nz_z0"]), alpha=float(cfg["nz_alpha"]))
+
+
+def _cosmo_kwargs(cfg) -> dict:
+    return dict(Omega_m=float(cfg["omega_m"]), sigma8=float(cfg["sigma8"]), h=float(cfg["h"]),
+                n_s=float(cfg["n_s"]), Omega_b=float(cfg["omega_b"]))
+
+
+def flat_mask(rng: np.random.Generator, n: int, pixel_arcmin: float, holes: int, radius: list[float],
+              edge: int) -> np.ndarray:
+    """Mask ``(n, n)`` float (1 = observed): ``holes`` circles of radius uniform in ``radius``
+    (arcmin) at uniform positions, and an ``edge`` px unobserved border."""
+    m = np.ones((n, n))
+    if holes:
+        yy, xx = np.mgrid[:n, :n]
+        for _ in range(int(holes)):
+            cy, cx = rng.uniform(0, n, 2)
+            r = rng.uniform(*radius) / pixel_arcmin
+            m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2] = 0.0
+    if edge:
+        e = int(edge)
+        m[:e], m[-e:], m[:, :e], m[:, -e:] = 0.0, 0.0, 0.0, 0.0
+    return m
+
+
+# --------------------------------------------------------------------------- real-data readers
+
+
+def _load_raw(path: Path, what: str) -> np.ndarray:
+    from cosmobench.images import _load_array  # the shared NPY/NPZ/HDF5/FITS reader
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    return np.asarray(_load_array(path, None), dtype=np.float64)
+
+
+def read_flat_shear(path: str | Path, axis_order: str = "auto", spatial_order: str = "yx",
+                    gamma2_sign: float = 1.0) -> tuple[np.ndarray, bool]:
+    """Shear maps from a file -> ``((M, 2, N, N) float64, was_single_map)`` in the pixel frame of
+    :mod:`cosmobench.sim.cosmology` (layouts in the module docstring)."""
+    p = Path(path).expanduser()
+    a = _load_raw(p, "shear map")
+    single = a.ndim == 3
+    if single:
+        a = a[None]
+    if a.ndim != 4:
+        raise InputError(f"{p}: expected a shear map (2, N, N)/(N, N, 2) or a stack (M, 2, N, N)/(M, N, N, 2), "
+                         f"got shape {a.shape[1:] if single else a.shape}")
+    if axis_order == "auto":
+        if a.shape[1] == 2 and a.shape[-1] != 2:
+            axis_order = "chw"
+        elif a.shape[-1] == 2 and a.shape[1] != 2:
+            axis_order = "hwc"
+        elif a.shape[1] == 2:
+            axis_order = "chw"
+        else:
+            raise InputError(f"{p}: no axis of length 2 (gamma1, gamma2) in shape {a.shape}")
+    if axis_order == "hwc":
+        a = np.moveaxis(a, -1, 1)
+    if a.shape[1] != 2:
+        raise InputError(f"{p}: data.axis_order={axis_order} but the component axis has length {a.shape[1]}, not 2")
+    if spatial_order == "xy":
+        a = np.swapaxes(a, -1, -2)
+    a = a.copy()
+    a[:, 1] *= float(gamma2_sign)
+    if not np.isfinite(a).all():
+        raise InputError(f"{p}: shear maps contain NaN or inf (set unobserved pixels to 0 and give a mask)")
+    return a, single
+
+
+def _read_flat_scalar(path: str | Path, n_maps: int, shape: tuple[int, int], spatial_order: str,
+                      what: str) -> np.ndarray:
+    p = Path(path).expanduser()
+    a = _load_raw(p, what)
+    if a.ndim == 2:
+        a = np.broadcast_to(a, (n_maps,) + a.shape)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if spatial_order == "xy":
+        a = np.swapaxes(a, -1, -2)
+    if a.shape != (n_maps,) + tuple(shape):
+        raise InputError(f"{p}: {what} has shape {a.shape}, expected {(n_maps,) + tuple(shape)} "
+                         f"(or one {tuple(shape)} map for all)")
+    if not np.isfinite(a).all():
+        raise InputError(f"{p}: {what} contains NaN or inf")
+    return np.array(a, dtype=np.float64)
+
+
+def _expand(pattern: str, what: str) -> list[Path]:
+    files = sorted(Path(f) for f in glob.glob(str(Path(pattern).expanduser())))
+    if not files:
+        raise InputError(f"{what}: no file matches {pattern}")
+    return files
+
+
+def read_healpix_shear(path: str | Path, gamma2_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(gamma (2, npix), mask or None)`` from a HEALPix FITS file with fields gamma1, gamma2
+    [, mask] (RING or NEST: healpy converts to RING)."""
+    import healpy as hp
+    from astropy.io import fits
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"HEALPix map file not found: {p}")
+    try:
+        with fits.open(p) as hdul:
+            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+                raise InputError(f"{p}: not a HEALPix FITS map (no binary table in HDU 1)")
+            n_fields = len(hdul[1].columns)
+        if n_fields < 2:
+            raise InputError(f"{p}: a HEALPix shear file needs fields gamma1, gamma2 [, mask]; it has {n_fields}")
+        maps = hp.read_map(p, field=tuple(range(min(n_fields, 3))), dtype=np.float64)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read HEALPix maps: {' '.join(str(exc).split())}") from None
+    maps = np.atleast_2d(np.asarray(maps, dtype=np.float64))
+    bad = (maps == hp.UNSEEN) | ~np.isfinite(maps)
+    gamma = np.where(bad[:2], 0.0, maps[:2])
+    gamma[1] *= float(gamma2_sign)
+    mask = None
+    if len(maps) >= 3:
+        mask = np.where(bad[2], 0.0, maps[2])
+    if bad[:2].any():
+        unseen = (bad[0] | bad[1]).astype(float)
+        mask = (1.0 - unseen) if mask is None else mask * (1.0 - unseen)
+    return gamma, mask
+
+
+def _read_healpix_scalar(path: Path, what: str) -> np.ndarray:
+    import healpy as hp
+    try:
+        m = hp.read_map(path, field=0, dtype=np.float64)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read HEALPix {what}: {' '.join(str(exc).split())}") from None
+    return np.where((m == hp.UNSEEN) | ~np.isfinite(m), 0.0, m)
+
+
+# --------------------------------------------------------------------------- datamodule
+
+
+class MassMappingDataModule(BaseDataModule):
+    """Shear maps -> convergence (module docstring). ``cfg`` is the ``data`` config node."""
+
+    real_sources = ("flat", "healpix")
+
+    def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
+        super().__init__(cfg, seed)
+        source = self.cfg["source"]
+        self.sky = "healpix" if source == "healpix" or (source == "sim" and self.cfg["sky"] == "healpix") else "flat"
+        self.stats: dict[str, Any] = {}
+        self.single_input = False
+
+    @property
+    def export_suffix(self) -> str:  # type: ignore[override]
+        return ".fits" if self.sky == "healpix" else ".npy"
+
+    # --- geometry / noise -------------------------------------------------------------
+    def pixel_arcmin(self) -> float:
+        if self.sky == "healpix":
+            from cosmobench.sim.healpix import pixel_arcmin
+            return pixel_arcmin(self.nside())
+        return float(self.cfg["pixel_arcmin"])
+
+    def nside(self) -> int:
+        return int(self.stats.get("nside") or self.cfg["nside"])
+
+    def sigma_pix(self) -> float:
+        return cosmo.shape_noise_sigma(float(self.cfg["sigma_e"]), float(self.cfg["n_gal"]), self.pixel_arcmin())
+
+    def shift(self) -> float:
+        c = self.cfg
+        if c["lognormal_shift"] is not None:
+            return float(c["lognormal_shift"])
+        return cosmo.lognormal_shift(float(c["omega_m"]), float(c["h"]), _nz(c), float(c["omega_b"]))
+
+    def _cl(self):
+        kw, nz = _cosmo_kwargs(self.cfg), _nz(self.cfg)
+        return lambda ell: cosmo.convergence_cl(ell, nz=nz, **kw)
+
+    # --- simulation -------------------------------------------------------------------
+    def _observe(self, rng, kappa, g1, g2, mask, sigma):
+        if self.cfg["reduced_shear"]:
+            if np.any(kappa >= 1):
+                raise InputError("reduced shear undefined where kappa >= 1 (strong lensing)")
+            g1, g2 = g1 / (1 - kappa), g2 / (1 - kappa)
+        noise = rng.standard_normal((2,) + kappa.shape) * sigma
+        gamma = (np.stack([g1, g2]) + noise) * mask
+        return gamma
+
+    def simulate_flat(self, split: str, n: int) -> dict[str, np.ndarray]:
+        c = self.cfg
+        size, pix = int(c["map_size"]), float(c["pixel_arcmin"])
+        sim = cosmo.FlatFieldSimulator(self._cl(), (size, size), pix, c["field"],
+                                       self.shift() if c["field"] == "lognormal" else None, int(c["box_factor"]))
+        sigma = self.sigma_pix()
+        out = {"gamma": np.empty((n, 2, size, size), np.float32), "kappa": np.empty((n, 1, size, size), np.float32),
+               "mask": np.empty((n, 1, size, size), np.float32)}
+        for i in progress(range(n), n, f"simulating {split} shear maps", min_total=200):
+            rng = sample_rng(self.seed, split, i)
+            kappa, g1, g2 = sim.sample(rng)
+            mask = flat_mask(rng, size, pix, int(c["mask_holes"]), list(c["mask_hole_radius"]), int(c["mask_edge"]))
+            out["gamma"][i] = self._observe(rng, kappa, g1, g2, mask, sigma)
+            out["kappa"][i, 0], out["mask"][i, 0] = kappa, mask
+        return out
+
+    def simulate_healpix(self, split: str, n: int) -> dict[str, np.ndarray]:
+        from cosmobench.sim import healpix as hpx
+
+        c = self.cfg
+        nside = int(c["nside"])
+        sim = hpx.HealpixFieldSimulator(self._cl(), nside, c["field"],
+                                        self.shift() if c["field"] == "lognormal" else None)
+        mask = hpx.footprint_mask(nside, c["footprint"], float(c["footprint_deg"]))
+        sigma = self.sigma_pix()
+        npix = len(mask)
+        out = {"gamma": np.empty((n, 2, npix), np.float32), "kappa": np.empty((n, 1, npix), np.float32),
+               "mask": np.broadcast_to(mask.astype(np.float32), (n, 1, npix)).copy()}
+        for i in progress(range(n), n, f"simulating {split} HEALPix maps", min_total=20):
+            rng = sample_rng(self.seed, split, i)
+            kappa, g1, g2 = sim.sample(rng)
+            out["gamma"][i] = self._observe(rng, kappa, g1, g2, mask, sigma)
+            out["kappa"][i, 0] = kappa
+        return out
+
+    # --- real data --------------------------------------------------------------------
+    def _load_flat(self, need_kappa: bool, path: str | Path | None = None) -> dict[str, np.ndarray]:
+        c = self.cfg
+        gamma, self.single_input = read_flat_shear(path or self.require_path(), c["axis_order"],
+                                                   c["spatial_order"], float(c["gamma2_sign"]))
+        m, shape = len(gamma), gamma.shape[-2:]
+        if shape[0] != shape[1]:
+            raise InputError(f"shear maps must be square, got {shape[0]}x{shape[1]}")
+        out = {"gamma": gamma}
+        mask = np.ones((m,) + shape)
+        if c["mask_path"]:
+            mask = (_read_flat_scalar(c["mask_path"], m, shape, c["spatial_order"], "mask") > 0).astype(float)
+        out["gamma"] = gamma * mask[:, None]
+        out["mask"] = mask[:, None]
+        if c["noise_path"]:
+            noise = _read_flat_scalar(c["noise_path"], m, shape, c["spatial_order"], "noise map")
+            if np.any(noise[mask > 0] <= 0):
+                raise InputError(f"{c['noise_path']}: the noise map must be > 0 in observed pixels")
+            out["noise"] = noise[:, None]
+        if need_kappa:
+            if not c["kappa_path"]:
+                raise InputError("data.source=flat needs data.kappa_path (true convergence maps) to train or score")
+            out["kappa"] = _read_flat_scalar(c["kappa_path"], m, shape, c["spatial_order"], "convergence")[:, None]
+        return {k: v.astype(np.float32) for k, v in out.items()}
+
+    def _load_healpix_files(self, shear_files: list[Path], kappa_files: list[Path] | None) -> dict[str, np.ndarray]:
+        c = self.cfg
+        gammas, masks, kappas = [], [], []
+        extra_mask = _read_healpix_scalar(Path(c["mask_path"]).expanduser(), "mask") if c["mask_path"] else None
+        for i, f in enumerate(shear_files):
+            g, m = read_healpix_shear(f, float(c["gamma2_sign"]))
+            m = np.ones(g.shape[1]) if m is None else m
+            if extra_mask is not None:
+                if len(extra_mask) != g.shape[1]:
+                    raise InputError(f"{c['mask_path']}: mask has {len(extra_mask)} pixels, the shear map {g.shape[1]}")
+                m = m * (extra_mask > 0)
+            m = (m > 0).astype(float)
+            gammas.append(g * m), masks.append(m[None])
+            if kappa_files is not None:
+                k = _read_healpix_scalar(kappa_files[i], "convergence")
+                if len(k) != g.shape[1]:
+                    raise InputError(f"{kappa_files[i]}: {len(k)} pixels, but its shear map has {g.shape[1]}")
+                kappas.append(k[None])
+        sizes = {len(m[0]) for m in masks}
+        if len(sizes) != 1:
+            raise InputError(f"HEALPix maps of different nside: {sorted(sizes)} pixels")
+        import healpy as hp
+        self.stats["nside"] = int(hp.npix2nside(sizes.pop()))
+        out = {"gamma": np.stack(gammas), "mask": np.stack(masks)}
+        if kappas:
+            out["kappa"] = np.stack(kappas)
+        return {k: v.astype(np.float32) for k, v in out.items()}
+
+    def _load_healpix(self) -> dict[str, np.ndarray]:
+        c = self.cfg
+        if not c["path"]:
+            raise InputError("data.source=healpix needs data.path=FILE (or a glob pattern)")
+        shear = _expand(c["path"], "data.path")
+        if not c["kappa_path"]:
+            raise InputError("data.source=healpix needs data.kappa_path (true convergence maps) to train or score")
+        kappa = _expand(c["kappa_path"], "data.kappa_path")
+        if len(kappa) != len(shear):
+            raise InputError(f"data.path matches {len(shear)} files but data.kappa_path {len(kappa)}")
+        return self._load_healpix_files(shear, kappa)
+
+    # --- BaseDataModule API -----------------------------------------------------------
+    def _check_cfg(self) -> None:
+        c = self.cfg
+        lo, hi = (list(c["mask_hole_radius"]) + [0, 0])[:2]
+        if len(c["mask_hole_radius"]) != 2 or not 0 < lo <= hi:
+            raise ConfigError(f"data.mask_hole_radius must be [r_min, r_max] arcmin with 0 < r_min <= r_max, "
+                              f"got {list(c['mask_hole_radius'])}")
+        if int(c["mask_edge"]) * 2 >= int(c["map_size"]):
+            raise ConfigError(f"data.mask_edge={c['mask_edge']} masks the whole {c['map_size']} px map")
+        if float(c["gamma2_sign"]) not in (1.0, -1.0):
+            raise ConfigError(f"data.gamma2_sign must be 1 or -1, got {c['gamma2_sign']}")
+        if not float(c["omega_b"]) < float(c["omega_m"]):
+            raise ConfigError(f"data.omega_b={c['omega_b']} must be < data.omega_m={c['omega_m']}")
+        if self.sky == "healpix":
+            nside = int(c["nside"])
+            if nside & (nside - 1):
+                raise ConfigError(f"data.nside must be a power of 2, got {nside}")
+
+    def build(self):
+        self._check_cfg()
+        c = self.cfg
+        if c["source"] == "sim":
+            sim = self.simulate_healpix if self.sky == "healpix" else self.simulate_flat
+            splits = {s: sim(s, int(c[f"n_{s}"])) for s in ("train", "val", "test")}
+        else:
+            data = self._load_healpix() if self.sky == "healpix" else self._load_flat(need_kappa=True)
+            idx = split_indices(len(data["gamma"]), float(c["val_fraction"]), float(c["test_fraction"]), self.seed)
+            splits = {s: {k: v[i] for k, v in data.items()} for s, i in idx.items()}
+        train = splits["train"]
+        m = train["mask"] > 0
+        kin = train["kappa"][m]
+        self.stats.update({
+            "kappa_std": float(kin.std()) if kin.size else 1.0,
+            "gamma_std": float(np.sqrt(np.mean(train["gamma"][np.broadcast_to(m, train["gamma"].shape)] ** 2))),
+            "sigma_pix": (float(np.sqrt(np.mean(train["noise"][m] ** 2))) if "noise" in train else self.sigma_pix()),
+            "shape": list(train["gamma"].shape[2:]),
+        })
+        if not self.stats["kappa_std"] > 0:
+            raise InputError("the training convergence maps are constant inside the mask")
+        return {s: ArrayDataset(d) for s, d in splits.items()}
+
+    def info(self) -> dict[str, Any]:
+        self.setup()
+        c = self.cfg
+        out = {"sky": self.sky, "pixel_arcmin": self.pixel_arcmin(), "sigma_pix": self.stats["sigma_pix"],
+               "kappa_std": self.stats["kappa_std"], "gamma_std": self.stats["gamma_std"],
+               "shape": self.stats["shape"], "peak_thresholds": [float(t) for t in c["peak_thresholds"]],
+               "peak_smoothing_pix": float(c["peak_smoothing_pix"]), "power_bins": int(c["power_bins"]),
+               "patch_size": int(c["patch_size"])}
+        if self.sky == "healpix":
+            out["nside"] = self.nside()
+        return out
+
+    # --- augmentation -------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        if self.cfg["augment"] and self.sky == "flat" and trainer is not None and trainer.training and "gamma" in batch:
+            batch = dict(batch)
+            ep = trainer.current_epoch
+            batch["gamma"] = apply_augmentation(batch["gamma"], batch["idx"], self.seed, ep, d4_transform_spin2)
+            for k in ("kappa", "mask", "noise"):
+                if k in batch:
+                    batch[k] = apply_augmentation(batch[k], batch["idx"], self.seed, ep, d4_transform)
+        return batch
+
+    # --- predict ------------------------------------------------------------------------
+    def read_input(self, path):
+        """Shear maps for ``predict``: flat (any layout of ``data.source=flat``) or, for a
+        ``.fits`` file with a binary table, a HEALPix map (fields gamma1, gamma2[, mask])."""
+        p = Path(path)
+        if _is_healpix_fits(p):
+            self.sky = "healpix"
+            data = self._load_healpix_files([p], None)
+            self.single_input = True
+        else:
+            self.sky = "flat"
+            data = self._load_flat(need_kappa=False, path=p)
+        return ArrayDataset(data)
+
+    def write_prediction(self, columns: dict[str, np.ndarray], output: str | Path, input_path: str | Path) -> Path:
+        """Write the predicted ``kappa`` in the input's format: HEALPix FITS for a HEALPix input
+        (unobserved pixels = ``healpy.UNSEEN``), else by ``output``'s extension a flat stack
+        ``.npy``/``.npz`` (``kappa``) or FITS image (``(M, N, N)``, or ``(N, N)`` for a single
+        input map; the ``data.spatial_order`` of the input is kept). Atomic."""
+        out = Path(output)
+        kappa = np.asarray(columns["kappa"], dtype=np.float32)
+        mask = np.asarray(columns["mask"]) if "mask" in columns else None
+        tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+        if self.sky == "healpix":
+            import healpy as hp
+            if out.suffix.lower() not in (".fits", ".fit"):
+                raise ConfigError(f"--output {out}: a HEALPix prediction is written as .fits")
+            m = kappa.reshape(-1, kappa.shape[-1])
+            if mask is not None:
+                m = np.where(mask.reshape(m.shape) > 0, m, hp.UNSEEN)
+            hp.write_map(tmp, m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32,
+                         column_names=["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))])
+        else:
+            k = kappa[:, 0] if kappa.ndim == 4 else kappa
+            if self.cfg["spatial_order"] == "xy":
+                k = np.swapaxes(k, -1, -2)
+            if self.single_input:
+                k = k[0]
+            suffix = out.suffix.lower()
+            if suffix == ".npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, k)
+            elif suffix == ".npz":
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, kappa=k)
+            elif suffix in (".fits", ".fit"):
+                from astropy.io import fits
+                fits.PrimaryHDU(k).writeto(tmp, overwrite=True)
+            else:
+                raise ConfigError(f"--output {out}: write flat convergence maps as .npy, .npz or .fits")
+        tmp.replace(out)
+        return out
+
+    def export(self, split: str, path) -> Path:
+        """Write the shear maps of ``split`` as a ``predict`` input: flat ``.npy`` stack
+        ``(M, 2, N, N)``; HEALPix: the first map as a FITS file (gamma1, gamma2, mask)."""
+        self.setup()
+        arr = self.datasets[split].arrays
+        p = Path(path)
+        if self.sky == "healpix":
+            import healpy as hp
+            maps = np.concatenate([arr["gamma"][0].numpy(), arr["mask"][0].numpy()]).astype(np.float32)
+            hp.write_map(p, maps, overwrite=True, column_names=["GAMMA1", "GAMMA2", "MASK"])
+        else:
+            np.save(p, arr["gamma"].numpy())
+        return p
+
+
+def _is_healpix_fits(p: Path) -> bool:
+    if p.suffix.lower() not in (".fits", ".fit", ".fits.gz"):
+        return False
+    from astropy.io import fits
+    try:
+        with fits.open(p) as hdul:
+            return len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU) and "NSIDE" in hdul[1].header
+    except Exception:
+        return False

@@ -1,0 +1,419 @@
+"""Weak-lensing mass mapping: convergence ``kappa`` from noisy shear ``(gamma1, gamma2)``.
+
+Models (``model.name``):
+
+* ``unet`` (default): :class:`cosmobench.nn.unet.UNet` on the channels ``gamma1 / s``,
+  ``gamma2 / s``, ``mask`` and the unsmoothed Kaiser–Squires E-mode ``kappa_KS / s``
+  (``s`` = train-split rms of the observed shear; KS is a fixed linear layer, so the network
+  does not have to learn the non-local inversion), output ``kappa / s_kappa`` (train-split
+  standard deviation of kappa). Loss: mean squared error inside the mask. Fully convolutional:
+  ``predict`` takes flat maps of any size (the U-Net pads internally to a multiple of
+  ``2**depth`` and crops back). On HEALPix maps (``data.sky=healpix`` or a HEALPix predict
+  input) it runs on gnomonic patches (:class:`cosmobench.sim.healpix.GnomonicPatches`,
+  ``data.patch_size`` px at the HEALPix pixel scale) that tile the mask: training draws
+  ``model.patches_per_map`` random patches per map and step; test/predict run on every patch and
+  re-assemble them (apodised mean) into a HEALPix map.
+* ``ks``: Kaiser–Squires with Gaussian smoothing (standard deviation ``model.smoothing_arcmin``;
+  null = chosen on the training split: the value of a grid from 0.5 to 8 pixels with the lowest
+  MSE inside the mask). Flat: FFT (:func:`cosmobench.sim.cosmology.ks_inverse`); sphere: healpy
+  spin-2 transforms (:func:`cosmobench.sim.healpix.ks_inverse`). A :class:`FittedBaseline`.
+* ``wiener``: Wiener filter ``W(ell) = S(ell) / (S(ell) + N)`` applied to the KS E-mode map,
+  with the signal spectrum ``S`` estimated on the training convergence maps (flat: 2-D FFT power
+  averaged over maps in fine ``|ell|`` bins; sphere: mean ``anafast`` of the masked maps / f_sky)
+  and the known white noise ``N = sigma_pix^2 * pixel area``. Diagonal in Fourier/harmonic
+  space: the exact Wiener filter for a Gaussian field with uniform noise on a periodic or full
+  sky; with masks (zero-filled) and map edges it is the usual approximation (no messenger-field
+  iteration). A :class:`FittedBaseline`.
+
+Metrics and their definitions: :mod:`cosmobench.metrics.massmapping` (``nmse`` primary,
+``pearson_r``, ``power_ratio_dev``, ``peak_err_<nu>``, ``peak_count_err``).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.metrics import massmapping as mm
+from cosmobench.plots import pyplot, save
+from cosmobench.sim import cosmology as cosmo
+from cosmobench.task import BaseTask, FittedBaseline
+
+KS_GRID_PIX = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  #: KS smoothing candidates (pixels) for smoothing=null
+N_FIT_MAPS = 64  #: training maps used to choose the KS smoothing
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _nside(npix: int) -> int:
+    import healpy as hp
+    return int(hp.npix2nside(int(npix)))
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+class KSBaseline(FittedBaseline):
+    """Smoothed Kaiser–Squires (module docstring). Works on flat ``(B, 2, H, W)`` and HEALPix
+    ``(B, 2, npix)`` shear."""
+
+    def __init__(self, smoothing_arcmin: float | None, pixel_arcmin: float):
+        super().__init__()
+        self.pixel_arcmin = float(pixel_arcmin)
+        self.smoothing = None if smoothing_arcmin is None else float(smoothing_arcmin)
+        if self.smoothing is not None and self.smoothing < 0:
+            raise ConfigError(f"model.smoothing_arcmin must be >= 0, got {smoothing_arcmin}")
+
+    def reconstruct(self, gamma: np.ndarray, mask: np.ndarray, smoothing: float, pixel_arcmin: float) -> np.ndarray:
+        if gamma.ndim == 4:  # flat
+            k = cosmo.ks_inverse(gamma[:, 0] * mask[:, 0], gamma[:, 1] * mask[:, 0])
+            return cosmo.gaussian_smooth(k, smoothing, pixel_arcmin)[:, None]
+        from cosmobench.sim import healpix as hpx
+        return np.stack([hpx.ks_inverse(g[0], g[1], m[0], smoothing) for g, m in zip(gamma, mask)])[:, None]
+
+    def fit(self, data):
+        if self.smoothing is not None:
+            return
+        g, k, m = (data[x][:N_FIT_MAPS].astype(np.float64) for x in ("gamma", "kappa", "mask"))
+        pix = self.pixel_arcmin if g.ndim == 4 else _pixel_arcmin_of(g.shape[-1])
+        errs = [np.mean(((self.reconstruct(g, m, s * pix, pix) - k) ** 2)[m > 0]) for s in KS_GRID_PIX]
+        self.smoothing = float(KS_GRID_PIX[int(np.argmin(errs))] * pix)
+
+    def state(self):
+        return {"smoothing": torch.tensor(float(self.smoothing if self.smoothing is not None else -1.0))}
+
+    def load_state(self, state):
+        s = float(state["smoothing"])
+        self.smoothing = None if s < 0 else s
+
+    def forward(self, gamma: torch.Tensor, mask: torch.Tensor, pixel_arcmin: float, noise=None) -> torch.Tensor:
+        out = self.reconstruct(_np(gamma), _np(mask), float(self.smoothing or 0.0), pixel_arcmin)
+        return torch.as_tensor(out, dtype=torch.float32, device=gamma.device)
+
+
+def _pixel_arcmin_of(npix: int) -> float:
+    from cosmobench.sim.healpix import pixel_arcmin
+    return pixel_arcmin(_nside(npix))
+
+
+class WienerBaseline(FittedBaseline):
+    """Fourier/harmonic-space Wiener filter with the signal spectrum fitted on the training
+    maps (module docstring)."""
+
+    def __init__(self, sigma_pix: float, pixel_arcmin: float):
+        super().__init__()
+        self.sigma_pix, self.pixel_arcmin = float(sigma_pix), float(pixel_arcmin)
+        self.ell = torch.zeros(0)
+        self.power = torch.zeros(0)
+
+    def fit(self, data):
+        k = data["kappa"].astype(np.float64)
+        m = data["mask"].astype(np.float64)
+        if k.ndim == 4:  # flat: 2-D power in fine |ell| bins (width = the fundamental mode)
+            shape = k.shape[-2:]
+            l1, l2 = cosmo.ell_grid(shape, self.pixel_arcmin)
+            ell = np.hypot(l1, l2)
+            kk = k[:, 0] - k[:, 0].mean(axis=(-2, -1), keepdims=True)
+            p = np.mean(np.abs(np.fft.fft2(kk)) ** 2, axis=0) * (self.pixel_arcmin * cosmo.ARCMIN) ** 2 / kk[0].size
+            step = ell[0, 1] if shape[1] > 1 else ell[1, 0]
+            edges = np.arange(0.5 * step, ell.max() + step, step)
+            which = np.digitize(ell.ravel(), edges) - 1
+            ok = which >= 0
+            cnt = np.bincount(which[ok], minlength=len(edges))
+            s = np.bincount(which[ok], weights=p.ravel()[ok], minlength=len(edges))
+            keep = cnt > 0
+            centres = np.bincount(which[ok], weights=ell.ravel()[ok], minlength=len(edges))[keep] / cnt[keep]
+            self.ell = torch.tensor(centres)
+            self.power = torch.tensor(s[keep] / cnt[keep])
+        else:
+            import healpy as hp
+            fsky = np.mean(m[:, 0] > 0, axis=1)
+            cls = [hp.anafast(ki[0] * mi[0]) / max(f, 1e-6) for ki, mi, f in zip(k, m, fsky)]
+            self.power = torch.tensor(np.mean(cls, axis=0))
+            self.ell = torch.arange(len(self.power), dtype=torch.float64)
+
+    def state(self):
+        return {"ell": self.ell, "power": self.power}
+
+    def load_state(self, state):
+        self.ell, self.power = state["ell"].double(), state["power"].double()
+
+    def signal(self, ell: np.ndarray) -> np.ndarray:
+        return np.interp(ell, self.ell.numpy(), self.power.numpy(), left=float(self.power[0]), right=0.0)
+
+    def forward(self, gamma: torch.Tensor, mask: torch.Tensor, pixel_arcmin: float, noise=None) -> torch.Tensor:
+        g, m = _np(gamma), _np(mask)
+        sig2 = np.full(len(g), self.sigma_pix ** 2)
+        if noise is not None:  # per-pixel noise maps: their mean variance inside the mask
+            nz = _np(noise)
+            sig2 = np.array([np.mean(n[mm_ > 0] ** 2) for n, mm_ in zip(nz, m)])
+        if g.ndim == 4:
+            l1, l2 = cosmo.ell_grid(g.shape[-2:], pixel_arcmin)
+            s = self.signal(np.hypot(l1, l2))
+            out = []
+            for gi, mi, v in zip(g, m, sig2):
+                n = v * (pixel_arcmin * cosmo.ARCMIN) ** 2
+                w = s / np.maximum(s + n, 1e-300)
+                k = cosmo.ks_inverse(gi[0] * mi[0], gi[1] * mi[0])
+                out.append(np.fft.ifft2(np.fft.fft2(k) * w).real[None])
+            res = np.stack(out)
+        else:
+            from cosmobench.sim import healpix as hpx
+            nside = _nside(g.shape[-1])
+            lmax = hpx.default_lmax(nside)
+            s = self.signal(np.arange(lmax + 1, dtype=float))
+            res = np.stack([hpx.harmonic_filter(s / np.maximum(s + hpx.white_noise_cl(np.sqrt(v), nside), 1e-300),
+                                                gi[0], gi[1], mi[0], lmax)[None]
+                            for gi, mi, v in zip(g, m, sig2)])
+        return torch.as_tensor(res, dtype=torch.float32, device=gamma.device)
+
+
+# --------------------------------------------------------------------------- task
+
+
+class MassMappingTask(BaseTask):
+    """Mass mapping (module docstring). ``data_info`` from :meth:`MassMappingDataModule.info`."""
+
+    def configure_model(self) -> nn.Module:
+        info = self.require_info("sky", "pixel_arcmin", "sigma_pix", "kappa_std", "gamma_std", "patch_size")
+        self.sky = info["sky"]
+        self.pixel_arcmin = float(info["pixel_arcmin"])
+        self.kappa_scale = float(info["kappa_std"])
+        self.gamma_scale = float(info["gamma_std"]) or 1.0
+        self.sigma_pix = float(info["sigma_pix"])
+        self.patch_size = int(info["patch_size"])
+        self.thresholds = [float(t) for t in info.get("peak_thresholds", mm.DEFAULT_THRESHOLDS)]
+        self.peak_smoothing_pix = float(info.get("peak_smoothing_pix", 2.0))
+        self.power_bins = int(info.get("power_bins", 12))
+        self._tilings: dict[str, object] = {}
+        self._ks_kernels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        cfg = self.model_cfg
+        if self.model_name == "unet":
+            from cosmobench.nn.unet import UNet
+            self.patches_per_map = int(cfg["patches_per_map"])
+            return UNet(4, 1, base_channels=int(cfg["base_channels"]), depth=int(cfg["depth"]), norm=cfg["norm"],
+                        padding_mode=cfg["padding_mode"], dropout=float(cfg["dropout"]))
+        if self.model_name == "ks":
+            return KSBaseline(cfg["smoothing_arcmin"], self.pixel_arcmin)
+        if self.model_name == "wiener":
+            return WienerBaseline(self.sigma_pix, self.pixel_arcmin)
+        raise self.unknown_model()
+
+    # --- U-Net on flat maps -------------------------------------------------------------
+    def _ks_torch(self, gamma: torch.Tensor) -> torch.Tensor:
+        """Unsmoothed KS E-mode ``(B, 1, H, W)`` of ``(B, 2, H, W)`` (torch FFT, same operator
+        as :func:`cosmobench.sim.cosmology.ks_inverse`)."""
+        shape = tuple(gamma.shape[-2:])
+        key = (shape, gamma.device)
+        if key not in self._ks_kernels:
+            c, s = cosmo.ks_kernel(shape)
+            norm = c ** 2 + s ** 2
+            inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)
+            self._ks_kernels[key] = (torch.as_tensor(c * inv, dtype=torch.float32, device=gamma.device),
+                                     torch.as_tensor(s * inv, dtype=torch.float32, device=gamma.device))
+        c, s = self._ks_kernels[key]
+        g = gamma.float()
+        kh = c * torch.fft.fft2(g[:, 0]) + s * torch.fft.fft2(g[:, 1])
+        return torch.fft.ifft2(kh).real[:, None]
+
+    def unet_flat(self, gamma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Convergence ``(B, 1, H, W)`` from flat shear ``(B, 2, H, W)`` and mask ``(B, 1, H, W)``."""
+        g = gamma.float() * mask.float()
+        x = torch.cat([g / self.gamma_scale, mask.float(), self._ks_torch(g) / self.gamma_scale], dim=1)
+        return self.net(x) * self.kappa_scale
+
+    # --- HEALPix via gnomonic patches ---------------------------------------------------
+    def tiling(self, mask: np.ndarray):
+        from cosmobench.sim.healpix import GnomonicPatches, pixel_arcmin
+        key = hashlib.sha1(np.ascontiguousarray(mask > 0)).hexdigest()
+        if key not in self._tilings:
+            nside = _nside(len(mask))
+            t = GnomonicPatches(nside, mask, self.patch_size, pixel_arcmin(nside))
+            if t.n_patches == 0:
+                raise InputError("the HEALPix mask has no observed pixel")
+            self._tilings = {key: t}  # keep one: masks rarely change within a run
+        return self._tilings[key]
+
+    def _patches(self, gamma: np.ndarray, mask: np.ndarray, kappa: np.ndarray | None, tiling, select=None):
+        """Project one HEALPix map's shear/mask(/kappa) onto (selected) patches -> tensors."""
+        g1, g2 = tiling.project_shear(gamma[0], gamma[1])
+        m = (tiling.project_scalar(mask[0]) > 0.5).astype(np.float64)
+        sel = slice(None) if select is None else select
+        out = [torch.as_tensor(np.stack([g1[sel], g2[sel]], 1), dtype=torch.float32),
+               torch.as_tensor(m[sel][:, None], dtype=torch.float32)]
+        if kappa is not None:
+            out.append(torch.as_tensor(tiling.project_scalar(kappa[0])[sel][:, None], dtype=torch.float32))
+        return out
+
+    def _patch_batch(self, batch, random: bool):
+        g, m, k = _np(batch["gamma"]), _np(batch["mask"]), _np(batch["kappa"])
+        gs, ms, ks = [], [], []
+        for i in range(len(g)):
+            t = self.tiling(m[i, 0])
+            n = min(self.patches_per_map, t.n_patches)
+            if random:
+                rng = np.random.default_rng([int(batch["idx"][i]), int(self.current_epoch), int(self.global_step)])
+                sel = rng.choice(t.n_patches, n, replace=False)
+            else:
+                sel = np.linspace(0, t.n_patches - 1, n).round().astype(int)
+            a, b, c = self._patches(g[i], m[i], k[i], t, sel)
+            gs.append(a), ms.append(b), ks.append(c)
+        dev = batch["gamma"].device
+        return torch.cat(gs).to(dev), torch.cat(ms).to(dev), torch.cat(ks).to(dev)
+
+    def unet_healpix(self, gamma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """U-Net on all patches of each HEALPix map, re-assembled: ``(B, 1, npix)``."""
+        g, m = _np(gamma), _np(mask)
+        out = []
+        for i in range(len(g)):
+            t = self.tiling(m[i, 0])
+            pg, pm = self._patches(g[i], m[i], None, t)
+            preds = [self.unet_flat(pg[j:j + 32].to(gamma.device), pm[j:j + 32].to(gamma.device))
+                     for j in range(0, len(pg), 32)]
+            patches = torch.cat(preds)[:, 0].detach().cpu().double().numpy()
+            out.append(t.assemble(patches)[None] * (m[i] > 0))
+        return torch.as_tensor(np.stack(out), dtype=torch.float32, device=gamma.device)
+
+    # --- common -------------------------------------------------------------------------
+    def reconstruct(self, batch) -> torch.Tensor:
+        gamma, mask = batch["gamma"], batch["mask"]
+        if self.is_baseline:
+            return self.net(gamma, mask, self._pixel_scale(gamma), batch.get("noise"))
+        return self.unet_flat(gamma, mask) if gamma.ndim == 4 else self.unet_healpix(gamma, mask)
+
+    def _pixel_scale(self, gamma: torch.Tensor) -> float:
+        return self.pixel_arcmin if gamma.ndim == 4 else _pixel_arcmin_of(gamma.shape[-1])
+
+    @staticmethod
+    def _masked_mse(pred, true, mask) -> torch.Tensor:
+        w = mask.float()
+        return ((pred - true.float()) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+
+    def loss(self, batch):
+        if self.is_baseline:
+            return self._masked_mse(self.reconstruct(batch), batch["kappa"], batch["mask"]) / self.kappa_scale ** 2
+        if batch["gamma"].ndim == 4:
+            pred, true, mask = self.unet_flat(batch["gamma"], batch["mask"]), batch["kappa"], batch["mask"]
+        else:
+            g, mask, true = self._patch_batch(batch, random=self.training)
+            pred = self.unet_flat(g, mask)
+        return self._masked_mse(pred, true, mask) / self.kappa_scale ** 2
+
+    def training_step(self, batch, batch_idx):
+        if self.is_baseline and not self.net.fitted:  # keep only what the fit needs
+            self._fit_buffer.append({k: batch[k].detach() for k in ("gamma", "kappa", "mask", "idx")})
+            return None
+        return super().training_step(batch, batch_idx)
+
+    def test_outputs(self, batch):
+        return {"kappa_hat": self.reconstruct(batch), "kappa": batch["kappa"].float(), "mask": batch["mask"].float()}
+
+    def predict_outputs(self, batch):
+        with torch.no_grad():
+            return {"kappa": self.reconstruct(batch).cpu(), "mask": batch["mask"].cpu()}
+
+    # --- metrics ------------------------------------------------------------------------
+    def _smooth(self, maps: np.ndarray, flat: bool, pix: float) -> np.ndarray:
+        s = self.peak_smoothing_pix * pix
+        if flat:
+            return cosmo.gaussian_smooth(maps, s, pix)
+        from cosmobench.sim.healpix import smooth
+        return np.stack([smooth(m, s) for m in maps])
+
+    def spectra(self, maps: np.ndarray, mask: np.ndarray, flat: bool, pix: float):
+        """``(ell, C (n_maps, n_bins))`` of masked maps (flat estimator or ``anafast``)."""
+        if flat:
+            bins = cosmo.default_ell_bins(maps.shape[-2:], pix, self.power_bins)
+            ell, cl, _ = cosmo.flat_power_spectrum(maps * mask, pix, bins)
+            return ell, cl
+        import healpy as hp
+        nside = _nside(maps.shape[-1])
+        lmax = 3 * nside - 1
+        edges = np.unique(np.geomspace(8, lmax + 1, self.power_bins + 1).astype(int))
+        raw = np.array([hp.anafast(m * w, lmax=lmax) for m, w in zip(maps, mask)])
+        ell = np.arange(lmax + 1)
+        cl = np.stack([raw[:, lo:hi].mean(1) for lo, hi in zip(edges[:-1], edges[1:])], 1)
+        return np.array([ell[lo:hi].mean() for lo, hi in zip(edges[:-1], edges[1:])]), cl
+
+    def compute_metrics(self, out):
+        pred, true, mask = out["kappa_hat"][:, 0], out["kappa"][:, 0], out["mask"][:, 0]
+        flat = pred.ndim == 3
+        pix = self.pixel_arcmin if flat else _pixel_arcmin_of(pred.shape[-1])
+        metrics = {"nmse": mm.nmse(pred, true, mask), "pearson_r": mm.pearson_r(pred, true, mask)}
+        ell, cl_hat = self.spectra(pred, mask, flat, pix)
+        _, cl_true = self.spectra(true, mask, flat, pix)
+        ratio, dev = mm.power_ratio(cl_hat, cl_true)
+        metrics["power_ratio_dev"] = dev
+        sp, st = self._smooth(pred, flat, pix), self._smooth(true, flat, pix)
+        if flat:
+            pk_p, pk_t = mm.flat_peaks(sp, mask), mm.flat_peaks(st, mask)
+        else:
+            pk_p = np.stack([mm.healpix_peaks(a, w) for a, w in zip(sp, mask)])
+            pk_t = np.stack([mm.healpix_peaks(a, w) for a, w in zip(st, mask)])
+        sigma = (mm.noise_sigma_smoothed(self.sigma_pix, self.peak_smoothing_pix) if self.sigma_pix > 0
+                 else float(st[mask > 0].std()))
+        n_p = mm.peak_counts(sp, pk_p, self.thresholds, sigma)
+        n_t = mm.peak_counts(st, pk_t, self.thresholds, sigma)
+        metrics.update(mm.peak_count_errors(n_p, n_t, self.thresholds))
+        self._plot_data = {"ell": ell, "cl_hat": cl_hat.mean(0), "cl_true": cl_true.mean(0), "ratio": ratio,
+                           "nu_hat": sp[pk_p] / sigma, "nu_true": st[pk_t] / sigma, "flat": flat}
+        return metrics
+
+    # --- plots --------------------------------------------------------------------------
+    def make_plots(self, out, plot_dir: Path) -> list[Path]:
+        plt = pyplot()
+        plot_dir = Path(plot_dir)
+        paths: list[Path] = []
+        pred, true, mask = out["kappa_hat"][:, 0], out["kappa"][:, 0], out["mask"][:, 0]
+        pd = getattr(self, "_plot_data", None)
+        if pd is None:
+            self.compute_metrics(out)
+            pd = self._plot_data
+        n = min(3, len(pred))
+        lim = float(np.percentile(np.abs(true[:n][mask[:n] > 0]), 99.5)) if n else 1.0
+        if pd["flat"]:
+            fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n), squeeze=False)
+            for i in range(n):
+                for j, (img, title) in enumerate(((true[i], "true kappa"), (pred[i], f"{self.model_name} kappa"),
+                                                  (pred[i] - true[i], "residual"))):
+                    im = axes[i, j].imshow(np.where(mask[i] > 0, img, np.nan), origin="lower", cmap="RdBu_r",
+                                           vmin=-lim, vmax=lim)
+                    axes[i, j].set_title(title, fontsize=9)
+                    axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
+                fig.colorbar(im, ax=axes[i].tolist(), shrink=0.8)
+            paths.append(save(fig, plot_dir / "maps.png", dpi=90))
+        else:
+            import healpy as hp
+            fig = plt.figure(figsize=(12, 3.2 * n))
+            for i in range(n):
+                for j, (img, title) in enumerate(((true[i], "true kappa"), (pred[i], f"{self.model_name} kappa"),
+                                                  (pred[i] - true[i], "residual"))):
+                    hp.mollview(np.where(mask[i] > 0, img, hp.UNSEEN), fig=fig.number, sub=(n, 3, 3 * i + j + 1),
+                                title=title, min=-lim, max=lim, cmap="RdBu_r", cbar=True, notext=True)
+            paths.append(save(fig, plot_dir / "maps_mollweide.png", dpi=80))
+        fig, (a0, a1) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+        a0.loglog(pd["ell"], pd["cl_true"], "k-", label="truth")
+        a0.loglog(pd["ell"], pd["cl_hat"], "C0o-", label=self.model_name)
+        a0.set(ylabel="C_ell (masked maps)", title="convergence power spectra")
+        a0.legend()
+        a1.semilogx(pd["ell"], pd["ratio"], "C0o-")
+        a1.axhline(1, color="k", lw=1)
+        a1.set(xlabel="ell", ylabel="ratio")
+        paths.append(save(fig, plot_dir / "power_spectra.png"))
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        hi = max(6.0, float(np.percentile(pd["nu_true"], 99.5)) if len(pd["nu_true"]) else 6.0)
+        bins = np.linspace(-2, hi, 33)
+        ax.hist(pd["nu_true"], bins=bins, histtype="step", color="k", label="truth")
+        ax.hist(pd["nu_hat"], bins=bins, histtype="step", color="C0", label=self.model_name)
+        for t in self.thresholds:
+            ax.axvline(t, color="gray", ls=":", lw=1)
+        ax.set(yscale="log", xlabel="peak S/N", ylabel="peaks (test set)", title="peak counts")
+        ax.legend()
+        paths.append(save(fig, plot_dir / "peak_histogram.png"))
+        return paths
