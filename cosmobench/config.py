@@ -266,10 +266,6 @@ _ALIASES = {"learning_rate": "lr", "epochs": "max_epochs", "gpus": "devices", "b
 _PLAIN_INTERP = re.compile(r"\$\{\.*[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*\}")
 
 
-def _has_interp(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
 def _check_interpolation(path: str, value: str, source: str) -> None:
     if "${" in _PLAIN_INTERP.sub("", value) or "\\" in value:
         raise ConfigError(f"{path}={_short(value)} (from {source}): only plain ${{key.path}} interpolation "
@@ -277,15 +273,27 @@ def _check_interpolation(path: str, value: str, source: str) -> None:
                           f"environment or run code)")
 
 
-def _check_leaf(path: str, default: Any, value: Any, check: K.Constraint | None, source: str) -> None:
-    if _has_interp(value):
-        _check_interpolation(path, value, source)  # the resolved value is checked after interpolation
-        return
+def _scan_interpolations(path: str, value: Any, source: str) -> bool:
+    """Reject resolver calls anywhere in ``value`` (keys of mappings too); whether it holds
+    a plain interpolation (then its value is checked once resolved)."""
+    if isinstance(value, str):
+        if "${" in value:
+            _check_interpolation(path, value, source)
+            return True
+        return False
+    found = False
     if isinstance(value, list):
         for i, v in enumerate(value):
-            if _has_interp(v):
-                _check_interpolation(f"{path}[{i}]", v, source)
-                return
+            found |= _scan_interpolations(f"{path}[{i}]", v, source)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found |= _scan_interpolations(f"{path}.{k}", k, source) | _scan_interpolations(f"{path}.{k}", v, source)
+    return found
+
+
+def _check_leaf(path: str, default: Any, value: Any, check: K.Constraint | None, source: str) -> None:
+    if _scan_interpolations(path, value, source):
+        return  # checked after interpolation
     if K.non_finite(value):
         raise ConfigError(f"invalid value {path}={_short(value)} (from {source}): configs hold finite numbers only")
     if check is not None:
@@ -294,9 +302,6 @@ def _check_leaf(path: str, default: Any, value: Any, check: K.Constraint | None,
     elif not _type_ok(default, value):
         raise ConfigError(f"config key '{path}' (from {source}) expects {type(default).__name__}, "
                           f"got {type(value).__name__} {_short(value)}")
-    elif isinstance(value, dict):  # free-form mapping under a None default: still no resolvers
-        for k, v in value.items():
-            _check_leaf(f"{path}.{k}", None, v, None, source)
 
 
 def _validate_layer(schema: dict, layer: dict, source: str, checks: dict[str, K.Constraint] | None = None,
@@ -388,17 +393,32 @@ def _expanded_size(node: yaml.Node, memo: dict, active: set, what: str) -> int:
     return n
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2 floats: ``1e-3`` is a number, not a string."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_yaml_text(text: str, what: str) -> Any:
     """Safe, bounded YAML: at most :data:`MAX_YAML_BYTES` of text and :data:`MAX_YAML_NODES`
     nodes after alias expansion; plain data types only (no Python tags). ConfigError otherwise."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(f"{what} is larger than {MAX_YAML_BYTES} bytes")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
         if node is None:
             return None
         _expanded_size(node, {}, set(), what)
-        loader = yaml.SafeLoader("")
+        loader = _Loader("")
         try:
             return loader.construct_document(node)
         finally:
