@@ -4,6 +4,7 @@ import base64
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -233,8 +234,10 @@ def _render(path):
     return out.stdout, console
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium installed (.ci/run installs it)")
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("COSMOBENCH_REQUIRE_BROWSER"),
+                    reason="no chromium installed (.ci/run installs it)")
 def test_html_page_in_headless_chromium(tmp_path):
+    assert _chromium(), "COSMOBENCH_REQUIRE_BROWSER is set but no chromium is installed"
     # the detector sees console errors (control page)
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>undefined_function()</script></body></html>")
