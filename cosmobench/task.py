@@ -140,6 +140,17 @@ class BaseTask(pl.LightningModule):
         atomically and only once every item succeeded, and returns the paths it wrote."""
         return None
 
+    def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
+        """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one
+        output row each (e.g. a scene yields a variable number of deblended sources).
+
+        The default returns ``None`` without touching ``loader``: the runner then writes one
+        table row per input item from :meth:`predict_outputs`. An override consumes the
+        batches of ``loader`` (called in eval mode under ``torch.no_grad``), writes ``output``
+        (any :func:`cosmobench.io.write_table` format) and any companion files named after it,
+        atomically and only once every item succeeded, and returns the paths it wrote."""
+        return None
+
     def require_info(self, *keys: str) -> dict[str, Any]:
         """``data_info``, checked to hold ``keys`` (the datamodule's train-split facts)."""
         missing = [k for k in keys if k not in self.data_info]

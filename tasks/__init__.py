@@ -184,7 +184,8 @@ register_task(
     },
     models={
         "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 16, "depth": 3, "norm": "batch", "blob_sigma": 1.5,
-                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.5}},
+                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.5,
+                           "train_crop": 32}},
         "sep": {"model": dict(_DEBLEND_DETECT), "trainer": {"max_epochs": 1}},
     },
     constraints={
@@ -206,6 +207,7 @@ register_task(
         "model.depth": "non-negative int", "model.norm": ["batch", "group", "instance", "none"],
         "model.blob_sigma": "positive float", "model.position_jitter": "non-negative float",
         "model.neighbour_dropout": "probability", "model.flux_weight": "non-negative float",
+        "model.train_crop": "int >= 8 or null",
     },
 )
 

@@ -15,8 +15,10 @@ isolated image is estimated:
   ``s`` = the band-summed flux in the 5x5 px box at the position, at least 25 times the
   band-summed background noise per pixel, so inputs and targets are O(1) whatever the
   brightness and the flux units (real data need no rescaling). Applied to every detection.
-  Trained on true positions (jittered by ``model.position_jitter`` px, neighbours dropped with
-  probability ``model.neighbour_dropout`` to mimic missed detections) with the loss
+  Trained on ``model.train_crop`` px windows around true positions (jittered by
+  ``model.position_jitter`` px, neighbours dropped with probability ``model.neighbour_dropout``
+  to mimic missed detections; the net is fully convolutional, so it is applied to whole scenes
+  after training) with the loss
   ``sum (pred - true)^2 / sum true^2 + model.flux_weight * mean_b |F_pred,b - F_true,b| / F_true,b``
   per source (both scale-free).
 * ``sep`` (:class:`SepDeblender`, a :class:`~cosmobench.task.FittedBaseline` with nothing to
@@ -70,6 +72,8 @@ class UNetDeblender(nn.Module):
         super().__init__()
         self.n_bands, self.blob_sigma = n_bands, float(blob_sigma)
         self.unet = UNet(n_bands + 2, n_bands, base_channels=base_channels, depth=depth, norm=norm)
+        nn.init.zeros_(self.unet.head.weight)   # start from an empty prediction (loss 1 + flux_weight)
+        nn.init.zeros_(self.unet.head.bias)
 
     @staticmethod
     def scale(image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -133,8 +137,11 @@ class DeblendingTask(BaseTask):
 
     # --- training (unet) --------------------------------------------------------------
     def _training_sources(self, batch: dict[str, torch.Tensor]):
-        """One row per true source of the batch: scene index, jittered position, the other
-        (jittered, randomly dropped) positions, and the target isolated image."""
+        """One row per true source of the batch: its (jittered) position, the other (jittered,
+        randomly dropped) positions, the scene's image and variance and the target isolated
+        image, all cut to a ``model.train_crop`` px window around the source (shifted at random
+        by up to a quarter of the window while training; the whole scene if ``train_crop`` is
+        null or not smaller than it)."""
         n_max = batch["truth_xy"].shape[1]
         valid = torch.arange(n_max, device=batch["n_true"].device)[None] < batch["n_true"][:, None]   # (B, n_max)
         xy = batch["truth_xy"].float()
@@ -146,13 +153,30 @@ class DeblendingTask(BaseTask):
         if self.training and float(self.model_cfg["neighbour_dropout"]) > 0:
             drop = drop | (torch.rand(drop.shape, device=xy.device) < float(self.model_cfg["neighbour_dropout"]))
         others[drop] = float("nan")
-        return b, xy[b, k], others, batch["truth_images"][b, k].float()
+        image, variance, target, pos = batch["image"][b], batch["variance"][b], batch["truth_images"][b, k], xy[b, k]
+        h, w = image.shape[-2:]
+        crop = self.model_cfg["train_crop"]
+        if crop is not None and int(crop) < min(h, w):
+            c = int(crop)
+            origin = pos.round().long() - c // 2                                     # (S, 2) as (x, y)
+            if self.training:
+                origin = origin + torch.randint(-(c // 4), c // 4 + 1, origin.shape, device=origin.device)
+            x0 = origin[:, 0].clamp(0, w - c)
+            y0 = origin[:, 1].clamp(0, h - c)
+            ar = torch.arange(c, device=pos.device)
+            rows, cols = (y0[:, None] + ar)[:, None, :, None], (x0[:, None] + ar)[:, None, None, :]
+            sel = torch.arange(len(b), device=pos.device)[:, None, None, None]
+            ch = torch.arange(image.shape[1], device=pos.device)[None, :, None, None]
+            image, variance, target = (t[sel, ch, rows, cols] for t in (image, variance, target))
+            shift = torch.stack([x0, y0], dim=1).to(pos.dtype)
+            pos, others = pos - shift, others - shift[:, None]
+        return image.float(), variance.float(), pos, others, target.float()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_baseline:  # nothing is trained: val_loss = 0 keeps the checkpoint logic uniform
             return torch.zeros((), device=batch["image"].device)
-        b, xy, others, target = self._training_sources(batch)
-        pred = self.net(batch["image"][b].float(), batch["variance"][b].float(), xy, others)
+        image, variance, xy, others, target = self._training_sources(batch)
+        pred = self.net(image, variance, xy, others)
         energy = target.square().flatten(1).sum(1).clamp_min(1e-12)
         mse = (pred - target).square().flatten(1).sum(1) / energy
         f_true, f_pred = target.sum((-2, -1)), pred.sum((-2, -1))

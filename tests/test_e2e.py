@@ -42,7 +42,11 @@ def test_train_record_predict(task, model, root):
                    "--input", str(inp), "--output", str(pred)], root)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = pred.read_text().splitlines()
-    assert len(lines) == len(dm.datasets["test"]) + 1  # header + one row per object
+    from cosmobench.task import BaseTask
+    if load_ref(spec.module).write_predictions is BaseTask.write_predictions:
+        assert len(lines) == len(dm.datasets["test"]) + 1  # header + one row per object
+    else:  # the task writes its own layout (e.g. one row per deblended source of each scene)
+        assert len(lines) > 1
     assert "nan" not in pred.read_text().lower()
 
 
