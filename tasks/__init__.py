@@ -273,3 +273,55 @@ register_task(
         "model.patches_per_map": "positive int", "model.smoothing_arcmin": "non-negative float or null",
     },
 )
+
+_SBI_MCMC = {"mcmc_method": "slice_np_vectorized", "num_chains": 20, "warmup_steps": 100, "thin": 2}
+_SBI_CNN = {"n_summaries": 8, "channels": [8, 16, 32]}  # map problems: summary CNN (cosmobench.nn.cnn)
+_SBI_FLOW = {"hidden_features": 50, "num_transforms": 5, "num_bins": 10, "num_components": 10}
+register_task(
+    name="sbi",
+    description="simulation-based inference of (Omega_m, sigma8) and sbibm problems: NPE/NLE/NRE vs ABC and MCMC",
+    datamodule="cosmobench.datamodules.sbi:SBIDataModule",
+    module="cosmobench.tasks.sbi:SBITask",
+    primary_metric="c2st",
+    mode="min",
+    baseline="rejection_abc",
+    metric_modes={"c2st": "min", "nltp": "min", "posterior_std": "min", "sbc_ks_pvalue": "max",
+                  "tarp_atc": "zero", "time_per_posterior": "min"},
+    defaults={
+        "data": {
+            # problem and budget (physics and definitions: cosmobench/sim/sbi_problems.py)
+            "problem": "cl_gaussian", "num_simulations": 10000, "val_fraction": 0.1, "batch_size": 200,
+            "num_observations": 10, "num_posterior_samples": 10000, "reference_samples": 10000,
+            "num_sbc": 200, "sbc_posterior_samples": 1000, "time_posterior_samples": 10000, "cache_dir": None,
+            # cl_gaussian / lognormal_map survey
+            "ell_min": 50, "ell_max": 3000, "n_ell_bins": 10, "area_deg2": 1000.0, "sigma_e": 0.26, "n_gal": 10.0,
+            "map_size": 32, "pixel_arcmin": 4.0,
+        },
+        "trainer": {"max_epochs": 200},
+        "optim": {"lr": 5e-4},  # sbi's default learning rate and patience
+        "early_stopping": {"enabled": True, "patience": 20},
+        "num_threads": 1,
+    },
+    models={
+        "npe": {"model": {"density_estimator": "nsf", **_SBI_FLOW, **_SBI_CNN}},
+        "nle": {"model": {"density_estimator": "maf", **_SBI_FLOW, **_SBI_MCMC}},
+        "nre": {"model": {"classifier": "resnet", "hidden_features": 50, "num_atoms": 10, **_SBI_CNN, **_SBI_MCMC}},
+        "rejection_abc": {"model": {"quantile": 0.01}, "trainer": {"max_epochs": 1}},
+        "mcmc": {"model": dict(_SBI_MCMC), "trainer": {"max_epochs": 1}},
+    },
+    constraints={  # value ranges, checked before anything runs (syntax: cosmobench/constraints.py)
+        "data.problem": "str", "data.num_simulations": "int >= 3", "data.val_fraction": "0 < float < 1",
+        "data.num_observations": "positive int", "data.num_posterior_samples": "int >= 10",
+        "data.reference_samples": "int >= 10", "data.num_sbc": "int >= 2", "data.sbc_posterior_samples": "positive int",
+        "data.time_posterior_samples": "positive int", "data.cache_dir": "str or null",
+        "data.ell_min": "int >= 2", "data.ell_max": "int >= 3", "data.n_ell_bins": "positive int",
+        "data.area_deg2": "0 < float <= 41253", "data.sigma_e": "non-negative float", "data.n_gal": "positive float",
+        "data.map_size": "int >= 8", "data.pixel_arcmin": "positive float",
+        "model.density_estimator": ["nsf", "maf", "mdn", "made", "maf_rqs"], "model.classifier": ["resnet", "mlp", "linear"],
+        "model.hidden_features": "positive int", "model.num_transforms": "positive int", "model.num_bins": "positive int",
+        "model.num_components": "positive int", "model.n_summaries": "positive int",
+        "model.channels": "nonempty list[positive int]", "model.num_atoms": "int >= 2",
+        "model.mcmc_method": ["slice_np_vectorized", "slice_np"], "model.num_chains": "positive int",
+        "model.warmup_steps": "non-negative int", "model.thin": "positive int", "model.quantile": "0 < float <= 1",
+    },
+)

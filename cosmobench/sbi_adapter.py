@@ -1,0 +1,240 @@
+"""Every call into the ``sbi`` package (written against sbi 0.27) lives in this module.
+
+``sbi``'s API moves between releases (trainer classes renamed, posterior constructors
+re-organised, diagnostics added); keeping all calls here means an upgrade touches one
+file. The rest of cosmobench sees plain ``torch.nn.Module`` estimators, loss tensors,
+posterior objects with ``sample`` and numpy diagnostics.
+
+What comes from ``sbi`` (nothing here re-implements it):
+
+* density estimators: :func:`sbi.neural_nets.posterior_nn` (NPE),
+  :func:`~sbi.neural_nets.likelihood_nn` (NLE), :func:`~sbi.neural_nets.classifier_nn`
+  (NRE), with sbi's own z-scoring of theta and x (``"independent"``) built in;
+* losses: the estimator's ``loss`` (NPE: ``-log q(theta|x)``; NLE: ``-log q(x|theta)``)
+  and NRE-B's 1-out-of-``num_atoms`` contrastive loss (``sbi.inference.NRE_B._loss``,
+  called with our network as ``_neural_net``: sbi has no free function for it);
+* posteriors: :class:`~sbi.inference.DirectPosterior` (NPE; samples outside the prior
+  support are rejected), :class:`~sbi.inference.MCMCPosterior` on sbi's likelihood- and
+  ratio-based potentials (NLE, NRE) and on a user potential (the true likelihood);
+* diagnostics: :func:`sbi.diagnostics.run_sbc` + ``check_uniformity_frequentist``
+  (KS p-value of the SBC ranks per parameter) and :func:`~sbi.diagnostics.run_tarp` +
+  :func:`~sbi.diagnostics.check_tarp` (TARP expected coverage and its area to curve).
+
+Training-time statistics: sbi's builders compute the z-scoring mean/std from a batch of
+training data. A cosmobench model is rebuilt from its ``data_info`` (json) when a
+checkpoint is loaded, so the builders get a two-row *statistics batch*
+``mean +- std / sqrt(2)`` whose mean and (unbiased) std equal the train-split values.
+"""
+from __future__ import annotations
+
+import math
+import types
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmobench.errors import ConfigError
+
+METHODS = ("npe", "nle", "nre")
+NPE_ESTIMATORS = ("nsf", "maf", "mdn", "made", "maf_rqs")
+NRE_CLASSIFIERS = ("resnet", "mlp", "linear")
+MCMC_METHODS = ("slice_np_vectorized", "slice_np")
+
+
+def stat_batch(mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Two rows whose column mean and unbiased std equal ``mean`` and ``std``."""
+    m = torch.as_tensor(np.asarray(mean, np.float64), dtype=torch.float32)
+    s = torch.as_tensor(np.asarray(std, np.float64), dtype=torch.float32)
+    return torch.stack([m - s / math.sqrt(2.0), m + s / math.sqrt(2.0)])
+
+
+def box_uniform(low: Sequence[float], high: Sequence[float]):
+    """sbi's ``BoxUniform`` prior (independent uniforms, event dim 1)."""
+    from sbi.utils import BoxUniform
+    return BoxUniform(low=torch.as_tensor(low, dtype=torch.float32), high=torch.as_tensor(high, dtype=torch.float32))
+
+
+# --- estimators --------------------------------------------------------------------------
+def build_estimator(method: str, cfg: dict[str, Any], theta_stats: tuple, x_stats: tuple | None,
+                    embedding_net: nn.Module | None = None, x_example: torch.Tensor | None = None) -> nn.Module:
+    """The sbi network of ``method`` (``npe`` | ``nle`` | ``nre``).
+
+    Args:
+        cfg: the model config (``density_estimator``/``classifier``, ``hidden_features``,
+            ``num_transforms``, ``num_bins``, ``num_components``).
+        theta_stats: ``(mean, std)`` of theta on the train split.
+        x_stats: ``(mean, std)`` of the (flat) data on the train split, z-scored by sbi;
+            ``None`` when ``embedding_net`` does its own input scaling (maps).
+        embedding_net: summary network applied to x (NPE, NRE only).
+        x_example: one-row batch of x of the right shape when ``x_stats`` is None.
+    """
+    from sbi.neural_nets import classifier_nn, likelihood_nn, posterior_nn
+
+    batch_theta = stat_batch(*theta_stats)
+    if x_stats is not None:
+        batch_x, z_x = stat_batch(*x_stats), "independent"
+    else:
+        if x_example is None:
+            raise ValueError("build_estimator needs x_stats or x_example")
+        batch_x, z_x = torch.cat([x_example, x_example]).float(), "none"
+    hidden = int(cfg["hidden_features"])
+    emb = embedding_net if embedding_net is not None else nn.Identity()
+    if method == "npe":
+        model = str(cfg["density_estimator"])
+        if model not in NPE_ESTIMATORS:
+            raise ConfigError(f"model.density_estimator={model!r} is not known; choose one of {', '.join(NPE_ESTIMATORS)}")
+        build = posterior_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
+                             num_transforms=int(cfg["num_transforms"]), num_bins=int(cfg["num_bins"]),
+                             num_components=int(cfg["num_components"]), embedding_net=emb)
+    elif method == "nle":
+        model = str(cfg["density_estimator"])
+        if model not in NPE_ESTIMATORS:
+            raise ConfigError(f"model.density_estimator={model!r} is not known; choose one of {', '.join(NPE_ESTIMATORS)}")
+        if embedding_net is not None:
+            raise ConfigError("nle models the density of x itself and takes no embedding net: use npe or nre")
+        build = likelihood_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
+                              num_transforms=int(cfg["num_transforms"]), num_bins=int(cfg["num_bins"]),
+                              num_components=int(cfg["num_components"]))
+    elif method == "nre":
+        model = str(cfg["classifier"])
+        if model not in NRE_CLASSIFIERS:
+            raise ConfigError(f"model.classifier={model!r} is not known; choose one of {', '.join(NRE_CLASSIFIERS)}")
+        build = classifier_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
+                              embedding_net_x=emb)
+    else:
+        raise ConfigError(f"unknown sbi method {method!r}; choose one of {', '.join(METHODS)}")
+    return build(batch_theta, batch_x)
+
+
+class _NREBLossHost:
+    """Minimal stand-in for ``self`` when calling sbi's ``NRE_B._loss`` on our network.
+
+    Constructing a real ``NRE_B`` trainer would open a TensorBoard writer in ``./sbi-logs``;
+    the loss only needs ``_neural_net`` and ``_classifier_logits``."""
+
+    def __init__(self, net: nn.Module):
+        from sbi.inference import NRE_B
+        self._neural_net = net
+        self._classifier_logits = types.MethodType(NRE_B._classifier_logits, self)
+        self._loss = types.MethodType(NRE_B._loss, self)
+
+
+def loss(method: str, net: nn.Module, theta: torch.Tensor, x: torch.Tensor, num_atoms: int = 10) -> torch.Tensor:
+    """Mean training loss of a batch: NPE ``-log q(theta|x)``, NLE ``-log q(x|theta)``,
+    NRE-B the cross-entropy of picking the joint pair among ``num_atoms`` (>= 2) pairs."""
+    theta = theta.float()
+    x = x.float()
+    if method == "npe":
+        return net.loss(theta, condition=x).mean()
+    if method == "nle":
+        return net.loss(x, condition=theta).mean()
+    if method == "nre":
+        atoms = int(min(num_atoms, len(theta)))
+        if atoms < 2:
+            raise ConfigError("nre needs batches of >= 2 simulations (data.batch_size)")
+        return _NREBLossHost(net)._loss(theta, x, atoms)
+    raise ConfigError(f"unknown sbi method {method!r}")
+
+
+# --- posteriors --------------------------------------------------------------------------
+def build_posterior(method: str, net: nn.Module, prior, mcmc: dict[str, Any] | None = None):
+    """sbi posterior object for a trained network: DirectPosterior (NPE) or an
+    MCMCPosterior on the likelihood/ratio potential (NLE/NRE), sampled in the
+    unconstrained space of the prior (``mcmc_transform``)."""
+    from sbi.inference import DirectPosterior, MCMCPosterior
+    from sbi.inference.potentials import likelihood_estimator_based_potential, ratio_estimator_based_potential
+
+    net.eval()
+    if method == "npe":
+        return DirectPosterior(posterior_estimator=net, prior=prior)
+    if method == "nle":
+        potential, transform = likelihood_estimator_based_potential(net, prior, x_o=None)
+    elif method == "nre":
+        potential, transform = ratio_estimator_based_potential(net, prior, x_o=None)
+    else:
+        raise ConfigError(f"unknown sbi method {method!r}")
+    return MCMCPosterior(potential, proposal=prior, theta_transform=transform, **mcmc_kwargs(mcmc or {}))
+
+
+def mcmc_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """sbi MCMCPosterior settings from a config dict (``mcmc_method``, ``num_chains``,
+    ``thin``, ``warmup_steps``; init by sampling-importance-resampling as in sbibm)."""
+    method = str(cfg.get("mcmc_method", "slice_np_vectorized"))
+    if method not in MCMC_METHODS:
+        raise ConfigError(f"model.mcmc_method={method!r} is not known; choose one of {', '.join(MCMC_METHODS)}")
+    out = dict(method=method, num_chains=int(cfg.get("num_chains", 20)), thin=int(cfg.get("thin", 1)),
+               warmup_steps=int(cfg.get("warmup_steps", 100)), init_strategy="resample")
+    if out["num_chains"] < 1 or out["thin"] < 1 or out["warmup_steps"] < 0:
+        raise ConfigError(f"MCMC needs num_chains >= 1, thin >= 1, warmup_steps >= 0; got {cfg}")
+    return out
+
+
+def potential_posterior(log_prob_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], prior,
+                        mcmc: dict[str, Any] | None = None):
+    """MCMCPosterior on a user potential ``log_prob_fn(theta (N, d), x_o (1, D)) -> (N,)``,
+    the unnormalised log posterior (e.g. true log-likelihood + log prior)."""
+    from sbi.inference import MCMCPosterior
+    from sbi.utils import mcmc_transform
+
+    def potential(theta, x_o):
+        return log_prob_fn(theta, x_o)
+
+    return MCMCPosterior(potential, proposal=prior, theta_transform=mcmc_transform(prior), **mcmc_kwargs(mcmc or {}))
+
+
+def sample(posterior, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` posterior samples for every observation in ``x`` (B, ...): (n, B, d)."""
+    x = x.float()
+    if len(x) == 1:
+        return posterior.sample((n,), x=x, show_progress_bars=False)[:, None, :]
+    return posterior.sample_batched((n,), x=x, show_progress_bars=False)
+
+
+# --- diagnostics -------------------------------------------------------------------------
+class _SamplesPosterior:
+    """Precomputed posterior samples (n, B, d) seen through sbi's posterior interface, so
+    that every model (including baselines without an sbi posterior) goes through the same
+    public ``run_sbc`` / ``run_tarp``."""
+
+    def __init__(self, samples: torch.Tensor):
+        self.samples = samples
+
+    def sample_batched(self, sample_shape, x, show_progress_bars=False, **_):
+        if tuple(sample_shape) != (self.samples.shape[0],) or len(x) != self.samples.shape[1]:
+            raise ValueError("precomputed samples do not match the requested shape")
+        return self.samples
+
+
+def sbc(thetas: np.ndarray, xs: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SBC (Talts+2018) with ``samples`` (n, N, d) of the N posteriors: returns the ranks
+    (N, d) and the KS p-values of their uniformity per parameter (sbi's frequentist check)."""
+    from sbi.diagnostics import run_sbc
+    from sbi.diagnostics.sbc import check_uniformity_frequentist
+
+    s = torch.as_tensor(samples, dtype=torch.float32)
+    ranks, _ = run_sbc(torch.as_tensor(thetas, dtype=torch.float32), torch.as_tensor(xs, dtype=torch.float32).reshape(len(thetas), -1),
+                       _SamplesPosterior(s), num_posterior_samples=s.shape[0], show_progress_bar=False)
+    pvals = check_uniformity_frequentist(ranks, s.shape[0])
+    return ranks.numpy(), pvals.numpy()
+
+
+def tarp(thetas: np.ndarray, samples: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """TARP (Lemos+2023) expected coverage ``ecp`` over credibility ``alpha`` and sbi's
+    area-to-curve ``atc`` (> 0: over-dispersed, < 0: over-confident; 0 ideal). Parameters
+    are rescaled to [0, 1] by their range (sbi's ``z_score_theta``); reference points are
+    uniform in that box, drawn with ``seed``."""
+    from sbi.diagnostics import check_tarp, run_tarp
+
+    th = torch.as_tensor(thetas, dtype=torch.float32)
+    s = torch.as_tensor(samples, dtype=torch.float32)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        ecp, alpha = run_tarp(th, torch.zeros(len(th), 1), _SamplesPosterior(s), num_posterior_samples=s.shape[0],
+                              show_progress_bar=False, num_bins=max(2, min(len(th) // 10, 30)))
+    finally:
+        torch.random.set_rng_state(state)
+    atc, _ = check_tarp(ecp, alpha)
+    return ecp.numpy(), alpha.numpy(), float(atc)

@@ -1,0 +1,480 @@
+"""Inference problems for the ``sbi`` task: prior, simulator, (optional) true likelihood and
+reference posterior, plus a registry through which users add their own.
+
+A problem is an :class:`SBIProblem`. Built in (``data.problem=...``):
+
+``cl_gaussian`` (default) — :class:`ClGaussian`
+    Parameters ``(Omega_m, sigma8)``, box prior ``Omega_m ~ U(0.15, 0.45)``,
+    ``sigma8 ~ U(0.6, 1.0)`` (other cosmological parameters fixed at
+    :data:`cosmobench.sim.cosmology.FIDUCIAL`). Data: the convergence band powers of a
+    survey of ``data.area_deg2`` square degrees in ``data.n_ell_bins`` log-spaced bins over
+    ``data.ell_min <= ell < data.ell_max`` (integer multipoles),
+    ``C_b = sum_ell (2 ell + 1) C_ell / sum_ell (2 ell + 1)``, plus the shape-noise power
+    ``N = sigma_e^2 / n_gal`` (per steradian; ``data.sigma_e`` per component,
+    ``data.n_gal`` in arcmin^-2). ``C_ell`` is pyccl's (Eisenstein-Hu + halofit) through the
+    shared :class:`cosmobench.sim.cosmology.ClGrid` interpolation on the LSST-SRD-like n(z).
+    Noise: Gaussian with the Knox cosmic-variance + shape-noise covariance, diagonal,
+    ``Var(C_b) = 2 (C_b + N)^2 / (f_sky sum_ell (2 ell + 1))``, **evaluated at the fiducial
+    cosmology** (Omega_m = 0.31, sigma8 = 0.81), as survey analyses do. So the likelihood is
+    exactly ``N(d; C_b(theta) + N, Sigma_fid)`` and the reference posterior is MCMC on it.
+    The data vector is stored in units of 1e-9 (``data_k = 1e9 * (C_b + N + noise)``).
+
+``lognormal_map`` — :class:`LognormalMap`
+    Same parameters and prior. Data: a ``data.map_size``^2 flat convergence map with
+    ``data.pixel_arcmin`` pixels: a shifted lognormal field (shift = empty-beam convergence,
+    :func:`~cosmobench.sim.cosmology.lognormal_shift`, tabulated in Omega_m) with the pyccl
+    power spectrum, plus white shape noise ``sigma_e / sqrt(n_gal A_pix)`` per pixel (the
+    mass-mapping simulator's fields; :mod:`cosmobench.sim.cosmology`). The likelihood is
+    intractable: no reference posterior; the metrics are the calibration ones (SBC, TARP).
+    Its summary for ``rejection_abc`` is the log binned power spectrum of the map.
+
+``two_moons``, ``gaussian_linear`` — as defined by sbibm (Lueckmann et al. 2021)
+    ``two_moons``: ``theta ~ U(-1, 1)^2``; ``a ~ U(-pi/2, pi/2)``, ``r ~ N(0.1, 0.01^2)``,
+    ``p = (r cos a + 0.25, r sin a)``, ``x = p + (-|z0|, z1)`` with
+    ``z = R(-pi/4) theta`` (``z0 = (theta_1 + theta_2)/sqrt 2``, ``z1 = (theta_2 - theta_1)/sqrt 2``).
+    Reference posterior: sbibm's closed-form construction (invert the map for simulated
+    ``p``, random sign for the bimodality, keep draws inside the prior).
+    ``gaussian_linear``: 10-d, prior ``N(0, 0.1 I)``, ``x ~ N(theta, 0.1 I)``; the posterior
+    is ``N(x / 2, 0.05 I)`` (analytic reference).
+
+Conventions: ``simulate(theta, rng)`` takes numpy ``theta`` (n, d) and a
+``numpy.random.Generator`` and returns ``x`` (n, *x_shape) float64; ``log_likelihood``
+takes torch ``theta`` (n, d) and one observation ``x`` (1, *x_shape) and returns (n,).
+Column names follow sbibm: ``data_1 ... data_D`` for flat data, and the problem's
+``param_names`` for parameters (sbibm's problems: ``parameter_1 ...``).
+
+Registering your own problem (Python API)::
+
+    from cosmobench.sim.sbi_problems import BoxProblem, register_problem
+
+    def my_simulator(theta, rng):                    # numpy (n, 2) -> (n, 3)
+        return theta @ A.T + 0.1 * rng.standard_normal((len(theta), 3))
+
+    register_problem("my_problem", lambda cfg: BoxProblem(
+        "my_problem", ["a", "b"], low=[0, 0], high=[1, 1], simulator=my_simulator))
+    cosmobench.train("sbi", overrides=["data.problem=my_problem"])
+
+A factory receives the resolved ``data`` config (dict). Pass ``log_likelihood=`` to get an
+MCMC reference posterior and the ``mcmc`` baseline; or subclass :class:`SBIProblem`. To use
+the problem from the command line, register it from a ``cosmobench.plugins`` entry point.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from cosmobench.errors import ConfigError
+
+
+class SBIProblem:
+    """One inference problem. Subclasses set ``name``, ``param_names``, ``x_shape`` and
+    implement :meth:`sample_prior`, :meth:`simulate`, :meth:`torch_prior` and optionally
+    :meth:`log_likelihood` / :meth:`reference_posterior` / :meth:`summary`."""
+
+    name: str = ""
+    param_names: list[str] = []
+    x_shape: tuple[int, ...] = ()
+    #: the data are images (embedding CNN) rather than a flat vector
+    is_map: bool = False
+    #: sbibm's problems: reference posterior seeded independently of the MCMC settings
+    description: str = ""
+
+    @property
+    def dim_theta(self) -> int:
+        return len(self.param_names)
+
+    @property
+    def dim_x(self) -> int:
+        return int(np.prod(self.x_shape))
+
+    def data_names(self) -> list[str]:
+        return [f"data_{i + 1}" for i in range(self.dim_x)]
+
+    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def torch_prior(self) -> torch.distributions.Distribution:
+        """The prior as a torch distribution (event shape (d,)), used by sbi's posteriors."""
+        raise NotImplementedError
+
+    def simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def log_likelihood(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """``log p(x | theta)`` for theta (n, d) and one x (1, *x_shape); ``None`` if intractable."""
+        return None
+
+    @property
+    def has_likelihood(self) -> bool:
+        return type(self).log_likelihood is not SBIProblem.log_likelihood
+
+    def log_prior(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.torch_prior().log_prob(theta)
+
+    def reference_posterior(self, x: np.ndarray, n: int, seed: int, mcmc: dict | None = None) -> np.ndarray | None:
+        """``n`` reference posterior samples for one observation ``x`` (*x_shape), or None.
+        Default: MCMC (sbi's slice sampler) on the true likelihood, if there is one."""
+        if not self.has_likelihood:
+            return None
+        return mcmc_posterior_samples(self, x, n, seed, mcmc)
+
+    def summary(self, x: np.ndarray) -> np.ndarray:
+        """Summary statistics (n, k) used by ``rejection_abc`` (default: the flat data)."""
+        return np.asarray(x, np.float64).reshape(len(x), -1)
+
+
+def mcmc_posterior_samples(problem: SBIProblem, x: np.ndarray, n: int, seed: int,
+                           mcmc: dict | None = None) -> np.ndarray:
+    """``n`` samples of ``p(theta | x) ∝ p(x | theta) p(theta)`` by sbi's vectorised slice
+    sampler (``num_chains`` chains initialised from the prior by importance resampling,
+    ``warmup_steps`` discarded, ``thin``), seeded by ``seed``."""
+    from cosmobench import sbi_adapter
+
+    x_o = torch.as_tensor(np.asarray(x, np.float64), dtype=torch.float32).reshape((1,) + tuple(problem.x_shape))
+
+    def log_post(theta, x_o):
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        lp = problem.log_prior(theta)
+        ok = torch.isfinite(lp)
+        out = torch.full_like(lp, -float("inf"))
+        if ok.any():
+            out[ok] = problem.log_likelihood(theta[ok], x_o).float() + lp[ok]
+        return out
+
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()
+    torch.manual_seed(int(seed))
+    np.random.seed(int(seed) % (2 ** 32))
+    try:
+        post = sbi_adapter.potential_posterior(log_post, problem.torch_prior(), mcmc)
+        return sbi_adapter.sample(post, x_o, int(n))[:, 0, :].numpy().astype(np.float64)
+    finally:
+        torch.random.set_rng_state(state)
+        np.random.set_state(np_state)
+
+
+class BoxProblem(SBIProblem):
+    """A problem with a box-uniform prior ``low <= theta <= high`` and a user simulator
+    ``simulator(theta (n, d) numpy, rng) -> x (n, D)``; optional
+    ``log_likelihood(theta torch (n, d), x torch (1, D)) -> (n,)``."""
+
+    def __init__(self, name: str, param_names: Sequence[str], low: Sequence[float], high: Sequence[float],
+                 simulator: Callable[[np.ndarray, np.random.Generator], np.ndarray], x_dim: int | None = None,
+                 log_likelihood: Callable | None = None):
+        self.name = name
+        self.param_names = list(param_names)
+        self.low = np.asarray(low, np.float64)
+        self.high = np.asarray(high, np.float64)
+        if self.low.shape != (len(self.param_names),) or self.high.shape != self.low.shape or np.any(self.high <= self.low):
+            raise ConfigError(f"problem {name!r}: low/high must give one interval low < high per parameter")
+        self._simulator = simulator
+        self._loglik = log_likelihood
+        if x_dim is None:
+            x_dim = int(np.asarray(simulator(self.sample_prior(2, np.random.default_rng(0)),
+                                             np.random.default_rng(1))).reshape(2, -1).shape[1])
+        self.x_shape = (int(x_dim),)
+
+    def sample_prior(self, n, rng):
+        return rng.uniform(self.low, self.high, size=(int(n), len(self.low)))
+
+    def torch_prior(self):
+        low = torch.as_tensor(self.low, dtype=torch.float32)
+        high = torch.as_tensor(self.high, dtype=torch.float32)
+        return torch.distributions.Independent(torch.distributions.Uniform(low, high), 1)
+
+    def simulate(self, theta, rng):
+        x = np.asarray(self._simulator(np.asarray(theta, np.float64), rng), np.float64)
+        return x.reshape((len(theta),) + self.x_shape)
+
+    @property
+    def has_likelihood(self) -> bool:
+        return self._loglik is not None
+
+    def log_likelihood(self, theta, x):
+        return None if self._loglik is None else self._loglik(theta, x)
+
+
+# --- sbibm problems ------------------------------------------------------------------------
+class TwoMoons(BoxProblem):
+    """sbibm's two moons (module docstring): 2 parameters in [-1, 1], 2-d data."""
+
+    A_LOW, A_HIGH, BASE_OFFSET, R_LOC, R_SCALE = -math.pi / 2, math.pi / 2, 0.25, 0.1, 0.01
+
+    def __init__(self):
+        super().__init__("two_moons", ["parameter_1", "parameter_2"], [-1.0, -1.0], [1.0, 1.0],
+                         simulator=self._simulate, x_dim=2)
+
+    @staticmethod
+    def moon_map(theta: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """x for parameters (n, 2) and noise draws a, r (n,): the deterministic part of
+        the simulator, so that it can be checked on fixed noise draws."""
+        theta = np.asarray(theta, np.float64)
+        p = np.stack([np.cos(a) * r + TwoMoons.BASE_OFFSET, np.sin(a) * r], axis=1)
+        ang = -math.pi / 4
+        c, s = math.cos(ang), math.sin(ang)
+        z0 = c * theta[:, 0] - s * theta[:, 1]
+        z1 = s * theta[:, 0] + c * theta[:, 1]
+        return p + np.stack([-np.abs(z0), z1], axis=1)
+
+    def _simulate(self, theta, rng):
+        n = len(theta)
+        a = rng.uniform(self.A_LOW, self.A_HIGH, size=n)
+        r = rng.normal(self.R_LOC, self.R_SCALE, size=n)
+        return self.moon_map(theta, a, r)
+
+    @property
+    def has_likelihood(self) -> bool:
+        return True
+
+    def log_likelihood(self, theta, x):
+        """sbibm's likelihood: the density of r = |p - (0.25, 0)| under N(0.1, 0.01^2)
+        (as a 2-d density this omits the Jacobian 1/(pi r), as sbibm does); -inf where
+        the inverted point lies left of the moon's centre (u < 0)."""
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(1, 2)
+        ang = -math.pi / 4
+        c, s = math.cos(ang), math.sin(ang)
+        z0 = c * theta[:, 0] - s * theta[:, 1]
+        z1 = s * theta[:, 0] + c * theta[:, 1]
+        u = x[0, 0] + torch.abs(z0) - self.BASE_OFFSET
+        v = x[0, 1] - z1
+        r = torch.sqrt(u ** 2 + v ** 2)
+        ll = -0.5 * ((r - self.R_LOC) / self.R_SCALE) ** 2 - 0.5 * math.log(2 * math.pi * self.R_SCALE ** 2)
+        return torch.where(u < 0, torch.full_like(ll, -float("inf")), ll)
+
+    def reference_posterior(self, x, n, seed, mcmc=None):
+        """sbibm's closed-form reference: simulate p at theta = 0, set
+        q = (p_0 - x_0, x_1 - p_1), flip q_0's sign with probability 1/2, rotate by pi/4;
+        keep samples inside the prior (vectorised; sbibm also drops exact duplicates,
+        which have probability zero)."""
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+        x = np.asarray(x, np.float64).reshape(2)
+        ang = math.pi / 4
+        c, s = math.cos(ang), math.sin(ang)
+        out: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            m = max(2 * (n - have), 1000)
+            p = self.moon_map(np.zeros((m, 2)), rng.uniform(self.A_LOW, self.A_HIGH, m),
+                              rng.normal(self.R_LOC, self.R_SCALE, m))
+            q0 = p[:, 0] - x[0]
+            q1 = x[1] - p[:, 1]
+            q0 = np.where(rng.random(m) < 0.5, -q0, q0)
+            sample = np.stack([c * q0 - s * q1, s * q0 + c * q1], axis=1)
+            inside = np.all((sample >= self.low) & (sample <= self.high), axis=1)
+            out.append(sample[inside])
+            have += int(inside.sum())
+        return np.concatenate(out)[:n]
+
+
+class GaussianLinear(SBIProblem):
+    """sbibm's gaussian_linear: prior N(0, 0.1 I_10), x ~ N(theta, 0.1 I_10)."""
+
+    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1):
+        self.name = "gaussian_linear"
+        self.param_names = [f"parameter_{i + 1}" for i in range(dim)]
+        self.x_shape = (dim,)
+        self.prior_var, self.noise_var = float(prior_var), float(noise_var)
+
+    def sample_prior(self, n, rng):
+        return rng.normal(0.0, math.sqrt(self.prior_var), size=(int(n), self.dim_theta))
+
+    def torch_prior(self):
+        d = self.dim_theta
+        return torch.distributions.MultivariateNormal(torch.zeros(d), covariance_matrix=self.prior_var * torch.eye(d))
+
+    def simulate(self, theta, rng):
+        theta = np.asarray(theta, np.float64)
+        return theta + rng.normal(0.0, math.sqrt(self.noise_var), size=theta.shape)
+
+    def log_likelihood(self, theta, x):
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(1, -1)
+        d = theta.shape[1]
+        return (-0.5 * ((x - theta) ** 2).sum(1) / self.noise_var
+                - 0.5 * d * math.log(2 * math.pi * self.noise_var))
+
+    def posterior_moments(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """Analytic posterior mean and (isotropic) variance for one observation."""
+        var = 1.0 / (1.0 / self.prior_var + 1.0 / self.noise_var)
+        return var * np.asarray(x, np.float64).reshape(-1) / self.noise_var, var
+
+    def reference_posterior(self, x, n, seed, mcmc=None):
+        mean, var = self.posterior_moments(x)
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+        return mean + math.sqrt(var) * rng.standard_normal((int(n), len(mean)))
+
+
+# --- cosmology problems ----------------------------------------------------------------------
+COSMO_PARAMS = ["Omega_m", "sigma8"]
+COSMO_LOW, COSMO_HIGH = [0.15, 0.6], [0.45, 1.0]
+DATA_UNIT = 1e-9  #: cl_gaussian data are band powers in units of 1e-9
+
+
+def _grid(cfg: dict):
+    from cosmobench.sim.cosmology import ClGrid
+    return ClGrid(cache_dir=cfg.get("cache_dir") or None)
+
+
+class ClGaussian(BoxProblem):
+    """Binned convergence power spectrum with a Gaussian likelihood (module docstring)."""
+
+    def __init__(self, cfg: dict):
+        from cosmobench.sim.cosmology import FIDUCIAL, shape_noise_cl
+
+        lmin, lmax, nb = int(cfg["ell_min"]), int(cfg["ell_max"]), int(cfg["n_ell_bins"])
+        area, sigma_e, n_gal = float(cfg["area_deg2"]), float(cfg["sigma_e"]), float(cfg["n_gal"])
+        if not (2 <= lmin < lmax) or nb < 1 or nb > lmax - lmin:
+            raise ConfigError(f"cl_gaussian needs 2 <= data.ell_min < data.ell_max and 1 <= data.n_ell_bins <= "
+                              f"ell_max - ell_min; got {lmin}, {lmax}, {nb}")
+        if not (0 < area <= 41253) or sigma_e < 0 or n_gal <= 0:
+            raise ConfigError(f"cl_gaussian needs 0 < data.area_deg2 <= 41253, data.sigma_e >= 0, data.n_gal > 0; "
+                              f"got {area}, {sigma_e}, {n_gal}")
+        self.ell = np.arange(lmin, lmax)
+        edges = np.unique(np.round(np.geomspace(lmin, lmax, nb + 1)).astype(int))
+        if len(edges) != nb + 1:
+            raise ConfigError(f"data.n_ell_bins={nb} is too many for ell in [{lmin}, {lmax}): bins would be empty")
+        self.edges = edges
+        which = np.digitize(self.ell, edges) - 1
+        w = 2 * self.ell + 1.0
+        self.weights = np.zeros((nb, len(self.ell)))
+        self.weights[which, np.arange(len(self.ell))] = w
+        self.n_modes_full = self.weights.sum(1)                       # sum (2 ell + 1) per bin
+        self.weights /= self.n_modes_full[:, None]
+        self.ell_eff = self.weights @ self.ell
+        self.f_sky = area / (4 * np.pi * (180 / np.pi) ** 2)
+        self.noise = shape_noise_cl(sigma_e, n_gal)
+        self.grid = _grid(cfg)
+        fid = self.band_powers(np.array([[FIDUCIAL["Omega_m"], FIDUCIAL["sigma8"]]]))[0]
+        self.sigma = np.sqrt(2.0 * (fid + self.noise) ** 2 / (self.f_sky * self.n_modes_full))
+        super().__init__("cl_gaussian", COSMO_PARAMS, COSMO_LOW, COSMO_HIGH, simulator=self._simulate, x_dim=nb)
+
+    def _band_interp(self):
+        """Cubic interpolator of log C_b on the ClGrid nodes in (Omega_m, ln sigma8): the
+        binning is linear, so binning each node's C_ell and interpolating the band powers
+        costs one small spline per call instead of one C_ell table per parameter point."""
+        if getattr(self, "_bp_interp", None) is None:
+            from scipy.interpolate import RegularGridInterpolator
+
+            from cosmobench.sim.cosmology import _interp_loglog
+            g = self.grid
+            nodes = np.stack([[np.log(self.weights @ _interp_loglog(self.ell, g.log_table[i, j]))
+                               for j in range(len(g.sigma8))] for i in range(len(g.omega_m))])
+            self._bp_interp = RegularGridInterpolator((g.omega_m, np.log(g.sigma8)), nodes, method="cubic",
+                                                      bounds_error=True)
+        return self._bp_interp
+
+    def band_powers(self, theta: np.ndarray) -> np.ndarray:
+        """Noise-free band powers C_b(theta) (n, n_bins), dimensionless."""
+        theta = np.atleast_2d(np.asarray(theta, np.float64))
+        if np.any(theta[:, 1] <= 0):
+            raise ValueError("sigma8 must be positive")
+        return np.exp(self._band_interp()(np.stack([theta[:, 0], np.log(theta[:, 1])], axis=1)))
+
+    def mean(self, theta: np.ndarray) -> np.ndarray:
+        """Expected data vector (band powers + shape noise) in units of :data:`DATA_UNIT`."""
+        return (self.band_powers(theta) + self.noise) / DATA_UNIT
+
+    def _simulate(self, theta, rng):
+        mu = self.mean(theta)
+        return mu + rng.standard_normal(mu.shape) * (self.sigma / DATA_UNIT)
+
+    @property
+    def has_likelihood(self) -> bool:
+        return True
+
+    def log_likelihood(self, theta, x):
+        """``sum_b log N(x_b; mu_b(theta), sigma_b^2)`` in data units (1e-9)."""
+        th = np.asarray(torch.as_tensor(theta).detach().cpu().numpy(), np.float64)
+        mu = torch.as_tensor(self.mean(th))
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(1, -1)
+        sig = torch.as_tensor(self.sigma / DATA_UNIT)
+        return (-0.5 * ((x - mu) / sig) ** 2 - torch.log(sig) - 0.5 * math.log(2 * math.pi)).sum(1)
+
+    def summary(self, x):
+        return np.asarray(x, np.float64).reshape(len(x), -1)
+
+
+class LognormalMap(BoxProblem):
+    """Lognormal convergence maps with shape noise (module docstring)."""
+
+    is_map = True
+
+    def __init__(self, cfg: dict):
+        from cosmobench.sim import cosmology as cc
+
+        self.size, self.pixel = int(cfg["map_size"]), float(cfg["pixel_arcmin"])
+        if self.size < 8 or self.pixel <= 0:
+            raise ConfigError(f"lognormal_map needs data.map_size >= 8 and data.pixel_arcmin > 0; "
+                              f"got {self.size}, {self.pixel}")
+        self.noise_sigma = cc.shape_noise_sigma(float(cfg["sigma_e"]), float(cfg["n_gal"]), self.pixel)
+        self.grid = _grid(cfg)
+        om = np.linspace(COSMO_LOW[0], COSMO_HIGH[0], 13)             # shift depends on Omega_m only
+        self._shift_om, self._shift = om, np.array([cc.lognormal_shift(o) for o in om])
+        self.ell_bins = cc.default_ell_bins((self.size, self.size), self.pixel, n_bins=8)
+        super().__init__("lognormal_map", COSMO_PARAMS, COSMO_LOW, COSMO_HIGH, simulator=self._simulate,
+                         x_dim=self.size * self.size)
+        self.x_shape = (1, self.size, self.size)
+
+    def data_names(self) -> list[str]:
+        return [f"pixel_{i}" for i in range(self.dim_x)]
+
+    def shift(self, omega_m: float) -> float:
+        return float(np.interp(omega_m, self._shift_om, self._shift))
+
+    def _simulate(self, theta, rng):
+        from cosmobench.sim import cosmology as cc
+
+        out = np.empty((len(theta), 1, self.size, self.size))
+        for i, (om, s8) in enumerate(np.asarray(theta, np.float64)):
+            log_table = self.grid.log_cl_table(om, s8)
+
+            def cl(ell, lt=log_table):
+                return cc._interp_loglog(ell, lt)
+            kappa = cc.lognormal_field(cl, (self.size, self.size), self.pixel, self.shift(om), rng)
+            out[i, 0] = kappa + self.noise_sigma * rng.standard_normal(kappa.shape)
+        return out
+
+    def summary(self, x):
+        from cosmobench.sim.cosmology import flat_power_spectrum
+        maps = np.asarray(x, np.float64).reshape(len(x), self.size, self.size)
+        _, cl, _ = flat_power_spectrum(maps, self.pixel, self.ell_bins)
+        return np.log(np.clip(cl, 1e-30, None))
+
+
+# --- registry ----------------------------------------------------------------------------------
+_PROBLEMS: dict[str, tuple[Callable[[dict], SBIProblem], str]] = {}
+
+
+def register_problem(name: str, factory: Callable[[dict], SBIProblem], description: str = "",
+                     replace: bool = False) -> None:
+    """Make ``data.problem=name`` available. ``factory(data_cfg: dict) -> SBIProblem``."""
+    if name in _PROBLEMS and not replace:
+        raise ValueError(f"sbi problem {name!r} is already registered")
+    _PROBLEMS[name] = (factory, description)
+
+
+def list_problems() -> dict[str, str]:
+    return {k: d for k, (_, d) in _PROBLEMS.items()}
+
+
+def get_problem(name: str, cfg: dict[str, Any] | None = None) -> SBIProblem:
+    """Build problem ``name`` from the ``data`` config."""
+    if name not in _PROBLEMS:
+        import difflib
+        close = difflib.get_close_matches(str(name), list(_PROBLEMS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"data.problem={name!r} is not known (choose one of {', '.join(_PROBLEMS)}){hint}")
+    problem = _PROBLEMS[name][0](dict(cfg or {}))
+    if not isinstance(problem, SBIProblem):
+        raise ConfigError(f"sbi problem {name!r}: its factory returned {type(problem).__name__}, not an SBIProblem")
+    return problem
+
+
+register_problem("cl_gaussian", ClGaussian, "binned convergence C_ell with a Gaussian likelihood (Omega_m, sigma8)")
+register_problem("lognormal_map", LognormalMap, "lognormal convergence maps with shape noise (Omega_m, sigma8)")
+register_problem("two_moons", lambda cfg: TwoMoons(), "sbibm two moons (2-d, bimodal, crescent posterior)")
+register_problem("gaussian_linear", lambda cfg: GaussianLinear(), "sbibm Gaussian linear (10-d)")

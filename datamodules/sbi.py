@@ -1,0 +1,239 @@
+"""Simulations for simulation-based inference: (theta, x) pairs from a problem's prior and
+simulator (:mod:`cosmobench.sim.sbi_problems`), test observations and their reference
+posteriors.
+
+Splits (items are dicts of tensors ``theta`` (d,), ``x`` (*x_shape), ``idx``):
+
+* ``train`` + ``val``: the simulation budget ``data.num_simulations`` (sbibm's 10^3/10^4/10^5),
+  of which ``round(data.val_fraction * num_simulations)`` (>= 1) are held out for validation
+  and early stopping, as ``sbi``'s own trainer does. ``data.n_train/n_val/n_test`` are not used.
+* ``test``: ``data.num_sbc`` fresh prior-predictive pairs. The first ``data.num_observations``
+  are the benchmark observations (C2ST against the reference posterior, nltp, posterior
+  width, timing); all ``num_sbc`` enter SBC and TARP.
+
+Randomness: split s is simulated in chunks of :data:`CHUNK` pairs, chunk c from
+``sample_rng(seed, s, c)`` and always simulated whole, so pair i depends only on
+(seed, split, i) — not on the budget.
+
+Observations and reference posteriors are cached in sbibm's layout under
+``data.cache_dir`` (default ``$COSMOBENCH_CACHE`` or ``~/.cache/cosmobench``)::
+
+    sbi/<problem>/<key>/num_observation_<k>/observation.csv               data_1, ..., data_D (one row)
+                                          /true_parameters.csv           parameter names (one row)
+                                          /reference_posterior_samples.csv.bz2
+
+(map problems write ``observation.npy``). ``<key>`` hashes the problem's config, the seed
+and the number of reference samples. The reference posterior of observation k is drawn
+with seed ``[seed, k]`` (MCMC on the true likelihood, or the problem's analytic sampler).
+
+``predict`` input: one or more observations as a CSV/ECSV/FITS table with columns
+``data_1 ... data_D`` (sbibm's ``observation.csv``; a table with exactly D columns is read in
+column order), a ``.npy`` vector (D,) or array (N, D); for map problems a ``.npy``/FITS map
+(H, W) or stack (N, H, W) (also ``.npz``/HDF5 stacks).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.sim.sbi_problems import SBIProblem, get_problem
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  #: simulations per independent random chunk
+#: data keys that do not change the simulated problem (excluded from the cache key)
+NON_PROBLEM_KEYS = ("batch_size", "num_workers", "num_simulations", "val_fraction", "test_fraction", "n_train",
+                    "n_val", "n_test", "num_posterior_samples", "num_sbc", "sbc_posterior_samples",
+                    "time_posterior_samples", "num_observations", "cache_dir", "source", "path",
+                    "reference_samples", "c2st_samples")
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    return Path(cache_dir or os.environ.get("COSMOBENCH_CACHE") or Path.home() / ".cache" / "cosmobench")
+
+
+def problem_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``data`` keys that define the problem (json-able; stored in ``info``)."""
+    return {k: v for k, v in cfg.items() if k not in NON_PROBLEM_KEYS or k == "cache_dir"}
+
+
+class SBIDataModule(BaseDataModule):
+    """Simulated (theta, x) pairs of ``data.problem`` (module docstring)."""
+
+    def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
+        super().__init__(cfg, seed)
+        c = self.cfg
+        for key in ("num_simulations", "num_observations", "num_sbc", "num_posterior_samples",
+                    "sbc_posterior_samples", "reference_samples", "time_posterior_samples"):
+            if int(c[key]) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {c[key]}")
+        if int(c["num_sbc"]) < int(c["num_observations"]):
+            raise ConfigError(f"data.num_sbc ({c['num_sbc']}) must be >= data.num_observations "
+                              f"({c['num_observations']}): the observations are the first SBC pairs")
+        if int(c["num_simulations"]) < 3:
+            raise ConfigError("data.num_simulations must be >= 3 (train and validation simulations)")
+        self.problem: SBIProblem = get_problem(c["problem"], problem_config(c))
+        self.export_suffix = ".npy" if self.problem.is_map else ".csv"
+        self.stats: dict[str, Any] = {}
+
+    # --- simulation -------------------------------------------------------------------
+    def simulate(self, split: str, n: int) -> dict[str, np.ndarray]:
+        """``n`` (theta, x) pairs of ``split`` (chunk c from ``sample_rng(seed, split, c)``)."""
+        thetas, xs = [], []
+        for c in range(-(-n // CHUNK)):
+            rng = sample_rng(self.seed, split, c)
+            theta = self.problem.sample_prior(CHUNK, rng)
+            thetas.append(theta)
+            xs.append(self.problem.simulate(theta, rng))
+        theta = np.concatenate(thetas)[:n]
+        x = np.concatenate(xs)[:n]
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"problem {self.problem.name!r} simulated non-finite data in the {split} split")
+        return {"theta": theta.astype(np.float32), "x": x.astype(np.float32)}
+
+    def build(self):
+        c = self.cfg
+        n = int(c["num_simulations"])
+        n_val = min(max(1, int(round(float(c["val_fraction"]) * n))), n - 2)
+        splits = {"train": self.simulate("train", n - n_val), "val": self.simulate("val", n_val),
+                  "test": self.simulate("test", int(c["num_sbc"]))}
+        th, x = splits["train"]["theta"].astype(np.float64), splits["train"]["x"].astype(np.float64)
+        x_flat = x.reshape(len(x), -1)
+        self.stats = {"theta_mean": th.mean(0).tolist(), "theta_std": _safe_std(th.std(0, ddof=1)).tolist()}
+        if self.problem.is_map:  # one scale for all pixels (the embedding CNN normalises its input)
+            self.stats.update(x_mean=[float(x_flat.mean())], x_std=[float(_safe_std(np.array([x_flat.std()]))[0])])
+        else:
+            self.stats.update(x_mean=x_flat.mean(0).tolist(), x_std=_safe_std(x_flat.std(0, ddof=1)).tolist())
+        return {s: ArrayDataset(a) for s, a in splits.items()}
+
+    def info(self) -> dict[str, Any]:
+        self.setup()
+        p = self.problem
+        return {"problem": p.name, "problem_cfg": problem_config(self.cfg), "param_names": list(p.param_names),
+                "x_shape": list(p.x_shape), "is_map": bool(p.is_map), "seed": self.seed,
+                "num_observations": int(self.cfg["num_observations"]),
+                "num_posterior_samples": int(self.cfg["num_posterior_samples"]),
+                "sbc_posterior_samples": int(self.cfg["sbc_posterior_samples"]),
+                "time_posterior_samples": int(self.cfg["time_posterior_samples"]), **self.stats}
+
+    # --- observations and reference posteriors ----------------------------------------
+    def cache_dir(self) -> Path:
+        key = json.dumps({"problem": self.problem.name, "cfg": problem_config(self.cfg), "seed": self.seed,
+                          "n_ref": int(self.cfg["reference_samples"]), "chunk": CHUNK}, sort_keys=True, default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return cache_root(self.cfg["cache_dir"]) / "sbi" / self.problem.name / digest
+
+    def observation(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(true theta (d,), x (*x_shape)) of benchmark observation ``k`` (0-based)."""
+        self.setup()
+        ds = self.datasets["test"]
+        return ds.arrays["theta"][k].numpy().astype(np.float64), ds.arrays["x"][k].numpy().astype(np.float64)
+
+    def reference_samples(self, k: int) -> np.ndarray | None:
+        """Reference posterior samples (reference_samples, d) of observation ``k``, or None if
+        the problem has none. Computed once and cached (sbibm layout, module docstring)."""
+        theta, x = self.observation(k)
+        d = self.cache_dir() / f"num_observation_{k + 1}"
+        ref_path = d / "reference_posterior_samples.csv.bz2"
+        if ref_path.is_file():
+            import pandas as pd
+            return pd.read_csv(ref_path).to_numpy(np.float64)
+        n = int(self.cfg["reference_samples"])
+        samples = self.problem.reference_posterior(x, n, seed=int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0]))
+        if samples is None:
+            return None
+        samples = np.asarray(samples, np.float64)
+        self._write_observation(d, theta, x, samples)
+        return samples
+
+    def _write_observation(self, d: Path, theta: np.ndarray, x: np.ndarray, samples: np.ndarray) -> None:
+        import pandas as pd
+        d.mkdir(parents=True, exist_ok=True)
+        names = self.problem.param_names
+        pd.DataFrame([theta], columns=names).to_csv(d / "true_parameters.csv", index=False)
+        if self.problem.is_map:
+            np.save(d / "observation.npy", x)
+        else:
+            pd.DataFrame([x.reshape(-1)], columns=self.problem.data_names()).to_csv(d / "observation.csv", index=False)
+        tmp = d / f"reference_posterior_samples.{os.getpid()}.tmp.csv.bz2"
+        pd.DataFrame(samples, columns=names).to_csv(tmp, index=False, float_format="%.8g")
+        os.replace(tmp, d / "reference_posterior_samples.csv.bz2")  # atomic: readers never see half a file
+
+    # --- predict ----------------------------------------------------------------------
+    def export(self, split: str, path: str | Path) -> Path:
+        """The first ``data.num_observations`` observations of the test split (other splits:
+        all items) as a predict input: CSV with ``data_1 ... data_D`` (FITS/ECSV by suffix)
+        or, for map problems, a ``.npy`` stack (N, H, W)."""
+        self.setup()
+        x = self.datasets[split].arrays["x"].numpy()
+        if split == "test":
+            x = x[: int(self.cfg["num_observations"])]
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if self.problem.is_map:
+            np.save(p, x[:, 0])
+            return p
+        from cosmobench.io import write_table
+        return write_table({n: x[:, i] for i, n in enumerate(self.problem.data_names())}, p)
+
+    def read_input(self, path: str | Path) -> ArrayDataset:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise InputError(f"input file not found: {p}")
+        x = self._read_maps(p) if self.problem.is_map else self._read_vectors(p)
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"{p}: observed data contain non-finite values")
+        return ArrayDataset({"x": x.astype(np.float32)})
+
+    def _read_vectors(self, p: Path) -> np.ndarray:
+        D = self.problem.dim_x
+        name = p.name.lower()
+        if name.endswith(".npy"):
+            try:
+                a = np.load(p, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise InputError(f"{p} is not a readable .npy array: {exc}") from None
+            a = np.asarray(a, np.float64)
+            if a.ndim == 1:
+                a = a[None]
+        else:
+            from cosmobench.io import numeric_column, read_table
+            table = read_table(p)
+            names = self.problem.data_names()
+            if all(n in table for n in names):
+                cols = names
+            elif len(table) == D:
+                cols = list(table)
+            else:
+                raise InputError(f"{p}: expected columns {names[0]} ... {names[-1]} (sbibm's observation.csv) "
+                                 f"or exactly {D} columns, found {len(table)}: {', '.join(list(table)[:8])}")
+            a = np.stack([numeric_column(table[c]) for c in cols], axis=1)
+        if a.ndim != 2 or a.shape[1] != D or len(a) == 0:
+            raise InputError(f"{p}: expected observations of {D} values for problem {self.problem.name!r}, "
+                             f"got an array of shape {a.shape}")
+        return a
+
+    def _read_maps(self, p: Path) -> np.ndarray:
+        from cosmobench.images import read_image_file, read_image_stack
+        shape = tuple(self.problem.x_shape[-2:])
+        try:
+            a = read_image_file(p, 1)[None]                  # one map (H, W) -> (1, 1, H, W)
+        except InputError:
+            a = read_image_stack(p, n_bands=1)              # a stack (N, H, W) -> (N, 1, H, W)
+        if tuple(a.shape[-2:]) != shape:
+            raise InputError(f"{p}: maps of {a.shape[-2]}x{a.shape[-1]} pixels, but the model was trained on "
+                             f"{shape[0]}x{shape[1]} (data.map_size)")
+        return np.asarray(a, np.float64)
+
+
+def _safe_std(s: np.ndarray) -> np.ndarray:
+    s = np.asarray(s, np.float64)
+    return np.where(s > 0, s, 1.0)

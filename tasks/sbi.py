@@ -1,0 +1,373 @@
+"""Simulation-based inference: neural posterior / likelihood / ratio estimation (``sbi``)
+against rejection ABC and MCMC on the true likelihood, on the problems of
+:mod:`cosmobench.sim.sbi_problems`.
+
+Models (``-m``):
+
+* ``npe`` (default), ``nle``, ``nre``: ``sbi``'s density estimators and losses
+  (:mod:`cosmobench.sbi_adapter`) trained by **our** Lightning loop (Adam(W), batches of
+  ``data.batch_size``, validation loss for checkpointing/early stopping, DDP, resume), so
+  nothing goes through ``sbi``'s own trainer. NPE: NSF flow q(theta | x), sampled directly
+  (sbi's ``DirectPosterior``, draws outside the prior rejected). NLE: MAF q(x | theta), NRE:
+  NRE-B (contrastive, ``model.num_atoms``) ResNet classifier; both sampled by sbi's
+  vectorised slice-sampling MCMC (``model.num_chains``, ``model.warmup_steps``,
+  ``model.thin``). On map problems NPE and NRE learn a CNN summary
+  (:class:`cosmobench.nn.cnn.SmallCNN`, ``model.n_summaries`` outputs) jointly with the
+  estimator; NLE, which models the density of x itself, is refused there.
+* ``rejection_abc`` (:class:`RejectionABC`): the same simulation budget (the train split);
+  keeps the ``model.quantile`` fraction of simulations whose standardised summaries are
+  closest (Euclidean) to the observation, and samples a Gaussian KDE (Scott's rule) of the
+  accepted parameters, truncated to the prior (as sbibm's REJ-ABC with KDE).
+* ``mcmc`` (:class:`LikelihoodMCMC`): sbi's slice sampler on the problem's true likelihood
+  (problems with a known likelihood only) — the cost/accuracy yardstick.
+
+Metrics (see :mod:`cosmobench.metrics.sbi`): ``c2st`` (primary; vs the reference posterior,
+mean over the ``data.num_observations`` observations; problems without a reference posterior
+do not report it), ``nltp``, ``posterior_std``, ``sbc_ks_pvalue`` (min over parameters),
+``tarp_atc``, ``time_per_posterior`` (seconds to draw ``data.time_posterior_samples``
+= 10,000 samples for one new observation, incl. MCMC warm-up).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmobench import sbi_adapter
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.metrics import sbi as M
+from cosmobench.plots import pyplot, save
+from cosmobench.sim.sbi_problems import SBIProblem, get_problem
+from cosmobench.task import BaseTask, FittedBaseline
+
+NEURAL = ("npe", "nle", "nre")
+
+
+class _Standardize(nn.Module):
+    """``(x - mean) / std`` with scalar train-split statistics (input of the map CNN)."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class RejectionABC(FittedBaseline):
+    """Rejection ABC on the training simulations (module docstring). Summaries: the
+    problem's :meth:`~cosmobench.sim.sbi_problems.SBIProblem.summary`, standardised by their
+    train-split std."""
+
+    def __init__(self, problem: SBIProblem, quantile: float):
+        super().__init__()
+        if not 0 < quantile <= 1:
+            raise ConfigError(f"model.quantile must be in (0, 1], got {quantile}")
+        self.problem, self.quantile = problem, float(quantile)
+        self.s_train = torch.empty(0)
+        self.theta_train = torch.empty(0)
+        self.s_std = torch.empty(0)
+
+    def fit(self, data: dict[str, np.ndarray]) -> None:
+        s = self.problem.summary(data["x"])
+        std = s.std(0)
+        self.s_std = torch.as_tensor(np.where(std > 0, std, 1.0))
+        self.s_train = torch.as_tensor(s) / self.s_std
+        self.theta_train = torch.as_tensor(np.asarray(data["theta"], np.float64))
+
+    def state(self):
+        return {"s": self.s_train, "theta": self.theta_train, "std": self.s_std}
+
+    def load_state(self, state):
+        self.s_train, self.theta_train, self.s_std = state["s"], state["theta"], state["std"]
+
+    def sample(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, B, d) samples for observations ``x`` (B, *x_shape)."""
+        from scipy.stats import gaussian_kde
+
+        s_obs = torch.as_tensor(self.problem.summary(x)) / self.s_std
+        k = max(self.theta_train.shape[1] + 2, int(round(self.quantile * len(self.s_train))))
+        k = min(k, len(self.s_train))
+        prior = self.problem.torch_prior()
+        out = np.empty((n, len(x), self.theta_train.shape[1]))
+        for b in range(len(x)):
+            dist = torch.cdist(s_obs[b:b + 1], self.s_train)[0]
+            accepted = self.theta_train[dist.topk(k, largest=False).indices].numpy()
+            kde = gaussian_kde(accepted.T)
+            got: list[np.ndarray] = []
+            have, tries = 0, 0
+            while have < n:
+                cand = kde.resample(max(n, 1000), seed=rng).T
+                ok = torch.isfinite(prior.log_prob(torch.as_tensor(cand, dtype=torch.float32))).numpy()
+                got.append(cand[ok])
+                have += int(ok.sum())
+                tries += 1
+                if tries > 1000:
+                    raise RuntimeError("rejection_abc: the KDE of accepted parameters lies outside the prior")
+            out[:, b] = np.concatenate(got)[:n]
+        return out
+
+
+class LikelihoodMCMC(FittedBaseline):
+    """MCMC on the true likelihood (nothing to fit; the train split is not used)."""
+
+    def __init__(self, problem: SBIProblem, mcmc: dict[str, Any]):
+        super().__init__()
+        if not problem.has_likelihood:
+            raise ConfigError(f"model mcmc needs a known likelihood; problem {problem.name!r} has none "
+                              f"(use npe, nle, nre or rejection_abc)")
+        self.problem, self.mcmc = problem, dict(mcmc)
+        sbi_adapter.mcmc_kwargs(self.mcmc)  # validate now
+
+    def fit(self, data):
+        pass
+
+    def state(self):
+        return {}
+
+    def load_state(self, state):
+        pass
+
+    def sample(self, x: np.ndarray, n: int, seed: int) -> np.ndarray:
+        from cosmobench.sim.sbi_problems import mcmc_posterior_samples
+        return np.stack([mcmc_posterior_samples(self.problem, xb, n, seed + b, self.mcmc) for b, xb in enumerate(x)],
+                        axis=1)
+
+
+class SBITask(BaseTask):
+    """Posterior estimation task (module docstring). ``data_info`` comes from
+    :meth:`datamodules.sbi.SBIDataModule.info`."""
+
+    def configure_model(self) -> nn.Module:
+        info = self.require_info("problem", "problem_cfg", "param_names", "x_shape", "theta_mean", "theta_std",
+                                 "x_mean", "x_std")
+        self.problem = get_problem(info["problem"], info["problem_cfg"])
+        self.param_names = list(info["param_names"])
+        self.x_shape = tuple(int(s) for s in info["x_shape"])
+        self.prior = self.problem.torch_prior()
+        self._posterior = None
+        cfg = self.model_cfg
+        if self.model_name in NEURAL:
+            theta_stats = (info["theta_mean"], info["theta_std"])
+            if info.get("is_map"):
+                from cosmobench.nn.cnn import SmallCNN
+                emb = nn.Sequential(_Standardize(info["x_mean"][0], info["x_std"][0]),
+                                    SmallCNN(self.x_shape[0], int(cfg["n_summaries"]), self.x_shape[-1],
+                                             channels=cfg["channels"], kernel_sizes=None,
+                                             hidden=int(cfg["hidden_features"]), dropout=0.0))
+                if self.model_name == "nle":
+                    raise ConfigError("nle models the density of the data and cannot learn map summaries; "
+                                      f"problem {self.problem.name!r} has map data: use npe or nre")
+                return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, None, embedding_net=emb,
+                                                   x_example=torch.zeros((1,) + self.x_shape))
+            return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, (info["x_mean"], info["x_std"]))
+        if self.model_name == "rejection_abc":
+            return RejectionABC(self.problem, float(cfg["quantile"]))
+        if self.model_name == "mcmc":
+            return LikelihoodMCMC(self.problem, cfg)
+        raise self.unknown_model()
+
+    # --- training ---------------------------------------------------------------------
+    def loss(self, batch):
+        if self.is_baseline:  # no training objective: a constant keeps the checkpoint callback fed
+            return torch.zeros((), device=batch["theta"].device)
+        self._posterior = None
+        return sbi_adapter.loss(self.model_name, self.net, batch["theta"], batch["x"],
+                                num_atoms=int(self.model_cfg.get("num_atoms", 10)))
+
+    # --- sampling ---------------------------------------------------------------------
+    def posterior(self):
+        """sbi posterior object of a neural model (rebuilt after training steps)."""
+        if self._posterior is None:
+            self._posterior = sbi_adapter.build_posterior(self.model_name, self.net, self.prior, self.model_cfg)
+        return self._posterior
+
+    def sample_posterior(self, x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` posterior samples (n, B, d) for observations ``x`` (B, *x_shape), seeded."""
+        x = np.asarray(x, np.float64).reshape((-1,) + self.x_shape)
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        np_state = np.random.get_state()
+        np.random.seed(seed % (2 ** 32))
+        try:
+            if self.model_name in NEURAL:
+                was_training = self.net.training
+                self.net.eval()
+                with torch.no_grad():
+                    s = sbi_adapter.sample(self.posterior(), torch.as_tensor(x, dtype=torch.float32), n)
+                self.net.train(was_training)
+                return s.detach().cpu().numpy().astype(np.float64)
+            if self.model_name == "rejection_abc":
+                return self.net.sample(x, n, np.random.default_rng(seed))
+            return self.net.sample(x, n, seed)
+        finally:
+            torch.random.set_rng_state(state)
+            np.random.set_state(np_state)
+
+    # --- test -------------------------------------------------------------------------
+    def on_test_start(self) -> None:
+        super().on_test_start()
+        self._posterior = None
+
+    def test_outputs(self, batch):
+        return {"theta": batch["theta"].float(), "x": batch["x"].float()}
+
+    def compute_metrics(self, out: dict[str, np.ndarray]) -> dict[str, float]:
+        info = self.data_info
+        theta, x = out["theta"].astype(np.float64), out["x"].astype(np.float64)
+        n_obs = min(int(info["num_observations"]), len(theta))
+        n_post = int(info["num_posterior_samples"])
+        seed = int(info.get("seed", 0))
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        c2sts, nltps, stds, refs, posts = [], [], [], [], []
+        t_first = None
+        for k in range(n_obs):
+            t0 = time.perf_counter()
+            post = self.sample_posterior(x[k:k + 1], n_post, seed=1000 + k)[:, 0]
+            if k == 0:
+                t_first = time.perf_counter() - t0
+            ref = dm.reference_samples(k) if dm is not None and hasattr(dm, "reference_samples") else None
+            if ref is not None:
+                c2sts.append(M.c2st(ref, post, seed=1))
+            nltps.append(M.nltp(post, theta[k]))
+            stds.append(M.posterior_std(post))
+            posts.append(post)
+            refs.append(ref)
+        n_time = int(info["time_posterior_samples"])
+        if n_time == n_post and t_first is not None:
+            t_post = t_first
+        else:
+            t0 = time.perf_counter()
+            self.sample_posterior(x[:1], n_time, seed=999)
+            t_post = time.perf_counter() - t0
+        sbc_samples = self.sample_posterior(x, int(info["sbc_posterior_samples"]), seed=2000)
+        ranks, pvals = sbi_adapter.sbc(theta, x, sbc_samples)
+        ecp, alpha, atc = sbi_adapter.tarp(theta, sbc_samples, seed=seed)
+        out.update(post0=posts[0], ranks=ranks, ecp=ecp, alpha=alpha, theta0=theta[0],
+                   sbc_n=np.array([sbc_samples.shape[0]]))
+        if refs[0] is not None:
+            out["ref0"] = refs[0]
+        metrics = {"nltp": float(np.mean(nltps)), "posterior_std": float(np.mean(stds)),
+                   "sbc_ks_pvalue": float(np.min(pvals)), "tarp_atc": float(atc), "time_per_posterior": float(t_post)}
+        if c2sts:
+            metrics["c2st"] = float(np.mean(c2sts))
+        return metrics
+
+    # --- predict ----------------------------------------------------------------------
+    def predict_outputs(self, batch):
+        n = int(self.data_info["num_posterior_samples"])
+        s = self.sample_posterior(batch["x"].cpu().numpy(), n, seed=0)        # (n, B, d)
+        B = s.shape[1]
+        cols = {name: torch.as_tensor(s[:, :, j].T.reshape(-1)) for j, name in enumerate(self.param_names)}
+        cols["observation"] = batch["idx"].cpu().repeat_interleave(n)
+        del B
+        return cols
+
+    def write_predictions(self, loader, output: Path) -> list[Path] | None:
+        """``data.num_posterior_samples`` samples per observation of the input: one column per
+        parameter (the problem's names) and ``observation`` (0-based row/map index); a corner
+        plot of the first observation's posterior beside it (``<output stem>_corner.png``)."""
+        from cosmobench.io import write_table
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in loader:
+            for k, v in self.predict_outputs(batch).items():
+                parts.setdefault(k, []).append(v.numpy())
+        if not parts:
+            raise InputError("the predict input holds no observations")
+        table = {k: np.concatenate(v) for k, v in parts.items()}
+        first = table["observation"] == table["observation"].min()
+        plot = corner_plot([("posterior", np.stack([table[p][first] for p in self.param_names], 1))],
+                           self.param_names, Path(output).with_name(Path(output).stem + "_corner.png"),
+                           title=f"sbi {self.model_name}: observation 0")
+        return [write_table(table, output), plot]
+
+    # --- plots ------------------------------------------------------------------------
+    def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
+        plt = pyplot()
+        plot_dir = Path(plot_dir)
+        paths = []
+        sets = [(self.model_name, out["post0"])]
+        if "ref0" in out:
+            sets.append(("reference", out["ref0"]))
+        paths.append(corner_plot(sets, self.param_names, plot_dir / "corner.png", truth=out["theta0"],
+                                 title=f"{self.problem.name}: observation 1"))
+        ranks, n = out["ranks"], int(out["sbc_n"][0])
+        d = ranks.shape[1]
+        fig, axes = plt.subplots(1, d, figsize=(3.2 * d, 2.8), squeeze=False)
+        bins = min(20, max(5, len(ranks) // 10))
+        for j in range(d):
+            ax = axes[0, j]
+            ax.hist(ranks[:, j], bins=bins, range=(0, n), color="C0", alpha=0.8)
+            ax.axhline(len(ranks) / bins, color="k", ls="--", lw=1)
+            ax.set(xlabel=f"SBC rank of {self.param_names[j]}", ylabel="count" if j == 0 else None)
+        fig.suptitle(f"SBC rank histograms ({self.model_name}, {len(ranks)} simulations)")
+        paths.append(save(fig, plot_dir / "sbc_ranks.png"))
+        fig, ax = plt.subplots(figsize=(3.8, 3.8))
+        ax.plot(out["alpha"], out["ecp"], "C0-", label=self.model_name)
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        ax.set(xlabel="credibility level", ylabel="expected coverage", title="TARP")
+        ax.legend()
+        paths.append(save(fig, plot_dir / "tarp.png"))
+        return paths
+
+
+def corner_plot(sets: list[tuple[str, np.ndarray]], names: list[str], path: Path, truth: np.ndarray | None = None,
+                title: str = "", max_dims: int = 6) -> Path:
+    """Corner plot of one or more sample sets (n, d): 1-d histograms on the diagonal, 2-d
+    68/95% highest-density contours (from 2-d histograms) below; at most ``max_dims``
+    parameters (the first ones)."""
+    plt = pyplot()
+    d = min(len(names), max_dims)
+    fig, axes = plt.subplots(d, d, figsize=(2.3 * d + 0.6, 2.3 * d + 0.6), squeeze=False)
+    allv = np.concatenate([s[:, :d] for _, s in sets])
+    lo, hi = np.percentile(allv, 0.5, axis=0), np.percentile(allv, 99.5, axis=0)
+    pad = 0.05 * (hi - lo + 1e-12)
+    lo, hi = lo - pad, hi + pad
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            for c, (label, s) in enumerate(sets):
+                if i == j:
+                    ax.hist(s[:, i], bins=40, range=(lo[i], hi[i]), density=True, histtype="step", color=f"C{c}",
+                            label=label)
+                else:
+                    h, xe, ye = np.histogram2d(s[:, j], s[:, i], bins=30, range=[[lo[j], hi[j]], [lo[i], hi[i]]])
+                    levels = _hdr_levels(h, (0.95, 0.68))
+                    if levels is not None:
+                        ax.contour(0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1]), h.T, levels=levels,
+                                   colors=f"C{c}", linewidths=1)
+            if truth is not None:
+                if i == j:
+                    ax.axvline(truth[i], color="k", lw=0.8)
+                else:
+                    ax.plot(truth[j], truth[i], "k+", ms=8)
+            ax.set_xlim(lo[j], hi[j])
+            if i != j:
+                ax.set_ylim(lo[i], hi[i])
+            if i == d - 1:
+                ax.set_xlabel(names[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(names[i])
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
+def _hdr_levels(h: np.ndarray, masses) -> list[float] | None:
+    """Histogram heights enclosing the given probability masses (increasing levels)."""
+    flat = np.sort(h.ravel())[::-1]
+    if flat.sum() <= 0:
+        return None
+    cum = np.cumsum(flat) / flat.sum()
+    levels = sorted({float(flat[min(np.searchsorted(cum, m), len(flat) - 1)]) for m in masses})
+    levels = [lv for lv in levels if lv > 0]
+    return levels if levels and len(levels) == len(set(levels)) and levels[-1] < flat[0] else None
