@@ -9,12 +9,20 @@ computed on the *train* split) and, for ``cosmobench predict``,
 Every dataset item is a ``dict`` of tensors that includes ``"idx"`` (the sample's
 index within its split). The index lets test outputs be gathered across DDP ranks
 and de-duplicated, so that DDP and one process give identical metrics.
+
+Real data (``data.source`` other than ``sim``): rows of ``data.path`` are split into
+train/val/test by the seeded :func:`split_indices` (``data.val_fraction``,
+``data.test_fraction``), or, when the task declares ``data.test_path`` and it is set, the
+test split is that file (a published catalogue's own test set) and ``data.path`` gives
+train/val only (:meth:`BaseDataModule.real_split_rows`, :meth:`BaseDataModule.test_file`).
+Both files enter the dataset fingerprint. See ``docs/ARCHITECTURE.md``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,12 +55,13 @@ def progress(iterable, total: int, desc: str, min_total: int = 500):
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Disjoint, seeded train/val/test row indices for a real catalogue of ``n`` rows."""
+    """Disjoint, seeded train/val/test row indices for a real catalogue of ``n`` rows.
+    ``test_fraction=0`` gives an empty test split (the test set comes from another file)."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise InputError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), 1234])).permutation(n)
     n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
-    if n - n_val - n_test < 1 or n_test < 1:
+    if n - n_val - n_test < 1 or (test_fraction > 0 and n_test < 1):
         raise InputError(f"only {n} usable rows: too few to split into train/val/test")
     return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
             "train": np.sort(perm[n_test + n_val:])}
@@ -111,8 +120,9 @@ def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
     return h.hexdigest()
 
 
-class BaseDataModule(pl.LightningDataModule):
-    """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node."""
+class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
+    """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node (every key
+    of the task's registered schema is present: read ``cfg[key]``, never restate a default)."""
 
     #: real-data source names this datamodule accepts besides "sim"
     real_sources: tuple[str, ...] = ()
@@ -124,31 +134,38 @@ class BaseDataModule(pl.LightningDataModule):
         self.cfg = dict(cfg)
         self.seed = int(seed)
         self.datasets: dict[str, Dataset] = {}
-        source = self.cfg.get("source", "sim")
+        source = self.cfg["source"]
         if source != "sim" and source not in self.real_sources:
             from cosmobench.errors import ConfigError
             raise ConfigError(f"data.source={source!r} is not known; choose one of "
                               f"{', '.join(('sim',) + tuple(self.real_sources))}")
+        if self.cfg.get("test_path") and source == "sim":  # .get: only tasks that support it declare the key
+            from cosmobench.errors import ConfigError
+            raise ConfigError(f"data.test_path is for real data; set data.source to one of "
+                              f"{', '.join(self.real_sources) or '(none: this task has no real-data source)'}")
 
     # --- to implement -------------------------------------------------------------------
+    @abstractmethod
     def build(self) -> dict[str, Dataset]:
-        """Return ``{"train": ds, "val": ds, "test": ds}``. Raise InputError on bad input."""
-        raise NotImplementedError
+        """Return ``{"train": ds, "val": ds, "test": ds}``; each item of a dataset is a dict of
+        tensors incl. ``idx`` (index in its split). Raise InputError on bad input. Called once
+        (from :meth:`setup`); compute the train-split statistics for :meth:`info` here."""
 
+    @abstractmethod
     def info(self) -> dict[str, Any]:
-        """Json-able facts for the model (shapes, normalisation stats from the train split)."""
-        return {}
+        """Json-able facts the model needs (shapes, class names, normalisation statistics of
+        the **train** split); stored with the model's hyper-parameters, i.e. in the checkpoint."""
 
     def read_input(self, path: str | Path) -> Dataset:
-        """Dataset of unlabelled items from a user file, for ``cosmobench predict``."""
+        """Dataset of unlabelled items from a user file, for ``cosmobench predict`` (items as
+        in :meth:`build`, without targets). Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not support predict")
 
     def export(self, split: str, path: str | Path) -> Path:
         """Write the inputs of ``split`` to ``path`` in a format :meth:`read_input` reads
-        (a ready-made input for ``cosmobench predict``; also used by the tests)."""
+        (a ready-made input for ``cosmobench predict``; also used by the tests). Optional."""
         raise NotImplementedError(f"{type(self).__name__} cannot export a split")
 
-    # --- provided -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
@@ -161,30 +178,48 @@ class BaseDataModule(pl.LightningDataModule):
                 raise InputError(f"the {split} split is empty")
         self.datasets = datasets
 
-    def require_path(self) -> Path:
-        """``data.path`` as an existing file, or an InputError naming the problem."""
-        path = self.cfg.get("path")
+    def require_path(self, key: str = "path") -> Path:
+        """``data.<key>`` as an existing file, or an InputError naming the problem."""
+        path = self.cfg.get(key)
         if not path:
-            raise InputError(f"data.source={self.cfg.get('source')!r} needs data.path=FILE")
+            raise InputError(f"data.source={self.cfg['source']!r} needs data.{key}=FILE")
         p = Path(path).expanduser()
         if not p.is_file():
-            raise InputError(f"data file not found: {p}")
+            raise InputError(f"data file not found: {p} (data.{key})")
         return p
 
+    def test_file(self) -> Path | None:
+        """``data.test_path`` as an existing file if the task declares the key and it is set
+        (the fixed test set of a real catalogue), else None."""
+        return self.require_path("test_path") if self.cfg.get("test_path") else None
+
+    def real_split_rows(self, n: int) -> dict[str, np.ndarray]:
+        """Row indices of the ``n`` rows of ``data.path`` per split: train/val/test
+        (:func:`split_indices` with ``data.val_fraction``/``data.test_fraction``), or only
+        train/val when ``data.test_path`` is set (its rows are the test split)."""
+        fixed_test = self.test_file() is not None
+        rows = split_indices(n, float(self.cfg["val_fraction"]),
+                             0.0 if fixed_test else float(self.cfg["test_fraction"]), self.seed)
+        if fixed_test:
+            rows.pop("test")
+        return rows
+
     def fingerprint(self) -> str:
-        """Hash identifying the dataset: data config + seed (+ the file's content for real data)."""
+        """Hash identifying the dataset: data config + seed (+ the files' content for real data)."""
         cfg = {k: v for k, v in self.cfg.items() if k not in ("batch_size", "num_workers")}
         payload: dict[str, Any] = {"cfg": cfg, "seed": self.seed}
-        if self.cfg.get("source", "sim") != "sim" and self.cfg.get("path"):
+        if self.cfg["source"] != "sim" and self.cfg["path"]:
             payload["file_sha256"] = file_sha256(self.cfg["path"])
+        if self.cfg["source"] != "sim" and self.cfg.get("test_path"):
+            payload["test_file_sha256"] = file_sha256(self.cfg["test_path"])
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
         ds = self.datasets[split]
-        nw = int(self.cfg.get("num_workers", 0))
-        return DataLoader(ds, batch_size=int(self.cfg.get("batch_size", 128)),
+        nw = int(self.cfg["num_workers"])
+        return DataLoader(ds, batch_size=int(self.cfg["batch_size"]),
                           sampler=EpochSeededSampler(len(ds), self.seed) if shuffle else None,
                           shuffle=False, num_workers=nw, persistent_workers=nw > 0)
 
@@ -198,5 +233,5 @@ class BaseDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_loader(self, path: str | Path) -> DataLoader:
-        return DataLoader(self.read_input(path), batch_size=int(self.cfg.get("batch_size", 128)),
+        return DataLoader(self.read_input(path), batch_size=int(self.cfg["batch_size"]),
                           shuffle=False, num_workers=0)

@@ -17,6 +17,7 @@ So baselines run through the same Trainer, checkpoint, test loop and leaderboard
 """
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def gather_outputs(module: pl.LightningModule, chunks: list[dict[str, torch.Tens
     return {k: v.cpu().numpy()[first] for k, v in local.items()}
 
 
-class BaseTask(pl.LightningModule):
+class BaseTask(pl.LightningModule, metaclass=ABCMeta):
     """Base LightningModule. ``model`` is the resolved ``model`` config node (with ``name``),
     ``optim`` the ``optim`` node, ``data_info`` the datamodule's :meth:`info`."""
 
@@ -110,35 +111,44 @@ class BaseTask(pl.LightningModule):
         self.test_metrics: dict[str, float] = {}
         self.test_arrays: dict[str, np.ndarray] = {}
 
-    # --- to implement -------------------------------------------------------------------
+    # --- to implement (docs/ARCHITECTURE.md, "The task contract") -----------------------
+    @abstractmethod
     def configure_model(self) -> nn.Module:
-        raise NotImplementedError
+        """The network for ``self.model_name`` (an ``nn.Module``, usually
+        ``cosmobench.nn.build_net(self.model_name, self.model_cfg, **shapes)``) or a
+        :class:`FittedBaseline`. Called once from ``__init__``; ``self.data_info`` (the
+        datamodule's :meth:`~cosmobench.datamodule.BaseDataModule.info`) holds the shapes and
+        train-split statistics, which the task may register as buffers (they then travel in
+        the checkpoint). Unknown model name: ``raise self.unknown_model()``."""
 
+    @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """Scalar loss ``()`` of a batch: a dict of tensors with a leading batch axis ``B``
+        (the dataset items collated, incl. ``idx`` ``(B,)``). Used for training (neural
+        models) and as ``val_loss`` (all models, baselines included)."""
 
+    @abstractmethod
     def test_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Per-sample tensors ``{name: (B, ...)}`` the metrics need (predictions and targets).
+        The base class adds ``idx``, gathers them over DDP ranks, drops duplicates and passes
+        them as numpy arrays ``(N, ...)``, sorted by ``idx``, to :meth:`compute_metrics`."""
 
+    @abstractmethod
     def compute_metrics(self, out: dict[str, np.ndarray]) -> dict[str, float]:
-        raise NotImplementedError
+        """``{metric: float}`` over the whole test split from the gathered :meth:`test_outputs`
+        (numpy ``(N, ...)``; may add derived arrays to ``out`` for :meth:`make_plots`). Must
+        contain the task's registered ``primary_metric``."""
 
     def predict_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Columns ``{name: (B,) or (B, K)}`` of ``cosmobench predict`` for a batch of
+        unlabelled items (from the datamodule's ``read_input``); ``(B, K)`` columns are written
+        as ``name_0 .. name_{K-1}``. Optional: without it a task has no ``predict``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support predict")
 
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
+        """Optional: write PNGs of the test outputs ``out`` (as in :meth:`compute_metrics`)
+        below ``plot_dir``; return their paths."""
         return []
-
-    def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
-        """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one
-        output row each (e.g. a scene yields a variable number of deblended sources).
-
-        The default returns ``None`` without touching ``loader``: the runner then writes one
-        table row per input item from :meth:`predict_outputs`. An override consumes the
-        batches of ``loader`` (called in eval mode under ``torch.no_grad``), writes ``output``
-        (any :func:`cosmobench.io.write_table` format) and any companion files named after it,
-        atomically and only once every item succeeded, and returns the paths it wrote."""
-        return None
 
     def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
         """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one

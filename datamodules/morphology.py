@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cosmobench.augment import apply_augmentation
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng, split_indices
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (STRETCHES, FileImages, H5Images, LazyImageDataset, check_finite_images,
                                crop_resize, read_folder_catalog, read_image_stack, to_chw,
@@ -67,87 +67,86 @@ class MorphologyDataModule(BaseDataModule):
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         c = self.cfg
-        self.image_size = int(c.get("image_size", 64))
-        self.n_bands = int(c.get("n_bands", 3))
+        self.image_size = int(c["image_size"])
+        self.n_bands = int(c["n_bands"])
         if self.image_size < 8:
             raise ConfigError(f"data.image_size must be >= 8 px, got {self.image_size}")
         if self.n_bands < 1:
             raise ConfigError(f"data.n_bands must be >= 1, got {self.n_bands}")
-        if c.get("stretch", "asinh") not in STRETCHES:
-            raise ConfigError(f"data.stretch={c.get('stretch')!r} is not known; choose {', '.join(STRETCHES)}")
-        if c.get("label_type", "hard") not in LABEL_TYPES:
-            raise ConfigError(f"data.label_type={c.get('label_type')!r} is not known; choose hard or soft")
+        if c["stretch"] not in STRETCHES:
+            raise ConfigError(f"data.stretch={c['stretch']!r} is not known; choose {', '.join(STRETCHES)}")
+        if c["label_type"] not in LABEL_TYPES:
+            raise ConfigError(f"data.label_type={c['label_type']!r} is not known; choose hard or soft")
+        self.soft = c["label_type"] == "soft"
         self.class_names: list[str] = []
         self.norm: dict[str, list[float]] = {}
 
     # --- building -------------------------------------------------------------------------
     def build(self) -> dict[str, Dataset]:
-        source = self.cfg.get("source", "sim")
         datasets = {"sim": self._build_sim, "galaxy10": self._build_galaxy10,
-                    "folder": self._build_folder}[source]()
-        check_finite_images(datasets)
+                    "folder": self._build_folder}[self.cfg["source"]]()
+        check_finite_images(datasets)  # every split (lazy ones: per image as it is read)
         self.norm = self._norm_stats(datasets["train"])
         return datasets
 
     def observation(self):
+        """The simulator's :class:`~cosmobench.sim.galaxies.Observation` from the ``data`` node."""
         from cosmobench.sim.galaxies import Observation
         c = self.cfg
-        mag_range = c.get("mag_range", [16.0, 18.5])
+        mag_range = c["mag_range"]
         if len(mag_range) != 2 or mag_range[0] > mag_range[1]:
             raise ConfigError(f"data.mag_range must be [bright, faint], got {mag_range}")
         try:
             return Observation(
-                image_size=self.image_size, n_bands=self.n_bands, pixel_scale=float(c.get("pixel_scale", 0.262)),
-                psf=c.get("psf", "moffat"), psf_fwhm=float(c.get("psf_fwhm", 1.2)),
-                moffat_beta=float(c.get("moffat_beta", 3.5)), zero_point=float(c.get("zero_point", 30.0)),
-                sky_mag=float(c.get("sky_mag", 21.0)), read_noise=float(c.get("read_noise", 5.0)),
-                gain=float(c.get("gain", 1.0)), mag_range=(float(mag_range[0]), float(mag_range[1])),
-                oversample=int(c.get("oversample", 3)))
+                image_size=self.image_size, n_bands=self.n_bands, pixel_scale=float(c["pixel_scale"]),
+                psf=c["psf"], psf_fwhm=float(c["psf_fwhm"]), moffat_beta=float(c["moffat_beta"]),
+                zero_point=float(c["zero_point"]), sky_mag=float(c["sky_mag"]), read_noise=float(c["read_noise"]),
+                gain=float(c["gain"]), mag_range=(float(mag_range[0]), float(mag_range[1])),
+                oversample=int(c["oversample"]))
         except ValueError as exc:
             raise ConfigError(f"bad simulator setting: {exc}") from None
 
     def _build_sim(self) -> dict[str, Dataset]:
         from cosmobench.sim.galaxies import CLASSES, simulate_galaxy, vote_fractions
-        classes = list(self.cfg.get("classes") or CLASSES)
+        classes = list(self.cfg["classes"])
         unknown = [k for k in classes if k not in CLASSES]
         if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
             raise ConfigError(f"data.classes must be >= 2 distinct names from {', '.join(CLASSES)}; got {classes}")
         self.class_names = classes
         obs = self.observation()
-        soft = self.cfg.get("label_type", "hard") == "soft"
-        n_votes, vote_noise = int(self.cfg.get("n_votes", 40)), float(self.cfg.get("vote_noise", 0.15))
+        n_votes, vote_noise = int(self.cfg["n_votes"]), float(self.cfg["vote_noise"])
         out = {}
         for split in ("train", "val", "test"):
-            n = int(self.cfg.get(f"n_{split}"))
+            n = int(self.cfg[f"n_{split}"])
             images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
             labels = np.empty(n, np.int64)
-            votes = np.empty((n, len(classes)), np.float32) if soft else None
+            votes = np.empty((n, len(classes)), np.float32) if self.soft else None
             for i in progress(range(n), n, f"simulating {split} galaxies"):
                 rng = sample_rng(self.seed, split, i)
                 labels[i] = rng.integers(len(classes))
                 images[i], params = simulate_galaxy(rng, classes[labels[i]], obs)
-                if soft:
+                if self.soft:
                     votes[i] = vote_fractions(rng, int(labels[i]), params["mag"], classes, obs.mag_range,
                                               vote_noise, n_votes)
             arrays = {"image": images, "label": labels}
-            if soft:
+            if self.soft:
                 arrays["votes"] = votes
             out[split] = ArrayDataset(arrays)
         return out
 
-    def _split(self, n: int) -> dict[str, np.ndarray]:
-        return split_indices(n, float(self.cfg.get("val_fraction", 0.15)),
-                             float(self.cfg.get("test_fraction", 0.15)), self.seed)
+    def _lazy(self, rows: np.ndarray, load, labels, votes) -> LazyImageDataset:
+        return LazyImageDataset(rows, load, labels, votes if self.soft else None, self.cfg["crop"], self.image_size)
 
-    def _lazy_splits(self, n: int, load, labels, votes) -> dict[str, Dataset]:
-        crop = self.cfg.get("crop")
-        return {s: LazyImageDataset(rows, load, labels, votes, crop, self.image_size)
-                for s, rows in self._split(n).items()}
+    def _real_splits(self, main: tuple, test: tuple | None) -> dict[str, Dataset]:
+        """Splits from ``(load, labels, votes)`` of ``data.path`` and, if given, of ``data.test_path``."""
+        out = {s: self._lazy(rows, *main) for s, rows in self.real_split_rows(len(main[1])).items()}
+        if test is not None:
+            out["test"] = self._lazy(np.arange(len(test[1])), *test)
+        return out
 
-    def _build_galaxy10(self) -> dict[str, Dataset]:
+    def _galaxy10_file(self, path: Path) -> tuple[H5Images, np.ndarray, None]:
         import h5py
-        path = self.require_path()
-        ikey, lkey = self.cfg.get("image_key", "images"), self.cfg.get("label_key", "ans")
+        ikey, lkey = self.cfg["image_key"], self.cfg["label_key"]
         try:
             with h5py.File(path, "r") as fh:
                 missing = [k for k in (ikey, lkey) if k not in fh]
@@ -157,46 +156,62 @@ class MorphologyDataModule(BaseDataModule):
                 shape = fh[ikey].shape
                 labels = np.asarray(fh[lkey][:]).astype(np.int64).reshape(-1)
         except OSError as exc:
-            raise InputError(f"{path} is not a readable HDF5 file: {exc}") from None
+            raise InputError(f"{path} is not a readable HDF5 file: {' '.join(str(exc).split())}") from None
         to_chw(np.zeros((1,) + tuple(shape[1:]), np.uint8), self.n_bands, f"{path}:{ikey}")  # validate layout
         if len(labels) != shape[0]:
             raise InputError(f"{path}: {shape[0]} images but {len(labels)} labels")
-        if labels.min() < 0 or labels.max() >= len(GALAXY10_CLASSES):
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(GALAXY10_CLASSES)):
             raise InputError(f"{path}: labels must be 0..9 (Galaxy10), got {labels.min()}..{labels.max()}")
-        self.class_names = list(GALAXY10_CLASSES)
-        if self.cfg.get("label_type", "hard") == "soft":
+        return H5Images(path, ikey, self.n_bands), labels, None
+
+    def _build_galaxy10(self) -> dict[str, Dataset]:
+        if self.soft:
             raise ConfigError("data.label_type=soft needs vote fractions: use data.source=folder with data.vote_columns")
-        return self._lazy_splits(len(labels), H5Images(path, ikey, self.n_bands), labels, None)
+        main = self._galaxy10_file(self.require_path())
+        test = self.test_file()
+        self.class_names = list(GALAXY10_CLASSES)
+        return self._real_splits(main, self._galaxy10_file(test) if test is not None else None)
+
+    def _folder_file(self, path: Path) -> tuple[dict, tuple]:
+        c = self.cfg
+        cat = read_folder_catalog(path, c["file_column"], c["label_column"], list(c["vote_columns"] or []))
+        return cat, (FileImages(cat["files"], self.n_bands), cat["labels"], cat["votes"])
 
     def _build_folder(self) -> dict[str, Dataset]:
         path = self.require_path()
-        cat = read_folder_catalog(path, self.cfg.get("file_column", "file"), self.cfg.get("label_column", "label"),
-                                  list(self.cfg.get("vote_columns") or []))
-        self.class_names, votes = cat["class_names"], cat["votes"]
+        cat, main = self._folder_file(path)
+        self.class_names = cat["class_names"]
         if len(self.class_names) < 2:
             raise InputError(f"{path}: need at least two classes, got {self.class_names}")
-        soft = self.cfg.get("label_type", "hard") == "soft"
-        if soft and votes is None:
+        if self.soft and cat["votes"] is None:
             raise ConfigError("data.label_type=soft needs vote fractions: set data.vote_columns")
-        return self._lazy_splits(len(cat["files"]), FileImages(cat["files"], self.n_bands), cat["labels"],
-                                 votes if soft else None)
+        test = None
+        test_path = self.test_file()
+        if test_path is not None:
+            tcat, (tload, tlabels, tvotes) = self._folder_file(test_path)
+            unknown = sorted(set(tcat["class_names"]) - set(self.class_names))
+            if unknown:
+                raise InputError(f"{test_path}: classes {unknown} do not occur in the training table {path}")
+            remap = np.array([self.class_names.index(n) for n in tcat["class_names"]], dtype=np.int64)
+            test = (tload, remap[tlabels] if len(remap) else tlabels, tvotes)
+        return self._real_splits(main, test)
 
     # --- normalisation --------------------------------------------------------------------
     def _norm_stats(self, train: Dataset) -> dict[str, list[float]]:
         """Per-band stretch scale, mean and std on (a subset of) the train split."""
-        return train_band_statistics(train, self.cfg.get("stretch", "asinh"))
+        return train_band_statistics(train, self.cfg["stretch"])
 
     def info(self) -> dict[str, Any]:
         self.setup()
         return {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(self.class_names),
-                "stretch": self.cfg.get("stretch", "asinh"), "norm_scale": self.norm["scale"],
+                "stretch": self.cfg["stretch"], "norm_scale": self.norm["scale"],
                 "norm_mean": self.norm["mean"], "norm_std": self.norm["std"],
-                "label_type": self.cfg.get("label_type", "hard"), "source": self.cfg.get("source", "sim")}
+                "label_type": self.cfg["label_type"], "source": self.cfg["source"]}
 
     # --- augmentation ---------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = getattr(self, "trainer", None)
-        if self.cfg.get("augment") and trainer is not None and trainer.training and "image" in batch:
+        if self.cfg["augment"] and trainer is not None and trainer.training and "image" in batch:
             batch = dict(batch)
             batch["image"] = apply_augmentation(batch["image"], batch["idx"], self.seed, trainer.current_epoch)
         return batch
@@ -225,7 +240,7 @@ class MorphologyDataModule(BaseDataModule):
         p = Path(path).expanduser()
         if not p.is_file():
             raise InputError(f"input file not found: {p}")
-        key = self.cfg.get("image_key", "images")
+        key = self.cfg["image_key"]
         if p.suffix.lower() in (".h5", ".hdf5", ".hdf"):
             import h5py
             try:
@@ -238,7 +253,6 @@ class MorphologyDataModule(BaseDataModule):
         x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
         check_finite_images(x, what=str(p))
         if x.shape[-1] != self.image_size:
-            source = self.cfg.get("source", "sim")
-            x = crop_resize(x, self.cfg.get("crop") if source != "sim" else None, self.image_size)
+            x = crop_resize(x, self.cfg["crop"] if self.cfg["source"] != "sim" else None, self.image_size)
         return ArrayDataset({"image": x.contiguous().numpy()})
 

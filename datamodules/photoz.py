@@ -20,11 +20,30 @@ Sources:
   :data:`CHUNK` galaxies, chunk c from ``sample_rng(seed, s, c)``, so sample i of a split
   depends only on (seed, split, i). Non-detections are clipped to S/N = 1 (see the
   simulator docstring), so every magnitude is finite.
-* ``catalog``: ``data.path`` = CSV, ECSV, FITS or Parquet table (:func:`cosmobench.io.read_table`) with ``data.mag_columns``,
-  ``data.err_columns`` and ``data.z_column``; rows with a missing or non-finite value in
-  any of them are dropped (count logged at WARNING); split with
-  :func:`~cosmobench.datamodule.split_indices`. Magnitudes must be finite: encode
-  non-detections as an upper-limit magnitude with a large error (as the simulator does).
+* ``catalog``: ``data.path`` = CSV, ECSV, FITS or Parquet table
+  (:func:`cosmobench.io.read_table`) with ``data.mag_columns``, ``data.err_columns`` and
+  ``data.z_column``; split into train/val/test by
+  :meth:`~cosmobench.datamodule.BaseDataModule.real_split_rows` (``data.val_fraction``,
+  ``data.test_fraction``), or, with ``data.test_path`` (a second table with the same
+  columns, e.g. a survey's published test set), train/val from ``data.path`` and test from
+  ``data.test_path``.
+
+Valid values (catalogues; every rule is applied to both files and the dropped rows are
+counted per reason in one WARNING line and in ``self.dropped``):
+
+* non-detections: a magnitude or error equal to one of ``data.nondetection_values``
+  (default ``[99, -99]``, the SDSS/many-surveys convention) marks a non-detection in that
+  band. ``data.nondetection=limit`` (default) replaces it by the S/N = 1 upper limit
+  ``m = depth_5sigma_b + 2.5 log10(5)`` with error ``2.5/ln 10 = 1.0857`` mag -- exactly what
+  the simulator does, so ``data.depth_5sigma`` must give the survey's 5-sigma depth per
+  band; ``data.nondetection=drop`` drops the row;
+* magnitudes must be finite and within ``data.mag_valid_range`` (default ``[10, 40]`` AB
+  mag, wider than any survey's range; values like 1e30 or an un-listed sentinel fall out);
+  errors finite and > 0;
+* ``z_spec`` must be finite and within ``[0, data.z_max]``.
+
+A catalogue with no valid row is an InputError. ``predict`` inputs get the same rules, but
+invalid rows are kept (in file order) with NaN predictions.
 """
 from __future__ import annotations
 
@@ -34,7 +53,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng, split_indices
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.io import numeric_column, read_table, write_table
 from cosmobench.sim.photometry import BANDS, simulate_catalog
@@ -42,6 +61,8 @@ from cosmobench.sim.photometry import BANDS, simulate_catalog
 log = logging.getLogger(__name__)
 
 CHUNK = 1000   #: simulated galaxies per independent random chunk
+NONDETECTION_MODES = ("limit", "drop")
+SN1_MAGERR = 2.5 / np.log(10.0)  #: magnitude error of an S/N = 1 measurement (1.0857 mag)
 
 
 def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.ndarray:
@@ -67,55 +88,65 @@ class PhotoZDataModule(BaseDataModule):
         super().__init__(cfg, seed)
         self.stats: dict[str, Any] = {}
         self.n_dropped = 0
+        #: rows of the catalogue(s) dropped by reason (:meth:`clean_catalog`)
+        self.dropped: dict[str, int] = {}
 
     # --- config -----------------------------------------------------------------------
     def _bands(self) -> list[str]:
-        if self.cfg.get("source", "sim") == "sim":
+        if self.cfg["source"] == "sim":
             return list(BANDS)
-        return [str(c) for c in self.cfg.get("mag_columns") or []]
+        return [str(c) for c in self.cfg["mag_columns"]]
 
     def _ref_band(self, n_bands: int) -> int:
-        ref = int(self.cfg.get("ref_band", 3))
+        ref = int(self.cfg["ref_band"])
         if not 0 <= ref < n_bands:
             raise ConfigError(f"data.ref_band={ref} is out of range for {n_bands} bands (0..{n_bands - 1})")
         return ref
 
     def _check_cfg(self) -> None:
         c = self.cfg
-        if c.get("source", "sim") == "sim":
-            depth = list(c.get("depth_5sigma") or [])
+        if not float(c["z_max"]) > 0.05:
+            raise ConfigError(f"data.z_max must be > 0.05, got {c['z_max']}")
+        lo, hi = (list(c["mag_valid_range"]) + [None, None])[:2]
+        if lo is None or hi is None or not lo < hi:
+            raise ConfigError(f"data.mag_valid_range must be [brightest, faintest] valid magnitudes, got "
+                              f"{c['mag_valid_range']}")
+        if c["nondetection"] not in NONDETECTION_MODES:
+            raise ConfigError(f"data.nondetection={c['nondetection']!r} is not known; choose "
+                              f"{', '.join(NONDETECTION_MODES)}")
+        if c["source"] == "sim":
+            depth = list(c["depth_5sigma"])
             if len(depth) != len(BANDS):
                 raise ConfigError(f"data.depth_5sigma needs {len(BANDS)} values (ugriz), got {depth}")
-            if not float(c.get("z_max", 3.0)) > 0.05:
-                raise ConfigError(f"data.z_max must be > 0.05, got {c.get('z_max')}")
             for k in ("nz_z0", "nz_beta"):
-                if not float(c.get(k, 1.0)) > 0:
-                    raise ConfigError(f"data.{k} must be > 0, got {c.get(k)}")
-            if not float(c.get("nz_alpha", 1.0)) > -1:
-                raise ConfigError(f"data.nz_alpha must be > -1, got {c.get('nz_alpha')}")
+                if not float(c[k]) > 0:
+                    raise ConfigError(f"data.{k} must be > 0, got {c[k]}")
+            if not float(c["nz_alpha"]) > -1:
+                raise ConfigError(f"data.nz_alpha must be > -1, got {c['nz_alpha']}")
         else:
-            mags, errs = list(c.get("mag_columns") or []), list(c.get("err_columns") or [])
+            mags, errs = list(c["mag_columns"]), list(c["err_columns"])
             if len(mags) < 2 or len(mags) != len(errs):
                 raise ConfigError(f"data.mag_columns ({len(mags)}) and data.err_columns ({len(errs)}) "
                                   "must list the same number (>= 2) of columns")
-            if not c.get("z_column"):
+            if not c["z_column"]:
                 raise ConfigError("data.source=catalog needs data.z_column")
 
     # --- simulation -------------------------------------------------------------------
     def simulate(self, split: str, n: int) -> dict[str, np.ndarray]:
         """``n`` galaxies of ``split``: chunk c drawn from ``sample_rng(seed, split, c)``."""
         c = self.cfg
-        kw = dict(mag_limit=float(c.get("mag_limit", 25.3)), depth_5sigma=[float(d) for d in c["depth_5sigma"]],
-                  z_max=float(c.get("z_max", 3.0)), nz_alpha=float(c.get("nz_alpha", 1.24)),
-                  nz_beta=float(c.get("nz_beta", 1.01)), nz_z0=float(c.get("nz_z0", 0.51)))
+        kw = dict(mag_limit=float(c["mag_limit"]), depth_5sigma=[float(d) for d in c["depth_5sigma"]],
+                  z_max=float(c["z_max"]), nz_alpha=float(c["nz_alpha"]), nz_beta=float(c["nz_beta"]),
+                  nz_z0=float(c["nz_z0"]))
         chunks = [simulate_catalog(sample_rng(self.seed, split, i), CHUNK, **kw)
                   for i in range(-(-n // CHUNK))]
         return {k: np.concatenate([ch[k] for ch in chunks])[:n] for k in ("mag", "magerr", "z")}
 
     # --- real data --------------------------------------------------------------------
-    def _load_catalog(self, path: Path, need_z: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _load_catalog(self, path: Path, need_z: bool) -> dict[str, np.ndarray]:
+        """``mag``, ``magerr`` (N, n_bands) and ``z`` (N,) (if required or present) as float64."""
         c = self.cfg
-        mags, errs, zcol = list(c["mag_columns"]), list(c["err_columns"]), c.get("z_column")
+        mags, errs, zcol = list(c["mag_columns"]), list(c["err_columns"]), c["z_column"]
         cols = mags + errs + ([zcol] if need_z else [])
         raw = read_table(path, cols, optional=() if need_z or not zcol else (zcol,))
         table = {k: numeric_column(v) for k, v in raw.items()}
@@ -123,27 +154,73 @@ class PhotoZDataModule(BaseDataModule):
                "magerr": np.stack([table[e] for e in errs], axis=1)}
         if zcol in table:
             out["z"] = table[zcol]
-        finite = np.isfinite(out["mag"]).all(1) & np.isfinite(out["magerr"]).all(1)
-        if need_z:
-            finite &= np.isfinite(out["z"])
-        return out, finite
+        return out
+
+    def clean_catalog(self, data: dict[str, np.ndarray], need_z: bool) -> tuple[dict[str, np.ndarray], dict]:
+        """Apply the catalogue's validity rules (module docstring, "Valid values") in place of
+        the raw values. Returns the data with non-detections handled and the per-row reasons:
+        ``{reason: bool (N,)}`` of the rows that are invalid (a row may have several)."""
+        c = self.cfg
+        mag, err = data["mag"].copy(), data["magerr"].copy()
+        sentinel = np.zeros(mag.shape, bool)
+        for v in c["nondetection_values"] or []:
+            sentinel |= (mag == float(v)) | (err == float(v))
+        bad: dict[str, np.ndarray] = {}
+        if sentinel.any():
+            if c["nondetection"] == "drop":
+                bad["non-detection sentinel"] = sentinel.any(1)
+            else:
+                depth = np.asarray(c["depth_5sigma"], float)
+                if len(depth) != mag.shape[1]:
+                    raise ConfigError(f"data.nondetection=limit needs data.depth_5sigma for each of the "
+                                      f"{mag.shape[1]} bands (got {len(depth)} values)")
+                limit = np.broadcast_to(depth + 2.5 * np.log10(5.0), mag.shape)  # S/N = 1 magnitude
+                mag[sentinel] = limit[sentinel]
+                err[sentinel] = SN1_MAGERR
+        lo, hi = (float(v) for v in c["mag_valid_range"])
+        with np.errstate(invalid="ignore"):
+            bad["missing or non-finite magnitude/error"] = ~(np.isfinite(mag).all(1) & np.isfinite(err).all(1))
+            bad[f"magnitude outside data.mag_valid_range [{lo:g}, {hi:g}]"] = (
+                np.isfinite(mag) & ((mag < lo) | (mag > hi))).any(1)
+            bad["magnitude error <= 0"] = (np.isfinite(err) & (err <= 0)).any(1)
+            if need_z:
+                z = data["z"]
+                bad["missing or non-finite redshift"] = ~np.isfinite(z)
+                bad[f"redshift outside [0, data.z_max={float(c['z_max']):g}]"] = np.isfinite(z) & (
+                    (z < 0) | (z > float(c["z_max"])))
+        out = dict(data, mag=mag, magerr=err)
+        return out, {k: v for k, v in bad.items() if v.any()}
+
+    def _catalog_rows(self, path: Path) -> dict[str, np.ndarray]:
+        """The valid rows of a labelled catalogue; the dropped ones are counted and logged."""
+        data, bad = self.clean_catalog(self._load_catalog(path, need_z=True), need_z=True)
+        n = len(data["z"])
+        drop = np.zeros(n, bool)
+        for reason, rows in bad.items():
+            drop |= rows
+            self.dropped[f"{path.name}: {reason}"] = int(rows.sum())
+        self.n_dropped += int(drop.sum())
+        if drop.any():
+            log.warning("dropped %d of %d rows of %s (%s)", int(drop.sum()), n, path,
+                        "; ".join(f"{k}: {int(v.sum())}" for k, v in bad.items()))
+        if drop.all():
+            raise InputError(f"{path}: none of its {n} rows is valid ("
+                             + "; ".join(f"{k}: {int(v.sum())}" for k, v in bad.items()) + ")")
+        return {k: v[~drop] for k, v in data.items()}
 
     # --- BaseDataModule API -----------------------------------------------------------
     def build(self):
         self._check_cfg()
-        if self.cfg.get("source", "sim") == "sim":
+        if self.cfg["source"] == "sim":
             splits = {s: self.simulate(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
         else:
-            path = self.require_path()
-            data, finite = self._load_catalog(path, need_z=True)
-            self.n_dropped = int((~finite).sum())
-            if self.n_dropped:
-                log.warning("dropped %d of %d rows of %s with missing or non-finite magnitudes, "
-                            "errors or redshift", self.n_dropped, len(finite), path)
-            data = {k: v[finite] for k, v in data.items()}
-            idx = split_indices(len(data["z"]), float(self.cfg.get("val_fraction", 0.15)),
-                                float(self.cfg.get("test_fraction", 0.15)), self.seed)
+            self.n_dropped, self.dropped = 0, {}
+            data = self._catalog_rows(self.require_path())
+            idx = self.real_split_rows(len(data["z"]))
             splits = {s: {k: v[i] for k, v in data.items()} for s, i in idx.items()}
+            test = self.test_file()
+            if test is not None:
+                splits["test"] = self._catalog_rows(test)
         ref = self._ref_band(splits["train"]["mag"].shape[1])
         arrays = {s: self._arrays(d, ref) for s, d in splits.items()}
         x, z = arrays["train"]["x"].astype(np.float64), arrays["train"]["z"].astype(np.float64)
@@ -164,11 +241,12 @@ class PhotoZDataModule(BaseDataModule):
         bands = self._bands()
         ref = self._ref_band(len(bands))
         return {"bands": bands, "ref_band": ref, "feature_names": feature_names(bands, ref),
-                "n_features": 2 * len(bands), "z_max": float(self.cfg.get("z_max", 3.0)), **self.stats}
+                "n_features": 2 * len(bands), "z_max": float(self.cfg["z_max"]), **self.stats}
 
     def export(self, split: str, path: str | Path) -> Path:
-        """Write ``split`` as a CSV/ECSV/FITS/Parquet table (by suffix, :func:`cosmobench.io.write_table`) with the ``data.mag_columns``,
-        ``data.err_columns`` and ``data.z_column`` names, readable by :meth:`read_input`."""
+        """Write ``split`` as a CSV/ECSV/FITS/Parquet table (by suffix,
+        :func:`cosmobench.io.write_table`) with the ``data.mag_columns``, ``data.err_columns``
+        and ``data.z_column`` names, readable by :meth:`read_input`."""
         self.setup()
         arrays = self.datasets[split].arrays
         c = self.cfg
@@ -177,24 +255,29 @@ class PhotoZDataModule(BaseDataModule):
             raise ConfigError(f"data.mag_columns/err_columns must name {arrays['mag'].shape[1]} bands to export")
         cols = {m: arrays["mag"][:, i].numpy() for i, m in enumerate(mags)}
         cols.update({e: arrays["magerr"][:, i].numpy() for i, e in enumerate(errs)})
-        if "z" in arrays and c.get("z_column"):
+        if "z" in arrays and c["z_column"]:
             cols[c["z_column"]] = arrays["z"].numpy()
         return write_table(cols, path)
 
     def read_input(self, path: str | Path) -> ArrayDataset:
-        """Unlabelled items from a CSV/ECSV/FITS/Parquet table with the ``data.mag_columns``/``err_columns``
-        (the ``data.z_column`` is read if present). Rows are kept in file order; rows with
-        non-finite inputs are kept (their predictions are NaN) and counted in a warning."""
+        """Unlabelled items from a CSV/ECSV/FITS/Parquet table with the ``data.mag_columns``/
+        ``err_columns`` (the ``data.z_column`` is read if present). Rows are kept in file order;
+        non-detection sentinels are handled as in training; rows with invalid inputs (non-finite,
+        out of ``data.mag_valid_range``, sentinels with ``data.nondetection=drop``) are kept, get
+        NaN predictions, and are counted in a warning."""
         p = Path(path).expanduser()
         if not p.is_file():
             raise InputError(f"input file not found: {p}")
         c = self.cfg
-        if not c.get("mag_columns") or len(c["mag_columns"]) != len(c.get("err_columns") or []):
+        if not c["mag_columns"] or len(c["mag_columns"]) != len(c["err_columns"] or []):
             raise ConfigError("predict needs data.mag_columns and data.err_columns of equal length")
-        if c.get("source", "sim") == "sim" and len(c["mag_columns"]) != len(BANDS):
+        if c["source"] == "sim" and len(c["mag_columns"]) != len(BANDS):
             raise ConfigError(f"a model trained on simulated ugriz data needs {len(BANDS)} data.mag_columns")
-        data, finite = self._load_catalog(p, need_z=False)
-        if not finite.all():
-            log.warning("%d of %d rows of %s have missing or non-finite magnitudes/errors: "
-                        "their predictions are NaN", int((~finite).sum()), len(finite), p)
-        return ArrayDataset(self._arrays(data, self._ref_band(data["mag"].shape[1])))
+        data, bad = self.clean_catalog(self._load_catalog(p, need_z=False), need_z=False)
+        arrays = self._arrays(data, self._ref_band(data["mag"].shape[1]))
+        if bad:
+            invalid = np.logical_or.reduce(list(bad.values()))
+            arrays["x"][invalid] = np.nan  # -> NaN predictions (PhotoZTask.predict_outputs)
+            log.warning("%d of %d rows of %s have invalid inputs (%s): their predictions are NaN",
+                        int(invalid.sum()), len(invalid), p, "; ".join(f"{k}: {int(v.sum())}" for k, v in bad.items()))
+        return ArrayDataset(arrays)

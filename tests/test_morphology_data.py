@@ -12,6 +12,7 @@ from cosmobench.config import resolve
 from cosmobench.augment import apply_augmentation, augment_elements, d4_transform
 from cosmobench.datamodules.morphology import GALAXY10_CLASSES, MorphologyDataModule
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.images import crop_resize
 
 
 def data_cfg(*overrides, model="cnn"):
@@ -222,3 +223,76 @@ def test_read_input_for_predict(tmp_path):
         dm.read_input(tmp_path / "x.txt")
     with pytest.raises(InputError, match="not found"):
         dm.read_input(tmp_path / "missing.npy")
+
+
+def test_fixed_test_set_from_test_path_galaxy10(tmp_path):
+    rng = np.random.default_rng(2)
+    for name, n in (("train.h5", 30), ("test.h5", 8)):
+        with h5py.File(tmp_path / name, "w") as fh:
+            fh["images"] = rng.integers(0, 255, size=(n, 20, 20, 3), dtype=np.uint8)
+            fh["ans"] = np.arange(n) % 10
+    dm = make_dm("data.source=galaxy10", f"data.path={tmp_path / 'train.h5'}",
+                 f"data.test_path={tmp_path / 'test.h5'}")
+    sizes = {s: len(d) for s, d in dm.datasets.items()}
+    assert sizes["train"] + sizes["val"] == 30 and sizes["test"] == 8
+    with h5py.File(tmp_path / "test.h5", "r") as fh:
+        raw = torch.from_numpy(fh["images"][5].astype(np.float32)).permute(2, 0, 1)
+    torch.testing.assert_close(dm.datasets["test"][5]["image"], crop_resize(raw, None, 16))
+    assert int(dm.datasets["test"][5]["label"]) == 5
+
+
+def test_fixed_test_set_from_test_path_folder_and_nan_pixels_in_any_split(tmp_path):
+    train_csv = _write_folder(tmp_path)
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    rows = [("t0.npy", "merger"), ("t1.npy", "spiral"), ("t2.npy", "merger")]
+    for i, (name, _) in enumerate(rows):
+        a = np.random.default_rng(i).normal(size=(20, 20, 3)).astype(np.float32)
+        if i == 2:
+            a[4, 4, 1] = np.nan
+        np.save(test_dir / name, a)
+    with open(test_dir / "test.csv", "w") as fh:
+        fh.write("file,label\n" + "".join(f"{f},{lab}\n" for f, lab in rows))
+    dm = make_dm("data.source=folder", f"data.path={train_csv}", f"data.test_path={test_dir / 'test.csv'}")
+    assert dm.info()["classes"] == ["elliptical", "merger", "spiral"]
+    test = dm.datasets["test"]
+    assert len(test) == 3 and sum(len(dm.datasets[s]) for s in ("train", "val")) == 12
+    assert [int(test[i]["label"]) for i in range(2)] == [1, 2]  # names mapped onto the training classes
+    with pytest.raises(InputError, match=r"t2.npy: image contains NaN"):  # the test split is checked too
+        test[2]
+    with open(test_dir / "bad.csv", "w") as fh:
+        fh.write("file,label\nt0.npy,unicorn\n")
+    with pytest.raises(InputError, match=r"classes \['unicorn'\] do not occur in the training table"):
+        make_dm("data.source=folder", f"data.path={train_csv}", f"data.test_path={test_dir / 'bad.csv'}")
+
+
+def _read_every_split(csv_path):
+    dm = MorphologyDataModule(data_cfg("data.source=folder", f"data.path={csv_path}"), seed=0)
+    dm.setup()
+    for s in ("train", "val", "test"):
+        for i in range(len(dm.datasets[s])):
+            dm.datasets[s][i]
+
+
+def test_nan_pixels_or_a_non_image_in_any_split_are_input_errors(tmp_path):
+    csv_path = _write_folder(tmp_path)
+    _read_every_split(csv_path)
+    good = np.load(tmp_path / "img0.npy")
+    bad = good.copy()
+    bad[0, 0, 0] = np.inf
+    np.save(tmp_path / "img0.npy", bad)
+    with pytest.raises(InputError, match="img0.npy: image contains NaN or infinite pixels"):
+        _read_every_split(csv_path)
+    np.save(tmp_path / "img0.npy", good)
+    (tmp_path / "img1.png").write_text("not a png")
+    with pytest.raises(InputError, match="img1.png is not a readable image"):
+        _read_every_split(csv_path)
+
+
+@pytest.mark.parametrize("model", ["e2cnn", "cnn", "resnet18"])
+def test_cpu_config_resolves_to_the_low_data_settings(model):
+    from cosmobench.config import experiments_dir
+    cfg = resolve("morphology", model, config_file=experiments_dir() / "morphology" / "cpu.yaml")
+    low = resolve("morphology", model, config_file=experiments_dir() / "morphology" / "low_data.yaml")
+    assert cfg["data"] == low["data"] and cfg["optim"] == low["optim"] and cfg["trainer"] == low["trainer"]
+    assert (cfg["data"]["image_size"], cfg["data"]["n_train"]) == (32, 2000)

@@ -4,14 +4,12 @@ import pytest
 from scipy import integrate
 
 from cosmobench.datamodules.photoz import CHUNK, PhotoZDataModule
+from cosmobench.config import resolve
 from cosmobench.errors import ConfigError
 from cosmobench.sim import photometry as ph
 
-SIM_CFG = {"source": "sim", "n_train": 1500, "n_val": 300, "n_test": 400, "batch_size": 256,
-           "mag_limit": 25.3, "depth_5sigma": [26.1, 27.4, 27.5, 26.8, 26.1], "z_max": 3.0,
-           "ref_band": 3, "nz_alpha": 1.24, "nz_beta": 1.01, "nz_z0": 0.51,
-           "mag_columns": ["mag_u", "mag_g", "mag_r", "mag_i", "mag_z"],
-           "err_columns": ["magerr_u", "magerr_g", "magerr_r", "magerr_i", "magerr_z"], "z_column": "z_spec"}
+SIM_CFG = resolve("photoz", "mdn", overrides=["data.n_train=1500", "data.n_val=300", "data.n_test=400",
+                                               "data.batch_size=256"])["data"]
 
 
 def test_ab_mag_of_flat_fnu_source():
@@ -155,3 +153,11 @@ def test_datamodule_rejects_bad_config():
         _dm(ref_band=7)
     with pytest.raises(ConfigError, match="data.source"):
         PhotoZDataModule(dict(SIM_CFG, source="hdf5"))
+
+
+@pytest.mark.parametrize("model", ["mdn", "knn"])
+def test_cpu_config_resolves_to_the_reported_settings(model):
+    from cosmobench.config import experiments_dir
+    cfg = resolve("photoz", model, config_file=experiments_dir() / "photoz" / "cpu.yaml")
+    assert (cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["num_threads"]) == (20000, 5000, 1)
+    assert cfg["trainer"]["max_epochs"] == (1 if model == "knn" else 25)  # the baseline is fitted in one epoch

@@ -205,3 +205,82 @@ def test_export_round_trips_through_read_input(tiny_dm, tmp_path, suffix):
     for key in ("mag", "magerr", "x", "z"):
         np.testing.assert_allclose(ds.arrays[key].numpy(), dm.datasets["test"].arrays[key].numpy(),
                                    rtol=1e-5, atol=1e-5)
+
+
+def _poisoned_catalog(n=300, seed=2):
+    """A catalogue with each kind of invalid row at known positions."""
+    cols = _catalog(n, seed=seed)
+    cols["mag_u"][[0, 1]] = 99.0          # SDSS-style non-detection: mag and error 99
+    cols["magerr_u"][[0, 1]] = 99.0
+    cols["mag_z"][2] = -99.0              # the other common sentinel
+    cols["z_spec"][3] = 1e30              # physically impossible redshift (overflows float32)
+    cols["z_spec"][4] = -0.2              # negative redshift
+    cols["mag_r"][5] = 1e30               # absurd magnitude
+    cols["mag_g"][6] = -5.0               # brighter than data.mag_valid_range
+    cols["magerr_i"][7] = 0.0             # zero error
+    cols["z_spec"][8] = 3.5               # beyond data.z_max = 3
+    return cols
+
+
+@pytest.mark.parametrize("mode", ["limit", "drop"])
+def test_catalog_valid_ranges_and_nondetection_sentinels(tmp_path, caplog, mode):
+    from cosmobench.io import write_table
+    cols = _poisoned_catalog()
+    path = write_table(cols, tmp_path / "cat.ecsv")
+    dm = PhotoZDataModule(_cat_cfg(path, nondetection=mode), seed=0)
+    with caplog.at_level(logging.WARNING, logger="cosmobench.datamodules.photoz"):
+        dm.setup()
+    n_sentinel_rows = 3
+    expected_drop = 6 + (n_sentinel_rows if mode == "drop" else 0)
+    assert dm.n_dropped == expected_drop
+    assert sum(len(d) for d in dm.datasets.values()) == 300 - expected_drop
+    msg = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(msg) == 1 and f"dropped {expected_drop} of 300 rows" in msg[0] and "redshift outside" in msg[0]
+    assert dm.dropped["cat.ecsv: redshift outside [0, data.z_max=3]"] == 3
+    z = np.concatenate([d.arrays["z"].numpy() for d in dm.datasets.values()])
+    mag = np.concatenate([d.arrays["mag"].numpy() for d in dm.datasets.values()])
+    err = np.concatenate([d.arrays["magerr"].numpy() for d in dm.datasets.values()])
+    assert z.min() >= 0 and z.max() <= 3.0 and np.all(np.abs(mag) < 40) and np.all(err > 0)
+    depth_u = dm.cfg["depth_5sigma"][0]
+    at_limit = np.isclose(mag[:, 0], depth_u + 2.5 * np.log10(5), atol=1e-4)
+    if mode == "limit":  # the sentinels became S/N = 1 upper limits, as the simulator makes them
+        assert at_limit.sum() == 2 and np.allclose(err[at_limit, 0], 1.0857, atol=1e-4)
+    else:
+        assert at_limit.sum() == 0
+    # predict: same rules, rows kept in order, invalid ones flagged by NaN features
+    ds = dm.read_input(path)
+    x = ds.arrays["x"].numpy()
+    nan_rows = set(np.nonzero(~np.isfinite(x).all(1))[0].tolist())
+    assert nan_rows == ({5, 6, 7} | ({0, 1, 2} if mode == "drop" else set()))
+
+
+def test_catalog_with_no_valid_row_is_an_input_error(tmp_path):
+    from cosmobench.io import write_table
+    cols = _catalog(20)
+    cols["z_spec"][:] = -1.0
+    path = write_table(cols, tmp_path / "cat.csv")
+    with pytest.raises(InputError, match=r"none of its 20 rows is valid \(redshift outside"):
+        PhotoZDataModule(_cat_cfg(path), seed=0).setup()
+
+
+def test_fixed_test_set_from_test_path(tmp_path):
+    from cosmobench.io import write_table
+    train = write_table(_catalog(300, seed=0), tmp_path / "train.fits")
+    test_cols = _poisoned_catalog(120, seed=5)
+    test = write_table(test_cols, tmp_path / "test.csv")
+    dm = PhotoZDataModule(_cat_cfg(train, test_path=str(test)), seed=0)
+    dm.setup()
+    sizes = {s: len(d) for s, d in dm.datasets.items()}
+    assert sizes["train"] + sizes["val"] == 300 and sizes["val"] == round(0.15 * 300)
+    assert sizes["test"] == 120 - 6 and dm.n_dropped == 6  # the test file's invalid rows are dropped too
+    keep = np.ones(120, bool)
+    keep[[3, 4, 5, 6, 7, 8]] = False
+    np.testing.assert_allclose(dm.datasets["test"].arrays["z"].numpy(), test_cols["z_spec"][keep], rtol=1e-6)
+    # the statistics come from the train split of data.path only; the fingerprint covers both files
+    fp = dm.fingerprint()
+    write_table(_catalog(120, seed=6), test)
+    assert PhotoZDataModule(_cat_cfg(train, test_path=str(test)), seed=0).fingerprint() != fp
+    with pytest.raises(InputError, match=r"data file not found: .*nope.csv \(data.test_path\)"):
+        PhotoZDataModule(_cat_cfg(train, test_path=str(tmp_path / "nope.csv")), seed=0).setup()
+    with pytest.raises(ConfigError, match="data.test_path is for real data"):
+        PhotoZDataModule(resolve("photoz", "knn", overrides=[f"data.test_path={test}"])["data"])
