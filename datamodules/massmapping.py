@@ -430,46 +430,10 @@ class MassMappingDataModule(BaseDataModule):
         else:
             self.sky = "flat"
             data = self._load_flat(need_kappa=False, path=p)
-        return ArrayDataset(data)
-
-    def write_prediction(self, columns: dict[str, np.ndarray], output: str | Path, input_path: str | Path) -> Path:
-        """Write the predicted ``kappa`` in the input's format: HEALPix FITS for a HEALPix input
-        (unobserved pixels = ``healpy.UNSEEN``), else by ``output``'s extension a flat stack
-        ``.npy``/``.npz`` (``kappa``) or FITS image (``(M, N, N)``, or ``(N, N)`` for a single
-        input map; the ``data.spatial_order`` of the input is kept). Atomic."""
-        out = Path(output)
-        kappa = np.asarray(columns["kappa"], dtype=np.float32)
-        mask = np.asarray(columns["mask"]) if "mask" in columns else None
-        tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-        if self.sky == "healpix":
-            import healpy as hp
-            if out.suffix.lower() not in (".fits", ".fit"):
-                raise ConfigError(f"--output {out}: a HEALPix prediction is written as .fits")
-            m = kappa.reshape(-1, kappa.shape[-1])
-            if mask is not None:
-                m = np.where(mask.reshape(m.shape) > 0, m, hp.UNSEEN)
-            hp.write_map(tmp, m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32,
-                         column_names=["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))])
-        else:
-            k = kappa[:, 0] if kappa.ndim == 4 else kappa
-            if self.cfg["spatial_order"] == "xy":
-                k = np.swapaxes(k, -1, -2)
-            if self.single_input:
-                k = k[0]
-            suffix = out.suffix.lower()
-            if suffix == ".npy":
-                with open(tmp, "wb") as fh:
-                    np.save(fh, k)
-            elif suffix == ".npz":
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, kappa=k)
-            elif suffix in (".fits", ".fit"):
-                from astropy.io import fits
-                fits.PrimaryHDU(k).writeto(tmp, overwrite=True)
-            else:
-                raise ConfigError(f"--output {out}: write flat convergence maps as .npy, .npz or .fits")
-        tmp.replace(out)
-        return out
+        ds = ArrayDataset(data)
+        # how MassMappingTask.write_predictions writes the maps back in the input's layout
+        ds.meta = {"sky": self.sky, "single": self.single_input, "spatial_order": self.cfg["spatial_order"]}
+        return ds
 
     def export(self, split: str, path) -> Path:
         """Write the shear maps of ``split`` as a ``predict`` input: flat ``.npy`` stack

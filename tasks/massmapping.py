@@ -318,6 +318,53 @@ class MassMappingTask(BaseTask):
         with torch.no_grad():
             return {"kappa": self.reconstruct(batch).cpu(), "mask": batch["mask"].cpu()}
 
+    def write_predictions(self, loader, output: Path) -> list[Path]:
+        """Write the convergence maps of a ``predict`` input in its own format (by the
+        extension of ``output``; atomic):
+
+        * HEALPix input: ``.fits`` HEALPix map(s) (column ``KAPPA``; unobserved pixels
+          ``healpy.UNSEEN``) or a table (``.csv``/``.ecsv``/``.parquet``/``.h5``: ``pixel``, ``kappa``
+          per observed pixel);
+        * flat input: ``.fits`` image (``(N, N)`` for a single input map, else ``(M, N, N)``),
+          ``.npz`` (array ``kappa``, same shapes), or a table (``map``, ``row``, ``col``, ``kappa`` per
+          observed pixel). The input's ``data.spatial_order`` is kept.
+        """
+        from cosmobench.io import write_table
+
+        meta = getattr(loader.dataset, "meta", {"sky": "flat", "single": False, "spatial_order": "yx"})
+        parts = [self.predict_outputs(b) for b in loader]
+        if not parts:
+            raise InputError("the predict input holds no maps")
+        kappa = torch.cat([p["kappa"] for p in parts])[:, 0].numpy().astype(np.float32)
+        mask = torch.cat([p["mask"] for p in parts])[:, 0].numpy() > 0
+        out = Path(output)
+        suffix = out.suffix.lower()
+        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+        if meta["sky"] == "flat" and meta["spatial_order"] == "xy":
+            kappa, mask = np.swapaxes(kappa, -1, -2), np.swapaxes(mask, -1, -2)
+        if suffix in (".fits", ".fit") and meta["sky"] == "healpix":
+            import healpy as hp
+            m = np.where(mask, kappa, hp.UNSEEN)
+            names = ["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))]
+            hp.write_map(str(tmp), m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32, column_names=names)
+        elif suffix in (".fits", ".fit", ".npz"):
+            k = kappa[0] if meta["single"] else kappa
+            if suffix == ".npz":
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, kappa=k)
+            else:
+                from astropy.io import fits
+                fits.PrimaryHDU(k).writeto(tmp, overwrite=True)
+        else:
+            idx = np.nonzero(mask)
+            cols = ({"pixel": idx[1]} if meta["sky"] == "healpix" else {"map": idx[0], "row": idx[1], "col": idx[2]})
+            if meta["sky"] == "healpix" and len(kappa) > 1:
+                cols = {"map": idx[0], **cols}
+            cols["kappa"] = kappa[idx]
+            write_table(cols, tmp)
+        tmp.replace(out)
+        return [out]
+
     # --- metrics ------------------------------------------------------------------------
     def _smooth(self, maps: np.ndarray, flat: bool, pix: float) -> np.ndarray:
         s = self.peak_smoothing_pix * pix

@@ -382,7 +382,11 @@ def ks_kernel(shape) -> tuple[np.ndarray, np.ndarray]:
     """Real and imaginary parts ``(c, s)`` of ``D = (l1^2 - l2^2 + 2i l1 l2)/l^2`` on the FFT
     grid (pixel units suffice: D is scale free). On the Nyquist row/column of an even-sized
     axis ``l1 l2`` is odd under the aliasing ``-N/2 ≡ N/2``, so a real shear field cannot carry
-    it: ``s`` is set to 0 there (the Hermitian projection that ``.real`` would apply anyway)."""
+    it: ``s`` is set to 0 there (the Hermitian projection that ``.real`` would apply anyway).
+    That includes the corner mode ``(N/2, N/2)`` of an even x even grid (a checkerboard): its
+    aliases ``(+-N/2, +-N/2)`` have ``s = +-1``, so it carries no shear at all (``D = 0``); this
+    keeps the operator exactly equivariant under the D4 rotations/flips of the grid, at the price
+    of that single mode of ``kappa`` being unrecoverable (``ks_inverse`` returns 0 for it)."""
     ny, nx = shape
     l1 = np.broadcast_to(np.fft.fftfreq(nx)[None, :], (ny, nx))
     l2 = np.broadcast_to(np.fft.fftfreq(ny)[:, None], (ny, nx))
@@ -395,11 +399,8 @@ def ks_kernel(shape) -> tuple[np.ndarray, np.ndarray]:
         nyq[:, nx // 2] = True
     if ny % 2 == 0:
         nyq[ny // 2, :] = True
-    corner = np.zeros_like(nyq)
-    if nx % 2 == 0 and ny % 2 == 0:
-        corner[ny // 2, nx // 2] = True
-    # l1*l2 is consistent (even) where the other component is 0 or also Nyquist
-    ok = (~nyq) | corner | (l1 == 0) | (l2 == 0)
+    # l1*l2 is consistent (even under the aliasing) only where the other component is 0
+    ok = (~nyq) | (l1 == 0) | (l2 == 0)
     s = np.where(ok, s, 0.0)
     return c, s
 
@@ -420,8 +421,9 @@ def ks_inverse(gamma1: np.ndarray, gamma2: np.ndarray, return_b: bool = False):
 
     ``|D| = 1`` except on the Nyquist row/column of an even-sized axis, where the forward
     operator is projected (see :func:`ks_kernel`); dividing by ``|D|^2`` there makes
-    ``ks_inverse(*ks_forward(k))`` return ``k`` exactly (up to its mean, which the shear does
-    not constrain: the result has zero mean). No smoothing, no mask handling: masked pixels
+    ``ks_inverse(*ks_forward(k))`` return ``k`` exactly, up to its mean (which the shear does
+    not constrain: the result has zero mean) and, on an even x even grid, its checkerboard
+    ``(N/2, N/2)`` mode (which carries no shear). No smoothing, no mask handling: masked pixels
     should be zero-filled by the caller.
     """
     g1 = np.asarray(gamma1, dtype=float)
