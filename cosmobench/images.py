@@ -134,8 +134,11 @@ def _load_fits_array(path: Path, key: str | int | None) -> np.ndarray:
         raise InputError(f"{path} is not a readable FITS file: {_one_line(exc)}") from None
 
 
-def _load_array(path: Path, key: str | None) -> np.ndarray:
-    """The raw array stored in ``path`` (``key`` selects an npz member / HDF5 dataset / FITS HDU)."""
+def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """The raw array stored in ``path`` (``.npy``, ``.npz``, ``.h5``/``.hdf5``, FITS; ``key``
+    selects an npz member / HDF5 dataset / FITS HDU, default ``images`` or the only array).
+    No layout checks (see :func:`read_image_stack` for image stacks)."""
+    path = Path(path).expanduser()
     name = path.name.lower()
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
@@ -190,7 +193,7 @@ def read_image_stack(path: str | Path, key: str | None = None, n_bands: int | No
     reads as ``(N, H, W)`` (numpy order of the FITS axes).
     """
     p = Path(path).expanduser()
-    a = _load_array(p, key)
+    a = load_array(p, key)
     if n_bands is not None:
         return to_chw(a, int(n_bands), str(p))
     if a.ndim == 3:
@@ -211,7 +214,7 @@ def read_image_file(path: str | Path, n_bands: int) -> np.ndarray:
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".npy",) + FITS_SUFFIXES):
-        a = _load_array(path, None)
+        a = load_array(path, None)
     else:
         from PIL import Image, UnidentifiedImageError
         try:
@@ -271,6 +274,9 @@ def read_folder_catalog(path: str | Path, file_column: str, label_column: str | 
     else:
         labels, class_names = np.zeros(n, np.int64), []
     return {"files": files, "labels": labels.astype(np.int64), "class_names": class_names, "votes": votes}
+
+
+_load_array = load_array  # the name lensfinding/massmapping imported while this module was new
 
 
 class H5Images:
@@ -402,6 +408,6 @@ def train_band_statistics(train: Dataset, stretch: str = "asinh",
 
 
 __all__ = ["STRETCHES", "NORM_MAX_IMAGES", "BORDER", "to_chw", "crop_resize", "check_finite_images",
-           "read_image_stack", "read_image_file", "read_folder_catalog", "H5Images", "FileImages",
+           "load_array", "read_image_stack", "read_image_file", "read_folder_catalog", "H5Images", "FileImages",
            "LazyImageDataset", "apply_stretch", "sample_indices", "stack_images", "background_sigma",
            "band_statistics", "train_band_statistics"]
