@@ -208,9 +208,10 @@ class LensSimConfig:
         self.source_mag_range = _range(self.source_mag_range, "source_mag_range")
         self.source_re_range = _range(self.source_re_range, "source_re_range", 1e-3)
         half = (self.image_size - 1) / 2 * self.pixel_scale
-        if self.theta_e_range[1] > 0.9 * half:
+        if 1.8 * self.theta_e_range[1] > half:  # outer image of a source at 0.8 theta_E: 1.8 theta_E
             raise ValueError(f"theta_e_range upper end {self.theta_e_range[1]}\" does not fit a "
-                             f"{self.image_size} px x {self.pixel_scale}\"/px stamp (half-width {half:.2f}\")")
+                             f"{self.image_size} px x {self.pixel_scale}\"/px stamp: the outer lensed image reaches "
+                             f"1.8 theta_E, the half-width is {half:.2f}\"")
         self.wavelengths = band_wavelengths(self.n_bands)
         self.ref_band = self.n_bands // 2
 
@@ -267,7 +268,7 @@ class LensSimulator:
     ``simulate(indices, split, seed)`` returns float32 images ``(B, C, H, W)`` in counts
     (sky-subtracted) and per-sample truth: ``label`` (1 lens, 0 not), ``kind`` (index into
     :data:`KINDS`), ``theta_e`` (arcsec), ``source_mag`` (unlensed, reference band),
-    ``magnification`` (lensed / unlensed source flux before the PSF), ``lens_mag`` (NaN where
+    ``magnification`` (lensed source flux within the stamp / unlensed source flux, before the PSF), ``lens_mag`` (NaN where
     not applicable). ``dtype`` float32 (fast) or float64 (tests).
     """
 
