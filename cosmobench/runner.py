@@ -499,6 +499,103 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     return out
 
 
+# --- test ------------------------------------------------------------------------------
+def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = None, overrides: Iterable[str] = (),
+                      config_file: str | Path | None = None) -> tuple[dict, Path]:
+    """Resolved config for applying a trained checkpoint: the defaults of its model, then
+    the run's ``config.yaml`` beside it (``RUN/checkpoints/x.ckpt`` -> ``RUN/config.yaml``,
+    if there is one), ``config_file`` and ``overrides``. The model is the run's (or the one
+    in the checkpoint's hyper-parameters, or ``model``); a conflicting ``model`` is an error."""
+    ckpt = Path(checkpoint).expanduser()
+    if not ckpt.is_file():
+        raise InputError(f"checkpoint not found: {ckpt}")
+    run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
+    run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
+    if run_cfg is not None and run_cfg.get("task") != task:
+        raise ConfigError(f"checkpoint {ckpt} belongs to task {run_cfg.get('task')!r}, not {task!r}")
+    saved = (run_cfg or {}).get("model", {}).get("name") or _checkpoint_model(load_checkpoint(ckpt))
+    if saved and model and saved != model:
+        raise ConfigError(f"checkpoint {ckpt} holds model {saved!r}, not {model!r} (leave -m out)")
+    if not (saved or model):
+        raise ConfigError(f"checkpoint {ckpt} does not name its model: give -m MODEL")
+    layers = [(str(run_cfg_path), _user_layer(run_cfg))] if run_cfg else []
+    cfg = C.resolve(task, saved or model, config_file=config_file, overrides=overrides, extra_layers=layers)
+    return cfg, ckpt
+
+
+def test(task: str, checkpoint: str | Path, model: str | None = None, overrides: Iterable[str] = (),
+         config_file: str | Path | None = None, root: str | Path | None = None) -> RunResult:
+    """Score a trained checkpoint on the test split of the datamodule its config describes
+    (e.g. ``data.source=catalog data.path=cat.fits``, or the same simulation) and record it.
+
+    Writes a new run dir ``ROOT/<task>/<model>/<run_id>-test/`` with ``config.yaml``,
+    ``checkpoint.txt`` (the scored checkpoint), ``metrics.json`` and ``plots/``, and an ``ok``
+    row (its experiment hash follows the config, so a test on another dataset is its own
+    leaderboard entry). Runs in one process (``trainer.devices=1``). Like :func:`train`:
+    ConfigError/InputError before anything is written (exit 2), RunFailure for a test that
+    fails or gives non-finite metrics (failed row, exit 1).
+    """
+    import pytorch_lightning as pl
+    import torch
+
+    from cosmobench import loggers as L
+    from cosmobench.results import (FAILED_FILE, METRICS_FILE, check_store, git_commit, hardware, package_versions,
+                                    write_run_file)
+
+    cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides, config_file)
+    cfg["trainer"].update(devices=1, num_nodes=1, strategy="auto")  # the test metrics are DDP-correct anyway
+    spec = get_task(cfg["task"])
+    root = default_root(root)
+    dm_cls, task_cls = load_classes(spec)
+    L.logger_kinds(cfg)
+    check_store(root)
+    load_checkpoint(ckpt)  # safe read first: refuses pickled code, truncated files
+    try:
+        module = task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a checkpoint of another model/task is bad input
+        raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {_one_line(exc)}") from None
+    _set_threads(cfg)
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    dm = dm_cls(cfg["data"], seed=cfg["seed"])
+    dm.setup("test")
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-s{cfg['seed']}-{uuid.uuid4().hex[:6]}-test"
+    run_dir = root / cfg["task"] / cfg["model"]["name"] / run_id
+    loggers = build_logger(cfg, run_dir, run_id, job_type="test")
+    trainer = build_trainer(cfg, run_dir, loggers or False)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
+    (run_dir / "checkpoint.txt").write_text(f"{ckpt.resolve()}\n")
+    row_base = dict(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
+                    config_hash=C.config_hash(cfg, C.BOOKKEEPING_KEYS), dataset_fingerprint=dm.fingerprint(),
+                    run_dir=str(run_dir), start_time=_utcnow(), git_commit=git_commit(),
+                    versions=package_versions(), hardware=hardware())
+    write_run_file(run_dir, row_base)
+    t0 = time.time()
+    with L.wandb_env(run_dir):
+        try:
+            trainer.test(module, datamodule=dm, verbose=False)
+            metrics = dict(module.test_metrics)
+            _check_metrics(metrics)
+        except (ConfigError, InputError):  # bad input found only while testing: leave no trace
+            L.finish(loggers, exit_code=2)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {_one_line(exc)}"
+            L.finish(loggers, exit_code=1)
+            (run_dir / FAILED_FILE).write_text(reason + "\n")
+            _record(root, row_base, "failed", {}, reason, t0)
+            raise RunFailure(f"test run {run_id} failed: {reason}") from exc
+        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if cfg["plots"]:
+            L.log_images(loggers, module.make_plots(module.test_arrays, run_dir / "plots"))
+        L.finish(loggers, exit_code=0)
+    _record(root, row_base, "ok", metrics, None, t0)
+    return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
+                     run_dir=run_dir, metrics=metrics, config=cfg)
+
+
 def _user_layer(run_cfg: dict) -> dict:
     """A saved run config as a layer (without the keys chosen on the command line)."""
     layer = {k: v for k, v in run_cfg.items() if k not in ("task", "resume")}
