@@ -31,8 +31,8 @@ def test_tpr_at_fixed_false_positives_by_hand():
     assert M.tpr_at_fp(y, s, 9) == pytest.approx(3 / 5)
     assert M.lensfinding_metrics(y, s)["tpr10"] == pytest.approx(3 / 5)
     assert M.tpr_at_fp(y, s, 10) == pytest.approx(4 / 5)       # threshold 0.105: 0.11 .. 0.20 -> 10 FP
-    assert M.tpr_at_fp(y, s, 14) == pytest.approx(4 / 5)       # next lens (0.05) needs 15 FP
-    assert M.tpr_at_fp(y, s, 15) == pytest.approx(1.0)
+    assert M.tpr_at_fp(y, s, 15) == pytest.approx(4 / 5)       # next lens (0.05) ties 0.05: 16 FP
+    assert M.tpr_at_fp(y, s, 16) == pytest.approx(1.0)
     assert M.tpr_at_fpr(y, s, 0.1) == pytest.approx(2 / 5)     # <= 2 FP: threshold 0.19
     assert M.threshold_at_fpr(y, s, 0.1) == pytest.approx(0.19)
     assert M.lensfinding_metrics(y, s)["tpr_at_fpr_1e-2"] == pytest.approx(1 / 5)
