@@ -1,4 +1,4 @@
-"""Throughput of the morphology task on this machine (DESIGN §9: ratios measured in one run).
+"""Throughput of the morphology task on this machine (ratios measured in one run).
 
 * simulator: images/s of :func:`cosmobench.sim.galaxies.simulate_galaxy` (all classes in turn,
   bands x size x size px with PSF convolution and noise);

@@ -1,4 +1,4 @@
-"""``cosmobench`` command line (DESIGN §4).
+"""``cosmobench`` command line (exit codes: docs/ARCHITECTURE.md, "Runs, results and errors").
 
 Exit codes: 0 success, 2 bad usage / config / input (nothing written), 1 run failure
 (e.g. NaN loss; a ``failed`` row is recorded), 130 interrupted. Every error prints exactly

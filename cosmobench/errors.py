@@ -1,4 +1,5 @@
-"""Exceptions with the exit codes the CLI maps them to (DESIGN §4)."""
+"""Exceptions with the exit codes the CLI maps them to (docs/ARCHITECTURE.md, "Runs, results and
+errors")."""
 
 
 class CosmobenchError(Exception):

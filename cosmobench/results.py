@@ -1,4 +1,4 @@
-"""Run records and the SQLite results store (DESIGN §5).
+"""Run records and the SQLite results store (docs/ARCHITECTURE.md, "Runs, results and errors").
 
 ``ROOT/results.sqlite`` holds one row per run. It uses stdlib ``sqlite3`` in WAL mode
 with one ``BEGIN IMMEDIATE`` transaction per row and a generous busy timeout, so that

@@ -1,4 +1,4 @@
-"""Config layering and validation (DESIGN §3)."""
+"""Config layering and validation (docs/ARCHITECTURE.md, "Configuration")."""
 import pytest
 
 from cosmobench import config as C

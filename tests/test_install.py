@@ -1,4 +1,4 @@
-"""Both a regular and an editable install import every task (DESIGN §1)."""
+"""Both a regular and an editable install import every task (docs/ARCHITECTURE.md, "Layers")."""
 import subprocess
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""numpy-2 compatibility shim for e2cnn 0.2.3 (DESIGN §10). Import e2cnn through this module.
+"""numpy-2 compatibility shim for e2cnn 0.2.3 (docs/ARCHITECTURE.md, "Dependencies").
+Import e2cnn through this module.
 
 e2cnn 0.2.3 uses two numpy APIs removed in numpy 2:
 
