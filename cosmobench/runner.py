@@ -1,4 +1,5 @@
-"""Build a Trainer from a resolved config, fit, test and record one run (DESIGN §5–§8).
+"""Build a Trainer from a resolved config, fit, test and record one run (docs/ARCHITECTURE.md:
+"Runs, results and errors", "Seeds and reproducibility", "Distributed runs").
 
 Order of work in :func:`train` (so that bad input writes nothing):
 
@@ -290,6 +291,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
     loggers = build_logger(cfg, run_dir, run_id, resume_epoch=resume_epoch)  # nothing is written before
     trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
     lock = None
+    new_dirs = [p for p in run_dir.parents if not p.exists()]  # removed again if the input turns out bad
     if fresh:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if rank0:
@@ -334,7 +336,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
             except (ConfigError, InputError):  # bad input found only while running: leave no trace
                 L.finish(loggers, exit_code=2)
                 if fresh and rank0:
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                    _remove_run_dir(run_dir, new_dirs)
                 raise
             except (KeyboardInterrupt, SystemExit) as exc:
                 # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on
@@ -367,6 +369,16 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
         _clear_env()
     return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                      run_dir=run_dir, metrics=metrics, config=cfg)
+
+
+def _remove_run_dir(run_dir: Path, new_dirs: list[Path]) -> None:
+    """Remove a run dir this process created, and the parents it created if still empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for p in new_dirs:  # nearest first
+        try:
+            p.rmdir()
+        except OSError:
+            break
 
 
 def _check_metrics(metrics: dict[str, float]) -> None:
@@ -437,10 +449,10 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
 
     spec = get_task(task)
     out = Path(output_path).expanduser()
-    if not out.name.lower().endswith(WRITE_SUFFIXES):
-        raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(WRITE_SUFFIXES)}")
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory: name the output file")
+    if not out.name.lower().endswith(WRITE_SUFFIXES):
+        raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(WRITE_SUFFIXES)}")
     if out.exists() and not overwrite:
         raise ConfigError(f"--output {out} exists: pass --overwrite to replace it")
     if not Path(input_path).is_file():
