@@ -122,7 +122,7 @@ COMMON_CONSTRAINTS: dict[str, Any] = {
     "optim.warmup_epochs": "non-negative int",
     "optim.warmup_steps": "non-negative int",
     "early_stopping.enabled": "bool",
-    "early_stopping.monitor": "str",
+    "early_stopping.monitor": ["val_loss", "train_loss"],  # the losses BaseTask logs
     "early_stopping.patience": "non-negative int",
     "early_stopping.min_delta": "non-negative float",
     # ranges on top of the types Lightning's annotations give

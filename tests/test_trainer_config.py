@@ -87,6 +87,7 @@ def test_lightning_values_rejected_with_reason(override, needle):
     ("data.source=hdf9", r"data.source='hdf9' .*one of sim, catalog"),
     ("optim.warmup_epochs=-1", "int >= 0"),
     ("optim.gamma=0", "0 < float <= 1"),
+    ("early_stopping.monitor=val_accuracy", "one of val_loss, train_loss"),
 ])
 def test_choice_keys_checked_at_resolve(override, needle):
     with pytest.raises(ConfigError, match=needle):
