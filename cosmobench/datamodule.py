@@ -235,3 +235,40 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
     def predict_loader(self, path: str | Path) -> DataLoader:
         return DataLoader(self.read_input(path), batch_size=int(self.cfg["batch_size"]),
                           shuffle=False, num_workers=0)
+
+
+class ImageDataModule(BaseDataModule):
+    """:class:`BaseDataModule` of an image task (items hold ``(C, H, W)`` fields).
+
+    Adds the exact D4 augmentation of training batches (:mod:`cosmobench.augment`): when
+    :meth:`augments` is true (default: ``data.augment``), every field of
+    :attr:`augment_fields` present in a training batch is transformed by the sample's
+    element of D4 (a hash of seed, epoch and ``idx``; all fields of a sample get the same
+    element), on the device, after the transfer; and :meth:`split_images`."""
+
+    #: batch keys augmented together: name -> ``"scalar"`` (images, maps, masks) or ``"spin2"``
+    #: (shear ``(B, 2, H, W)``)
+    augment_fields: dict[str, str] = {"image": "scalar"}
+
+    def augments(self) -> bool:
+        """Whether training batches are augmented (``data.augment``)."""
+        return bool(self.cfg["augment"])
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training or not self.augments():
+            return batch
+        from cosmobench.augment import apply_augmentation, d4_transform, d4_transform_spin2
+        transforms = {"scalar": d4_transform, "spin2": d4_transform_spin2}
+        out = dict(batch)
+        for key, kind in self.augment_fields.items():
+            if key in out:
+                out[key] = apply_augmentation(out[key], out["idx"], self.seed, trainer.current_epoch, transforms[kind])
+        return out
+
+    def split_images(self, split: str, key: str = "image") -> torch.Tensor:
+        """All images ``(N, C, H, W)`` of ``split`` (read through the dataset, i.e. after
+        crop/resize; in-memory datasets without a copy)."""
+        from cosmobench.images import stack_images
+        self.setup()
+        return stack_images(self.datasets[split], key=key)

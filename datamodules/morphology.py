@@ -42,8 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cosmobench.augment import apply_augmentation
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng
+from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress, sample_rng
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (STRETCHES, FileImages, H5Images, LazyImageDataset, check_finite_images,
                                crop_resize, read_folder_catalog, read_image_stack, to_chw,
@@ -60,7 +59,7 @@ LABEL_TYPES = ("hard", "soft")
 # ----------------------------------------------------------------------------- datamodule
 
 
-class MorphologyDataModule(BaseDataModule):
+class MorphologyDataModule(ImageDataModule):
     real_sources = ("galaxy10", "folder")
     export_suffix = ".h5"
 
@@ -208,24 +207,11 @@ class MorphologyDataModule(BaseDataModule):
                 "norm_mean": self.norm["mean"], "norm_std": self.norm["std"],
                 "label_type": self.cfg["label_type"], "source": self.cfg["source"]}
 
-    # --- augmentation ---------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        trainer = getattr(self, "trainer", None)
-        if self.cfg["augment"] and trainer is not None and trainer.training and "image" in batch:
-            batch = dict(batch)
-            batch["image"] = apply_augmentation(batch["image"], batch["idx"], self.seed, trainer.current_epoch)
-        return batch
-
     # --- predict --------------------------------------------------------------------------
     def export(self, split: str, path) -> Path:
         """Write the (preprocessed) images of ``split`` as HDF5 ``images`` ``(N, H, W, C)`` float32."""
         import h5py
-        self.setup()
-        ds = self.datasets[split]
-        if isinstance(ds, ArrayDataset):
-            x = ds.arrays["image"]
-        else:
-            x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+        x = self.split_images(split)
         path = Path(path)
         with h5py.File(path, "w") as fh:
             fh.create_dataset("images", data=x.permute(0, 2, 3, 1).numpy(), compression="gzip")

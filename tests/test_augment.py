@@ -88,3 +88,33 @@ def test_spin2_rule_matches_the_shared_kaiser_squires_operator():
     for g in range(8):
         expected = torch.from_numpy(np.stack(ks_forward(d4_transform(torch.from_numpy(kappa), g).numpy())))
         torch.testing.assert_close(d4_transform_spin2(gamma, g), expected, rtol=0, atol=1e-10)
+
+
+def test_image_datamodule_augments_declared_fields_with_one_element_per_sample():
+    from cosmobench.datamodule import ImageDataModule
+
+    class Maps(ImageDataModule):
+        augment_fields = {"kappa": "scalar", "gamma": "spin2"}
+
+        def build(self):
+            return {}
+
+        def info(self):
+            return {}
+
+    dm = Maps({"source": "sim", "augment": True}, seed=5)
+
+    class FakeTrainer:
+        training, current_epoch = True, 2
+
+    dm.trainer = FakeTrainer()
+    kappa = torch.from_numpy(np.stack([smooth_field(12, s) for s in range(6)]))[:, None]
+    gamma = torch.from_numpy(np.stack([kaiser_squires_forward(k[0].numpy()) for k in kappa]))
+    idx = torch.arange(6)
+    out = dm.on_after_batch_transfer({"kappa": kappa, "gamma": gamma, "idx": idx}, 0)
+    assert not torch.equal(out["kappa"], kappa)
+    for i in range(6):  # the augmented shear is still the shear of the augmented convergence
+        expected = torch.from_numpy(kaiser_squires_forward(out["kappa"][i, 0].numpy()))
+        torch.testing.assert_close(out["gamma"][i], expected, rtol=0, atol=1e-10)
+    FakeTrainer.training = False
+    assert dm.on_after_batch_transfer({"kappa": kappa, "idx": idx}, 0)["kappa"] is kappa
