@@ -125,8 +125,11 @@ def _cmd_predict(args) -> int:
     from cosmobench import config as C
     if args.checkpoint is None and args.model is None:
         raise ConfigError("predict needs --checkpoint CKPT (or -m MODEL for a baseline that needs no training)")
-    if args.print_config:
-        print(C.to_yaml(C.resolve(args.task, args.model, overrides=args.overrides)), end="")
+    if args.print_config:  # with a checkpoint: its run's config, as predict uses it
+        from cosmobench.runner import checkpoint_config
+        cfg = checkpoint_config(args.task, args.checkpoint, args.model, args.overrides)[0] if args.checkpoint \
+            else C.resolve(args.task, args.model, overrides=args.overrides)
+        print(C.to_yaml(cfg), end="")
         return 0
     from cosmobench.runner import predict
     out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides,

@@ -119,3 +119,12 @@ def test_print_config_shows_the_runs_config(trained, capsys, monkeypatch):
                                "--print-config", "data.n_test=33"], root, capsys, monkeypatch)
     assert code == 0, err
     assert "name: knn" in out and "n_test: 33" in out and "n_train: 600" in out
+
+
+def test_predict_print_config_uses_the_checkpoints_run(trained, capsys, monkeypatch):
+    root, run_dir, cat = trained
+    code, out, err = run_main(["predict", "photoz", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"),
+                               "--input", str(cat), "--output", "o.csv", "--print-config"], root, capsys, monkeypatch)
+    assert code == 0, err
+    assert "name: knn" in out and "n_train: 600" in out  # the run's tiny config, not the task defaults
+    assert not (root / "o.csv").exists()
