@@ -29,8 +29,9 @@ Real data are split into train/val/test with ``data.val_fraction``/``data.test_f
 one row per cutout: ``index`` (position in the stack / row of the table), ``score`` = p(lens) and
 ``pred_label`` (score >= 0.5).
 
-Normalisation (``(stretch(x / scale_b) - mean_b) / std_b``, train-split statistics) and D4
-augmentation (``data.augment``) come from :mod:`cosmobench.images` / :mod:`cosmobench.augment`.
+Normalisation (``(stretch(x / scale_b) - mean_b) / std_b``, train-split statistics) comes from
+:mod:`cosmobench.images`, the exact D4 augmentation of training batches (``data.augment``) from
+:class:`cosmobench.datamodule.ImageDataModule`.
 """
 from __future__ import annotations
 
@@ -41,8 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cosmobench.augment import apply_augmentation
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, split_indices
+from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress, split_indices
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (FileImages, LazyImageDataset, _load_array, check_finite_images, crop_resize,
                                read_folder_catalog, read_image_stack, train_band_statistics)
@@ -54,7 +54,7 @@ SIM_BATCH = 256
 TRUTH_KEYS = ("theta_e", "source_mag", "magnification", "kind")
 
 
-class LensFindingDataModule(BaseDataModule):
+class LensFindingDataModule(ImageDataModule):
     real_sources = ("stack", "folder")
     export_suffix = ".npy"
 
@@ -171,22 +171,11 @@ class LensFindingDataModule(BaseDataModule):
                 "source_mag": np.linspace(*c["source_mag_range"], N_COMPLETENESS_BINS + 1).tolist()}
         return out
 
-    # --- augmentation ---------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        trainer = getattr(self, "trainer", None)
-        if self.cfg["augment"] and trainer is not None and trainer.training and "image" in batch:
-            batch = dict(batch)
-            batch["image"] = apply_augmentation(batch["image"], batch["idx"], self.seed, trainer.current_epoch)
-        return batch
-
     # --- predict --------------------------------------------------------------------------
     def export(self, split: str, path) -> Path:
         """Write the images of ``split`` as a ``.npy`` stack ``(N, C, H, W)`` float32 (no labels)."""
-        self.setup()
-        ds = self.datasets[split]
-        x = ds.arrays["image"] if isinstance(ds, ArrayDataset) else torch.stack([ds[i]["image"] for i in range(len(ds))])
         path = Path(path)
-        np.save(path, x.numpy())
+        np.save(path, self.split_images(split).numpy())
         return path
 
     def read_input(self, path) -> Dataset:

@@ -128,7 +128,9 @@ register_task(
         "optim": {"lr": 1e-3, "scheduler": "cosine"},
     },
     models={
-        "resnet18": {"model": {"stem_stride": None}},
+        # stem stride 2: the 0.7-0.9" PSF spans 3.5-4.5 px at 0.2"/px, so halving the resolution in the stem
+        # loses little and makes ResNet-18 4x cheaper on CPU
+        "resnet18": {"model": {"stem_stride": 2}},
         "cnn": {"model": {"channels": [16, 32, 64], "kernel_sizes": None, "hidden": 64, "dropout": 0.2}},
         "e2cnn": {"model": {"group": "D8", "channels": [8, 16, 32], "kernel_sizes": None, "hidden": 64,
                             "dropout": 0.0}},
