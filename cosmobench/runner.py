@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cosmobench import config as C
-from cosmobench.errors import ConfigError, CosmobenchError, InputError, RunFailure
+from cosmobench.errors import ConfigError, InputError, RunFailure
 from cosmobench.registry import TaskSpec, get_task
 
 ENV_RUN_DIR = "COSMOBENCH_RUN_DIR"
@@ -124,6 +124,12 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def _saved_identity(run_cfg: dict) -> tuple[str | None, str | None]:
+    """(task, model name) of a saved run ``config.yaml`` (a file that may be foreign)."""
+    model = run_cfg.get("model")
+    return run_cfg.get("task"), model.get("name") if isinstance(model, dict) else None
+
+
 def _checkpoint_model(ckpt: dict) -> str | None:
     """Model name stored in a checkpoint's hyper-parameters, if any."""
     hp = ckpt.get("hyper_parameters")
@@ -167,10 +173,10 @@ def _plan_run_dir(root: Path, cfg: dict) -> tuple[Path, Path | None, bool]:
                               f"(pass --root {run_dir.parent.parent.parent} or copy the run dir under {root})")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"resume={resume!r}: {run_dir} is not a cosmobench run directory")
-        saved = C.load_yaml(run_dir / "config.yaml")
-        if (saved.get("task"), (saved.get("model") or {}).get("name")) != (cfg["task"], cfg["model"]["name"]):
-            raise ConfigError(f"resume={resume!r} is a run of {saved.get('task')}/"
-                              f"{(saved.get('model') or {}).get('name')}, not {cfg['task']}/{cfg['model']['name']}")
+        saved = _saved_identity(C.load_yaml(run_dir / "config.yaml"))
+        if saved != (cfg["task"], cfg["model"]["name"]):
+            raise ConfigError(f"resume={resume!r} is a run of {saved[0]}/{saved[1]}, "
+                              f"not {cfg['task']}/{cfg['model']['name']}")
         return run_dir, ckpt, False
     job = _external_job_id()  # every process of the job must agree on the run id
     run_id = f"job{job}-s{cfg['seed']}" if job else \
@@ -197,7 +203,7 @@ def check_trains(cfg: dict) -> None:
     such a run would record an untrained model as a result."""
     t = cfg["trainer"]
     for key in ("max_epochs", "max_steps", "limit_train_batches"):
-        if t.get(key) == 0 and not isinstance(t.get(key), bool):
+        if t[key] == 0 and not isinstance(t[key], bool):
             raise ConfigError(f"trainer.{key}=0 trains nothing, and the untrained model would be recorded "
                               f"as a result: set it >= 1 (or leave it at its default)")
 
@@ -356,11 +362,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
                 raise RunFailure(f"run {run_id} failed: {reason}") from exc
             L.finish(loggers, exit_code=0)
         if rank0:
-            try:
-                _record(root, row_base, "ok", metrics, None, t0)
-            except StoreError as exc:
-                raise RunFailure(f"run {run_id} finished (metrics in {run_dir / METRICS_FILE}) but its row was not "
-                                 f"recorded: {exc}; record it later with `cosmobench results --rescan {root}`") from exc
+            _record_ok(root, row_base, metrics, t0)
     finally:
         if sigint is not None:
             signal.signal(signal.SIGINT, sigint)
@@ -431,6 +433,18 @@ def _record(root: Path, base: dict, status: str, metrics: dict, error: str | Non
                            wall_seconds=round(time.time() - t0, 3), **base))
 
 
+def _record_ok(root: Path, base: dict, metrics: dict, t0: float) -> None:
+    """The ``ok`` row of a finished run whose ``metrics.json`` is written. If the store
+    fails now, the result is not lost: RunFailure says how to record it later."""
+    from cosmobench.results import METRICS_FILE, StoreError
+    try:
+        _record(root, base, "ok", metrics, None, t0)
+    except StoreError as exc:
+        raise RunFailure(f"run {base['run_id']} finished (metrics in {Path(base['run_dir']) / METRICS_FILE}) but "
+                         f"its row was not recorded: {exc}; record it later with "
+                         f"`cosmobench results --rescan {root}`") from exc
+
+
 # --- predict ---------------------------------------------------------------------------
 def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
             model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False) -> Path:
@@ -459,23 +473,8 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
         raise InputError(f"input file not found: {input_path}")
     dm_cls, task_cls = load_classes(spec)
     if checkpoint is not None:
-        ckpt = Path(checkpoint)
-        state = load_checkpoint(ckpt)
-        run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
-        run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
-        if run_cfg is not None:
-            saved_task, saved_model = run_cfg.get("task"), (run_cfg.get("model") or {}).get("name")
-            if saved_task != task:
-                raise ConfigError(f"checkpoint {ckpt} belongs to task {saved_task!r}, not {task!r}")
-            model = saved_model
-        else:
-            model = _checkpoint_model(state) or model
-        cfg = C.resolve(task, model, overrides=overrides,
-                        extra_layers=[(str(run_cfg_path), _user_layer(run_cfg))] if run_cfg else ())
-        try:
-            module = task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a checkpoint that does not fit the task is bad input
-            raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {_one_line(exc)}") from None
+        cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
+        module = _load_module(task_cls, task, ckpt)
     else:
         cfg = C.resolve(task, model, overrides=overrides)
         name = cfg["model"]["name"]
@@ -523,9 +522,10 @@ def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = Non
         raise InputError(f"checkpoint not found: {ckpt}")
     run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
     run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
-    if run_cfg is not None and run_cfg.get("task") != task:
-        raise ConfigError(f"checkpoint {ckpt} belongs to task {run_cfg.get('task')!r}, not {task!r}")
-    saved = (run_cfg or {}).get("model", {}).get("name") or _checkpoint_model(load_checkpoint(ckpt))
+    saved_task, saved = _saved_identity(run_cfg) if run_cfg is not None else (task, None)
+    if saved_task != task:
+        raise ConfigError(f"checkpoint {ckpt} belongs to task {saved_task!r}, not {task!r}")
+    saved = saved or _checkpoint_model(load_checkpoint(ckpt))
     if saved and model and saved != model:
         raise ConfigError(f"checkpoint {ckpt} holds model {saved!r}, not {model!r} (leave -m out)")
     if not (saved or model):
@@ -561,11 +561,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     dm_cls, task_cls = load_classes(spec)
     L.logger_kinds(cfg)
     check_store(root)
-    load_checkpoint(ckpt)  # safe read first: refuses pickled code, truncated files
-    try:
-        module = task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a checkpoint of another model/task is bad input
-        raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {_one_line(exc)}") from None
+    module = _load_module(task_cls, task, ckpt)
     _set_threads(cfg)
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
@@ -575,6 +571,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     run_dir = root / cfg["task"] / cfg["model"]["name"] / run_id
     loggers = build_logger(cfg, run_dir, run_id, job_type="test")
     trainer = build_trainer(cfg, run_dir, loggers or False)
+    new_dirs = [p for p in run_dir.parents if not p.exists()]
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
     (run_dir / "checkpoint.txt").write_text(f"{ckpt.resolve()}\n")
@@ -591,7 +588,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
             _check_metrics(metrics)
         except (ConfigError, InputError):  # bad input found only while testing: leave no trace
             L.finish(loggers, exit_code=2)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_run_dir(run_dir, new_dirs)
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {_one_line(exc)}"
@@ -603,9 +600,19 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
         if cfg["plots"]:
             L.log_images(loggers, module.make_plots(module.test_arrays, run_dir / "plots"))
         L.finish(loggers, exit_code=0)
-    _record(root, row_base, "ok", metrics, None, t0)
+    _record_ok(root, row_base, metrics, t0)
     return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                      run_dir=run_dir, metrics=metrics, config=cfg)
+
+
+def _load_module(task_cls, task: str, ckpt: Path):
+    """The task's LightningModule from a checkpoint: a safe read first (refuses pickled
+    code, truncated files; one-line errors), then Lightning's load, also weights_only."""
+    load_checkpoint(ckpt)
+    try:
+        return task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a checkpoint of another model/task is bad input
+        raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {_one_line(exc)}") from None
 
 
 def _user_layer(run_cfg: dict) -> dict:
