@@ -189,7 +189,7 @@ def read_rows(root: str | Path, task: str | None = None, status: str | None = No
     """Rows of the store, oldest first. ``installed_only``: leave out rows of tasks that are
     not installed (e.g. a removed plugin), with a logged note. A corrupt store is a StoreError."""
     db = Path(root) / DB_NAME
-    if not db.is_file():
+    if not db.exists():
         return []
     con = connect(root)
     con.row_factory = sqlite3.Row
