@@ -147,23 +147,21 @@ def test_config_file_size_bounded(root, tmp_path, capsys, monkeypatch):
     assert_one_line_exit_2(code, err, "not a regular file", root)
 
 
-def test_alias_bomb_is_quick_in_a_subprocess(root, tmp_path):
+def test_alias_bomb_is_quick_in_a_subprocess(root, tmp_path, capsys, monkeypatch):
     """A few hundred bytes of nested aliases (10**12 nodes expanded) exit 2 quickly, also
     when given on the command line."""
     bomb = _bomb()
     assert len(bomb) < 1000
     f = tmp_path / "bomb.yaml"
     f.write_text(bomb)
-    t0 = time.time()
     out = run_cli(["train", "photoz", "-c", str(f)], root, timeout=120)
-    inline = run_cli(["train", "photoz", "data.mag_columns=" + "{" + bomb.replace("\n", ", ") + "}"], root,
-                     timeout=120)
-    assert time.time() - t0 < 120
-    for o in (out, inline):
-        assert o.returncode == 2 and len(o.stderr.strip().splitlines()) == 1, o.stderr[-2000:]
-        assert len(o.stdout) < 1000
-    assert "expands to more than" in out.stderr
-    assert list(root.iterdir()) == []
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert "expands to more than" in out.stderr and len(out.stdout) < 1000
+    t0 = time.time()
+    code, err = run_main(["train", "photoz", "data.mag_columns=" + "{" + bomb.replace("\n", ", ") + "}"],
+                         root, capsys, monkeypatch)
+    assert time.time() - t0 < 10
+    assert_one_line_exit_2(code, err, "data.mag_columns", root)
 
 
 # --- 4. configs never read the environment or run code -----------------------------------
