@@ -10,7 +10,8 @@ Models (``model.name``):
   ``predict`` takes flat maps of any size (the U-Net pads internally to a multiple of
   ``2**depth`` and crops back). On HEALPix maps (``data.sky=healpix`` or a HEALPix predict
   input) it runs on gnomonic patches (:class:`cosmobench.sim.healpix.GnomonicPatches`,
-  ``data.patch_size`` px at the HEALPix pixel scale) that tile the mask: training draws
+  ``data.patch_size`` px at the HEALPix pixel scale, or at the training pixel scale for a U-Net
+  trained on flat maps, so a flat-trained U-Net serves the full sky) that tile the mask: training draws
   ``model.patches_per_map`` random patches per map and step; test/predict run on every patch and
   re-assemble them (apodised mean) into a HEALPix map.
 * ``ks``: Kaiser–Squires with Gaussian smoothing (standard deviation ``model.smoothing_arcmin``;
@@ -234,7 +235,10 @@ class MassMappingTask(BaseTask):
         key = hashlib.sha1(np.ascontiguousarray(mask > 0)).hexdigest()
         if key not in self._tilings:
             nside = _nside(len(mask))
-            t = GnomonicPatches(nside, mask, self.patch_size, pixel_arcmin(nside))
+            # a U-Net trained on flat maps sees patches at its training pixel scale; one trained on
+            # HEALPix patches at the HEALPix pixel scale
+            reso = self.pixel_arcmin if self.sky == "flat" else pixel_arcmin(nside)
+            t = GnomonicPatches(nside, mask, self.patch_size, reso)
             if t.n_patches == 0:
                 raise InputError("the HEALPix mask has no observed pixel")
             self._tilings = {key: t}  # keep one: masks rarely change within a run

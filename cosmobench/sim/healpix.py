@@ -240,14 +240,15 @@ class GnomonicPatches:
     them (:meth:`project_scalar`, :meth:`project_shear`) and to re-assemble patch maps into a
     HEALPix map (:meth:`assemble`, apodised weighted mean of overlapping patches).
 
-    Centres are the pixel centres of a coarse HEALPix grid (``nside_c``, the largest power of two
-    whose pixel side is >= ``spacing * patch side``) that contain an observed pixel, so
-    neighbouring patches overlap; every observed pixel lies inside at least one patch
-    (:attr:`coverage` checks it).
+    Centres are the pixel centres of a coarse HEALPix grid (``nside_c``, the smallest power of two
+    whose mean pixel side is <= ``spacing * patch side``) that contain an observed pixel, so
+    neighbouring patches overlap and every observed pixel (at most ~0.75 coarse pixel sides from a
+    centre) lies inside a patch; :attr:`coverage` (fraction of observed pixels inside at least one
+    patch) checks it.
     """
 
     def __init__(self, nside: int, mask: np.ndarray | None, patch_size: int, reso_arcmin: float,
-                 spacing: float = 0.5, taper: float = 0.25):
+                 spacing: float = 0.6, taper: float = 0.25):
         import healpy as hp
 
         self.nside, self.n, self.reso = int(nside), int(patch_size), float(reso_arcmin)
@@ -257,7 +258,7 @@ class GnomonicPatches:
             raise ValueError(f"mask has {mask.shape} pixels, expected {npix} for nside {nside}")
         side = self.n * self.reso * ARCMIN
         nside_c = 1
-        while hp.nside2resol(nside_c * 2) >= spacing * side and nside_c * 2 <= self.nside:
+        while hp.nside2resol(nside_c) > spacing * side and nside_c < self.nside:
             nside_c *= 2
         self.nside_c = nside_c
         coarse = hp.ud_grade(mask, nside_c, power=0) > 0  # any observed fine pixel (mean > 0)
