@@ -484,10 +484,9 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     """Resolve the full config of one run as a plain nested dict (see module docstring)."""
     spec = get_task(task)
     model = model or spec.default_model
-    tree = schema_for(spec, model)
-    schema = copy.deepcopy(tree)
-    checks = constraints_for(spec, model)
-    layers: list[tuple[str, dict]] = []
+    if model not in spec.models:
+        raise ConfigError(f"task {spec.name!r} has no model {model!r}; choose one of {', '.join(spec.models)}")
+    layers: list[tuple[str, dict]] = []  # read first: a bad file fails before Lightning is imported
     exp = experiments_dir() / spec.name / f"{model}.yaml"
     if exp.is_file():
         layers.append((str(exp), load_yaml(exp)))
@@ -495,6 +494,9 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     if config_file is not None:
         layers.append((str(config_file), load_yaml(config_file)))
     layers.append(("command line", parse_overrides(overrides)))
+    tree = schema_for(spec, model)
+    schema = copy.deepcopy(tree)
+    checks = constraints_for(spec, model)
     for source, layer in layers:
         _check_reserved(layer, source)
         _validate_layer(tree, layer, source, checks)
