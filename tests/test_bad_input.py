@@ -63,6 +63,9 @@ def assert_one_line_exit_2(code, err, needle, root=None):
     ("morphology", "resnet18", "model.stem_stride=3", "model.stem_stride=3"),
     ("morphology", "e2cnn", "model.group=D0", "model.group='D0'"),
     ("photoz", "mdn", "plots=yes please", "plots="),
+    ("photoz", "mdn", "data.n_train=null", "data.n_train=None"),       # null only where the spec says so
+    ("photoz", "mdn", "optim.lr=null", "optim.lr=None"),
+    ("photoz", "mdn", "seed=true", "seed=True"),                       # a bool is not an int
 ])
 def test_out_of_range_values_rejected(task, model, override, needle):
     with pytest.raises(ConfigError, match="must be") as err:
