@@ -173,7 +173,7 @@ register_task(
                   "ssim": "max", "precision": "max", "recall": "max", "f1": "max", "flux_mape_blended": "min"},
     defaults={
         "data": {
-            "n_train": 2000, "n_val": 200, "n_test": 500, "batch_size": 16,
+            "n_train": 2000, "n_val": 200, "n_test": 500, "batch_size": 8,
             # simulator; units in cosmobench/sim/blends.py (LSST-like: 0.2"/px, 0.7" seeing)
             "image_size": 64, "n_bands": 3, "pixel_scale": 0.2, "psf": "moffat", "psf_fwhm": 0.7,
             "moffat_beta": 3.5, "zero_point": 34.0, "sky_mag": 21.0, "read_noise": 5.0, "gain": 1.0,
@@ -189,11 +189,11 @@ register_task(
             "catalog": None, "x_column": "x", "y_column": "y", "scene_column": "scene", "catalog_origin": 0,
         },
         "trainer": {"max_epochs": 10},
-        "optim": {"lr": 2e-3, "scheduler": "cosine"},
+        "optim": {"lr": 1e-3, "scheduler": "cosine"},
     },
     models={
-        "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 16, "depth": 3, "norm": "batch", "blob_sigma": 1.5,
-                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.5,
+        "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 8, "depth": 3, "norm": "none", "blob_sigma": 1.5,
+                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.3,
                            "train_crop": 32}},
         "sep": {"model": dict(_DEBLEND_DETECT), "trainer": {"max_epochs": 1}},
     },

@@ -12,8 +12,8 @@ isolated image is estimated:
   (``C`` bands, divided by a per-source scale ``s``), a channel with a unit Gaussian blob
   (sigma ``model.blob_sigma`` px) at the source's position and one with blobs at all other
   detections, and outputs that source's isolated, noiseless image in every band (times ``s``).
-  ``s`` = the band-summed flux in the 5x5 px box at the position, at least 25 times the
-  band-summed background noise per pixel, so inputs and targets are O(1) whatever the
+  ``s`` = the mean pixel value (over bands) in the 5x5 px box at the position, at least the
+  background noise per pixel, so inputs and targets are O(1) near the source whatever its
   brightness and the flux units (real data need no rescaling). Applied to every detection.
   Trained on ``model.train_crop`` px windows around true positions (jittered by
   ``model.position_jitter`` px, neighbours dropped with probability ``model.neighbour_dropout``
@@ -71,22 +71,25 @@ class UNetDeblender(nn.Module):
     def __init__(self, n_bands: int, base_channels: int, depth: int, norm: str, blob_sigma: float):
         super().__init__()
         self.n_bands, self.blob_sigma = n_bands, float(blob_sigma)
-        self.unet = UNet(n_bands + 2, n_bands, base_channels=base_channels, depth=depth, norm=norm)
-        nn.init.zeros_(self.unet.head.weight)   # start from an empty prediction (loss 1 + flux_weight)
+        self.unet = UNet(n_bands + 2, 2 * n_bands, base_channels=base_channels, depth=depth, norm=norm)
+        nn.init.zeros_(self.unet.head.weight)    # start from a 5 % share of every pixel and no residual
         nn.init.zeros_(self.unet.head.bias)
+        with torch.no_grad():
+            self.unet.head.bias[:n_bands] = -3.0
 
     @staticmethod
     def scale(image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        """Per-source scale ``s`` ``(S,)`` (module docstring) of scenes ``image`` ``(S, C, H, W)``."""
+        """Per-source scale ``s`` ``(S,)`` (module docstring) of scenes ``image`` ``(S, C, H, W)``:
+        the mean pixel value over the bands and the 5x5 px box at ``xy``, at least the
+        background noise per pixel (root of the band-mean median variance)."""
         s, _, h, w = image.shape
-        summed = image.sum(1)
-        box = torch.nn.functional.avg_pool2d(summed[:, None], 5, stride=1, padding=2,
-                                             count_include_pad=False)[:, 0] * 25
+        box = torch.nn.functional.avg_pool2d(image.mean(1)[:, None], 5, stride=1, padding=2,
+                                             count_include_pad=False)[:, 0]
         ix = xy[:, 0].round().long().clamp(0, w - 1)
         iy = xy[:, 1].round().long().clamp(0, h - 1)
-        flux = box[torch.arange(s), iy, ix]
-        noise = variance.flatten(2).median(-1).values.sum(1).clamp_min(1e-20).sqrt()
-        return torch.maximum(flux, 25 * noise)
+        level = box[torch.arange(s), iy, ix]
+        noise = variance.flatten(2).median(-1).values.mean(1).clamp_min(1e-30).sqrt()
+        return torch.maximum(level, noise)
 
     def forward(self, image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor,
                 others: torch.Tensor) -> torch.Tensor:
@@ -94,9 +97,11 @@ class UNetDeblender(nn.Module):
         (NaN padding) -> isolated images ``(S, C, H, W)`` in the units of ``image``."""
         s = self.scale(image, variance, xy)[:, None, None, None]
         shape = tuple(image.shape[-2:])
-        x = torch.cat([image / s, blobs(xy[:, None], shape, self.blob_sigma)[:, None],
-                       blobs(others, shape, self.blob_sigma)[:, None]], dim=1)
-        return self.unet(x) * s
+        x = image / s
+        out = self.unet(torch.cat([torch.asinh(x), blobs(xy[:, None], shape, self.blob_sigma)[:, None],
+                                   blobs(others, shape, self.blob_sigma)[:, None]], dim=1))
+        share, residual = torch.sigmoid(out[:, :self.n_bands]), out[:, self.n_bands:]
+        return (share * x + residual) * s
 
 
 class SepDeblender(FittedBaseline):
@@ -381,7 +386,9 @@ class DeblendingTask(BaseTask):
                     if r == 0:
                         a.set_title(t, fontsize=8)
                 r += 1
-        fig.suptitle(f"{self.model_name}: example scenes (band-summed)", fontsize=9)
+        height = 2.2 * n_rows
+        fig.subplots_adjust(top=1 - 0.55 / height, bottom=0.1 / height, hspace=0.12, wspace=0.05)
+        fig.suptitle(f"{self.model_name}: example scenes (band-summed)", fontsize=9, y=1 - 0.15 / height)
         return save(fig, path)
 
 
