@@ -283,26 +283,15 @@ def fft_convolve(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     leading axes, e.g. one PSF per band). Output has the shape of ``images`` ("same" mode).
     Flux is conserved for sources well inside the stamp when ``kernel.sum() == 1``."""
     xp = array_namespace(images, kernel)
-    if xp is not np:
-        ref = _first_tensor(images, kernel)
-        images, kernel = _like(xp, images, ref), _like(xp, kernel, ref)
-        H, W = images.shape[-2:]
-        kh, kw = kernel.shape[-2:]
-        if kh % 2 == 0 or kw % 2 == 0:
-            raise ValueError(f"kernel must have odd sizes, got {tuple(kernel.shape[-2:])}")
-        fh, fw = H + kh - 1, W + kw - 1
-        spec = xp.fft.rfft2(images, s=(fh, fw)) * xp.fft.rfft2(kernel, s=(fh, fw))
-        full = xp.fft.irfft2(spec, s=(fh, fw))
-        return full[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
-    images = np.asarray(images, dtype=float)
-    kernel = np.asarray(kernel, dtype=float)
+    ref = _first_tensor(images, kernel)
+    images, kernel = _like(xp, images, ref), _like(xp, kernel, ref)
     H, W = images.shape[-2:]
     kh, kw = kernel.shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"kernel must have odd sizes, got {kernel.shape[-2:]}")
+        raise ValueError(f"kernel must have odd sizes, got {tuple(kernel.shape[-2:])}")
     fh, fw = H + kh - 1, W + kw - 1
-    spec = np.fft.rfft2(images, s=(fh, fw)) * np.fft.rfft2(kernel, s=(fh, fw))
-    full = np.fft.irfft2(spec, s=(fh, fw))
+    spec = xp.fft.rfft2(images, s=(fh, fw)) * xp.fft.rfft2(kernel, s=(fh, fw))
+    full = xp.fft.irfft2(spec, s=(fh, fw))
     return full[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
 
 
