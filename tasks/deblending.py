@@ -8,13 +8,17 @@ isolated image is estimated:
   (:class:`cosmobench.detection.Detector`: ``model.detect_thresh`` sigma, ``model.minarea``,
   multi-threshold deblending ``model.deblend_nthresh`` / ``model.deblend_cont``, matched
   filter = the band-mean PSF), or the positions of a user catalogue (``data.catalog``).
-* ``unet`` (:class:`UNetDeblender`): a :class:`~cosmobench.nn.unet.UNet` gets the blend
-  (``C`` bands, divided by a per-source scale ``s``), a channel with a unit Gaussian blob
+* ``unet`` (:class:`UNetDeblender`): a :class:`~cosmobench.nn.unet.UNet` (no normalisation
+  layers, so that windows and whole scenes see the same network) gets the blend
+  ``x = image / s`` (``C`` bands, asinh-stretched), a channel with a unit Gaussian blob
   (sigma ``model.blob_sigma`` px) at the source's position and one with blobs at all other
-  detections, and outputs that source's isolated, noiseless image in every band (times ``s``).
-  ``s`` = the mean pixel value (over bands) in the 5x5 px box at the position, at least the
-  background noise per pixel, so inputs and targets are O(1) near the source whatever its
-  brightness and the flux units (real data need no rescaling). Applied to every detection.
+  detections, and outputs per band a share ``a = sigmoid(.)`` of every blend pixel and a
+  residual ``r``: the source's isolated, noiseless image is estimated as ``(a x + r) s``.
+  (The share makes "take these pixels of the blend" easy to learn; the residual lets the net
+  denoise and restore light hidden under neighbours.) ``s`` = the mean pixel value (over
+  bands) in the 5x5 px box at the position, at least the background noise per pixel, so
+  inputs and targets are O(1) near the source whatever its brightness and the flux units
+  (real data need no rescaling). Applied to every detection.
   Trained on ``model.train_crop`` px windows around true positions (jittered by
   ``model.position_jitter`` px, neighbours dropped with probability ``model.neighbour_dropout``
   to mimic missed detections; the net is fully convolutional, so it is applied to whole scenes
