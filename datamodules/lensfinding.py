@@ -22,7 +22,8 @@ Sources (``data.source``):
     relative to the table) and a ``data.label_column`` of 0/1 labels.
 
 Real data are split into train/val/test with ``data.val_fraction``/``data.test_fraction``
-(seeded); cutouts are centre-cropped to ``data.crop`` (if set) and resized to ``data.image_size``.
+(seeded), or into train/val with ``data.test_path`` as the fixed test set (a second stack with
+its own labels in ``.npz``/``.h5``, or a second folder table); cutouts are centre-cropped to ``data.crop`` (if set) and resized to ``data.image_size``.
 
 ``predict`` input (:meth:`LensFindingDataModule.read_input`): an image stack file as above
 (labels not needed) or a folder table (``data.file_column``; labels ignored); the output has
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress, split_indices
+from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (FileImages, LazyImageDataset, _load_array, check_finite_images, crop_resize,
                                read_folder_catalog, read_image_stack, train_band_statistics)
@@ -106,9 +107,6 @@ class LensFindingDataModule(ImageDataModule):
         self.norm = train_band_statistics(datasets["train"], self.cfg["stretch"])
         return datasets
 
-    def _split(self, n: int) -> dict[str, np.ndarray]:
-        return split_indices(n, float(self.cfg["val_fraction"]), float(self.cfg["test_fraction"]), self.seed)
-
     @staticmethod
     def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
         labels = np.asarray(labels).reshape(-1)
@@ -119,16 +117,14 @@ class LensFindingDataModule(ImageDataModule):
         if not np.isin(as_float, (0.0, 1.0)).all():
             bad = labels[~np.isin(as_float, (0.0, 1.0))][0]
             raise InputError(f"{where}: labels must be 0 (non-lens) or 1 (lens), got {bad!r}")
-        if len(np.unique(as_float)) < 2:
-            raise InputError(f"{where}: training needs both lenses (1) and non-lenses (0)")
         return as_float.astype(np.int64)
 
-    def _stack_labels(self, path: Path, n: int) -> np.ndarray:
+    def _stack_labels(self, path: Path, n: int, label_path: str | None) -> np.ndarray:
         c = self.cfg
-        if c["label_path"]:
+        if label_path:
             from cosmobench.io import read_table
-            table = read_table(Path(c["label_path"]).expanduser(), [c["label_column"]])
-            labels, where = np.asarray(table[c["label_column"]]), f"{c['label_path']}:{c['label_column']}"
+            table = read_table(Path(label_path).expanduser(), [c["label_column"]])
+            labels, where = np.asarray(table[c["label_column"]]), f"{label_path}:{c['label_column']}"
         elif path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
             labels = _load_array(path, c["label_key"])  # the shared reader's npz member / HDF5 dataset
             where = f"{path}:{c['label_key']}"
@@ -140,23 +136,50 @@ class LensFindingDataModule(ImageDataModule):
             raise InputError(f"{where}: {len(labels)} labels for {n} images")
         return labels
 
-    def _build_stack(self) -> dict[str, Dataset]:
-        path = self.require_path()
+    def _stack_file(self, path: Path, label_path: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Images ``(N, C, size, size)`` and 0/1 labels ``(N,)`` of one stack file."""
         x = read_image_stack(path, key=self.cfg["image_key"] if path.suffix.lower() != ".npy" else None,
                              n_bands=self.n_bands)
-        labels = self._stack_labels(path, len(x))
+        labels = self._stack_labels(path, len(x), label_path)
         x = torch.from_numpy(x)
         check_finite_images(x, what=str(path))
-        x = crop_resize(x, self.cfg["crop"], self.image_size).contiguous().numpy()
-        return {s: ArrayDataset({"image": x[rows], "label": labels[rows]}) for s, rows in self._split(len(x)).items()}
+        return crop_resize(x, self.cfg["crop"], self.image_size).contiguous().numpy(), labels
+
+    def _real_splits(self, make, n: int, test) -> dict[str, Dataset]:
+        """Train/val(/test) datasets ``make(rows)`` of ``data.path`` (+ the ``data.test_path`` dataset)."""
+        out = {s: make(rows) for s, rows in self.real_split_rows(n).items()}
+        if test is not None:
+            out["test"] = test
+        labels = np.concatenate([np.asarray(d.labels[d.rows] if hasattr(d, "rows") else d.arrays["label"])
+                                 for s, d in out.items() if s != "test"])
+        if len(np.unique(labels)) < 2:
+            raise InputError(f"{self.cfg['path']}: training needs both lenses (1) and non-lenses (0)")
+        return out
+
+    def _build_stack(self) -> dict[str, Dataset]:
+        """``data.path`` stack; ``data.test_path`` (a stack with its own labels: .npz/.h5 ``data.label_key``)."""
+        x, labels = self._stack_file(self.require_path(), self.cfg["label_path"])
+        test_path = self.test_file()
+        test = None
+        if test_path is not None:
+            tx, ty = self._stack_file(test_path, None)
+            test = ArrayDataset({"image": tx, "label": ty})
+        return self._real_splits(lambda rows: ArrayDataset({"image": x[rows], "label": labels[rows]}), len(x), test)
+
+    def _folder_file(self, path: Path) -> tuple[FileImages, np.ndarray]:
+        cat = read_folder_catalog(path, self.cfg["file_column"], self.cfg["label_column"])
+        return FileImages(cat["files"], self.n_bands), self._check_labels(np.asarray(cat["labels"]),
+                                                                          f"{path}:{self.cfg['label_column']}")
 
     def _build_folder(self) -> dict[str, Dataset]:
-        path = self.require_path()
-        cat = read_folder_catalog(path, self.cfg["file_column"], self.cfg["label_column"])
-        labels = self._check_labels(np.asarray(cat["labels"]), f"{path}:{self.cfg['label_column']}")
-        load = FileImages(cat["files"], self.n_bands)
-        return {s: LazyImageDataset(rows, load, labels, None, self.cfg["crop"], self.image_size)
-                for s, rows in self._split(len(labels)).items()}
+        load, labels = self._folder_file(self.require_path())
+        lazy = lambda rows, ld, lb: LazyImageDataset(rows, ld, lb, None, self.cfg["crop"], self.image_size)  # noqa: E731
+        test_path = self.test_file()
+        test = None
+        if test_path is not None:
+            tload, tlabels = self._folder_file(test_path)
+            test = lazy(np.arange(len(tlabels)), tload, tlabels)
+        return self._real_splits(lambda rows: lazy(rows, load, labels), len(labels), test)
 
     # --- facts for the model ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -122,7 +122,7 @@ register_task(
             "stretch": "asinh", "augment": False, "crop": None,
             # real data: stack (one NPY/NPZ/HDF5/FITS-cube file) or folder (table of image files)
             "image_key": "images", "label_key": "labels", "label_path": None, "label_column": "label",
-            "file_column": "file", "val_fraction": 0.15, "test_fraction": 0.15,
+            "file_column": "file", "val_fraction": 0.15, "test_fraction": 0.15, "test_path": None,
         },
         "trainer": {"max_epochs": 10},
         "optim": {"lr": 1e-3, "scheduler": "cosine"},
@@ -150,7 +150,7 @@ register_task(
         "data.stretch": ["asinh", "linear"], "data.augment": "bool", "data.crop": "positive int or null",
         "data.image_key": "str", "data.label_key": "str", "data.label_path": "str or null",
         "data.label_column": "str", "data.file_column": "str", "data.val_fraction": "probability",
-        "data.test_fraction": "probability",
+        "data.test_fraction": "probability", "data.test_path": "str or null",
         "model.group": "str matching (?i)[CD][1-9][0-9]*", "model.channels": "nonempty list[positive int]",
         "model.kernel_sizes": "list[positive int] or null", "model.hidden": "positive int",
         "model.dropout": "0 <= float < 1", "model.stem_stride": [1, 2, 4, None],
@@ -283,7 +283,6 @@ register_task(
     },
 )
 
-_SBI_MCMC = {"mcmc_method": "slice_np_vectorized", "num_chains": 20, "warmup_steps": 100, "thin": 2}
 _SBI_CNN = {"n_summaries": 8, "channels": [8, 16, 32]}  # map problems: summary CNN (cosmobench.nn.cnn)
 _SBI_FLOW = {"hidden_features": 50, "num_transforms": 5, "num_bins": 10, "num_components": 10}
 register_task(
@@ -302,6 +301,8 @@ register_task(
             "problem": "cl_gaussian", "num_simulations": 10000, "val_fraction": 0.1, "batch_size": 200,
             "num_observations": 10, "num_posterior_samples": 10000, "reference_samples": 10000,
             "num_sbc": 200, "sbc_posterior_samples": 1000, "time_posterior_samples": 10000, "cache_dir": None,
+            # posterior MCMC of nle, nre and the mcmc baseline (sbi's slice sampler)
+            "mcmc_method": "slice_np_vectorized", "mcmc_num_chains": 20, "mcmc_warmup_steps": 100, "mcmc_thin": 2,
             # cl_gaussian / lognormal_map survey
             "ell_min": 50, "ell_max": 3000, "n_ell_bins": 10, "area_deg2": 1000.0, "sigma_e": 0.26, "n_gal": 10.0,
             "map_size": 32, "pixel_arcmin": 4.0,
@@ -313,10 +314,10 @@ register_task(
     },
     models={
         "npe": {"model": {"density_estimator": "nsf", **_SBI_FLOW, **_SBI_CNN}},
-        "nle": {"model": {"density_estimator": "maf", **_SBI_FLOW, **_SBI_MCMC}},
-        "nre": {"model": {"classifier": "resnet", "hidden_features": 50, "num_atoms": 10, **_SBI_CNN, **_SBI_MCMC}},
+        "nle": {"model": {"density_estimator": "maf", **_SBI_FLOW}},
+        "nre": {"model": {"classifier": "resnet", "hidden_features": 50, "num_atoms": 10, **_SBI_CNN}},
         "rejection_abc": {"model": {"quantile": 0.01}, "trainer": {"max_epochs": 1}},
-        "mcmc": {"model": dict(_SBI_MCMC), "trainer": {"max_epochs": 1}},
+        "mcmc": {"model": {}, "trainer": {"max_epochs": 1}},
     },
     constraints={  # value ranges, checked before anything runs (syntax: cosmobench/constraints.py)
         "data.problem": "str", "data.num_simulations": "int >= 3", "data.val_fraction": "0 < float < 1",
@@ -330,7 +331,8 @@ register_task(
         "model.hidden_features": "positive int", "model.num_transforms": "positive int", "model.num_bins": "positive int",
         "model.num_components": "positive int", "model.n_summaries": "positive int",
         "model.channels": "nonempty list[positive int]", "model.num_atoms": "int >= 2",
-        "model.mcmc_method": ["slice_np_vectorized", "slice_np"], "model.num_chains": "positive int",
-        "model.warmup_steps": "non-negative int", "model.thin": "positive int", "model.quantile": "0 < float <= 1",
+        "data.mcmc_method": ["slice_np_vectorized", "slice_np"], "data.mcmc_num_chains": "positive int",
+        "data.mcmc_warmup_steps": "non-negative int", "data.mcmc_thin": "positive int",
+        "model.quantile": "0 < float <= 1",
     },
 )

@@ -61,6 +61,13 @@ def test_stack_source_trains_and_predicts_every_stack_format(sim, tmp_path):
     assert {"auroc", "tpr_at_fpr_1e-2", "tpr0", "tpr10", "average_precision", "ece"} <= set(m)
     assert "roc_auc" not in m and not any(k.startswith("completeness") for k in m)  # no truth in real data
     assert all(np.isfinite(v) for v in m.values())
+    # a fixed test set: data.test_path (train/val from data.path)
+    np.savez(tmp_path / "test.npz", images=x[:12], labels=y[:12])
+    dm2 = LensFindingDataModule(cfg_for("data.source=stack", f"data.path={tmp_path / 'cutouts.npz'}",
+                                        f"data.test_path={tmp_path / 'test.npz'}")["data"])
+    dm2.setup()
+    assert torch.equal(dm2.datasets["test"].arrays["image"], torch.from_numpy(x[:12]))
+    assert len(dm2.datasets["train"]) + len(dm2.datasets["val"]) == len(x)
     # predict on unlabelled stacks: .npy (N, C, H, W), .h5 (N, H, W, C), FITS cube of one band per file? no:
     # a 4-D FITS cube (N, C, H, W)
     np.save(tmp_path / "in.npy", x[:10])
@@ -92,7 +99,7 @@ def test_stack_labels_from_a_table_and_bad_labels(sim, tmp_path):
     dm = LensFindingDataModule(cfg_for("data.source=stack", f"data.path={tmp_path / 'x.npy'}",
                                        f"data.label_path={tmp_path / 'labels.csv'}")["data"])
     dm.setup()
-    assert dm.datasets["train"].arrays["label"].numpy().tolist() == y[dm._split(len(y))["train"]].tolist()
+    assert dm.datasets["train"].arrays["label"].numpy().tolist() == y[dm.real_split_rows(len(y))["train"]].tolist()
     (tmp_path / "bad.csv").write_text("label\n" + "\n".join(["2"] + ["0"] * (len(y) - 1)) + "\n")
     with pytest.raises(InputError, match="labels must be 0 \\(non-lens\\) or 1"):
         LensFindingDataModule(cfg_for("data.source=stack", f"data.path={tmp_path / 'x.npy'}",
