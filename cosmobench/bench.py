@@ -495,10 +495,13 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
     todo = []
     for j in jobs:
         (report.skipped if j.key in done else todo).append(j)
+    resumed = [j for j in todo if _resumable(root, j)]
+    for j in resumed:  # an interrupted run continues from its last.ckpt in its own run dir
+        j.overrides = [*j.overrides, "resume=last"]
     launcher = LocalLauncher(root, n_jobs, log)
     log(f"[bench] {suite_path.name}: {len(jobs)} jobs, {len(report.skipped)} already done (skipped), "
-        f"{len(todo)} to run on {min(launcher.n_jobs, max(1, len(todo)))} worker(s); "
-        f"per-run output in RUN_DIR/train.log")
+        f"{len(todo)} to run ({len(resumed)} resuming an interrupted run) on "
+        f"{min(launcher.n_jobs, max(1, len(todo)))} worker(s); per-run output in RUN_DIR/train.log")
     progress = _Progress(len(todo), launcher.n_jobs, len(report.skipped))
 
     def on_done(job: Job, res: dict) -> None:
@@ -532,6 +535,24 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
     return report
 
 
+def _resumable(root: Path, job: Job) -> bool:
+    """Whether an interrupted run of exactly this job (``last.ckpt``, neither ``metrics.json``
+    nor ``failed.txt``) can be continued with ``resume=last`` (the runner's own criterion)."""
+    base = root / job.task / job.model
+    if not base.is_dir():
+        return False
+    want = C.config_hash(C.resolve(job.task, job.model, job.config, job.overrides))
+    for d in base.glob("*/"):
+        if (d / "checkpoints" / "last.ckpt").is_file() and not (d / "metrics.json").exists() \
+                and not (d / "failed.txt").exists() and (d / "config.yaml").is_file():
+            try:
+                if C.config_hash(C.load_yaml(d / "config.yaml")) == want:
+                    return True
+            except ConfigError:
+                continue
+    return False
+
+
 def _check_root(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--root {root} is not a directory")
@@ -540,7 +561,9 @@ def _check_root(root: Path) -> None:
 def _move_log(root: Path, job: Job, run_dir: str | None) -> None:
     log = root / "bench" / "logs" / f"{job.task}-{job.model}-{job.config_hash[:8]}-s{job.seed}.log"
     if run_dir and log.is_file() and Path(run_dir).is_dir():
-        shutil.move(str(log), str(Path(run_dir) / "train.log"))
+        with open(Path(run_dir) / "train.log", "ab") as dst, open(log, "rb") as src:  # a resume appends
+            shutil.copyfileobj(src, dst)
+        log.unlink()
 
 
 # --- verify ----------------------------------------------------------------------------
