@@ -296,26 +296,25 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
     run_id = run_dir.name
     loggers = build_logger(cfg, run_dir, run_id, resume_epoch=resume_epoch)  # nothing is written before
     trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
-    lock = None
-    new_dirs = [p for p in run_dir.parents if not p.exists()]  # removed again if the input turns out bad
-    if fresh:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if rank0:
-            lock = _lock_run_dir(run_dir)
     row_base = dict(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
                     config_hash=C.config_hash(cfg, C.BOOKKEEPING_KEYS),
                     dataset_fingerprint=dm.fingerprint(), run_dir=str(run_dir), start_time=_utcnow(),
                     git_commit=git_commit(), versions=package_versions(), hardware=hardware())
-    if rank0:
-        if fresh:
-            (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
-        write_run_file(run_dir, row_base)
-    os.environ[ENV_RUN_DIR] = str(run_dir)
-    os.environ[ENV_CKPT] = str(resume_ckpt or "")
-    t0 = time.time()
+    lock = None
+    new_dirs = [p for p in run_dir.parents if not p.exists()]  # removed again if the input turns out bad
     main_thread = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
+        if fresh:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            if rank0:
+                lock = _lock_run_dir(run_dir)
+                (run_dir / "config.yaml").write_text(C.to_yaml(cfg))
+        if rank0:
+            write_run_file(run_dir, row_base)
+        os.environ[ENV_RUN_DIR] = str(run_dir)
+        os.environ[ENV_CKPT] = str(resume_ckpt or "")
+        t0 = time.time()
         with L.wandb_env(run_dir):
             try:
                 trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
@@ -394,6 +393,9 @@ def _check_metrics(metrics: dict[str, float]) -> None:
 
 
 def _interrupted_message(run_dir: Path) -> str:
+    if (run_dir / "metrics.json").is_file():
+        return (f"run {run_dir.name} finished but was stopped before its row was recorded: "
+                f"`cosmobench results --rescan {run_dir.parent.parent.parent}` records it")
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return (f"run {run_dir.name} stopped and not recorded; {run_dir} is kept: the same command with "
                 f"resume=last continues it from its last completed epoch")
