@@ -217,8 +217,8 @@ def test_rows_of_a_task_that_is_not_installed_are_skipped(toy_plugin, root):
 
 
 # --- §4: Ctrl-C, resume, locking -------------------------------------------------------------
-def _popen(args, root):
-    env = {**os.environ, "COSMOBENCH_HOME": str(root), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+def _popen(args, root, wandb_mode="disabled"):
+    env = {**os.environ, "COSMOBENCH_HOME": str(root), "WANDB_MODE": wandb_mode, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([str(BIN / "cosmobench"), *args], cwd=root, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -239,8 +239,8 @@ def _csv_rows(run_dir: Path) -> list[dict]:
 
 
 def test_ctrl_c_exit_130_resumable_and_csv_log_kept(root):
-    args = ["train", "photoz", "-c", TINY, "data.n_train=2000", "trainer.max_epochs=4", "logger=csv"]
-    proc = _popen(args, root)
+    args = ["train", "photoz", "-c", TINY, "data.n_train=2000", "trainer.max_epochs=4", "logger=wandb"]
+    proc = _popen(args, root, wandb_mode="offline")
     last = _wait_for(root, "photoz/mdn/*/checkpoints/last.ckpt", proc)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -253,7 +253,9 @@ def test_ctrl_c_exit_130_resumable_and_csv_log_kept(root):
     epochs_before = {int(r["epoch"]) for r in _csv_rows(run_dir)}
     assert 0 in epochs_before
 
-    out = run_cli([*args, "resume=last"], root)
+    assert [e.exit_code for e in _of(_wandb_records(run_dir), "exit")] == [130]  # W&B run closed as failed
+
+    out = run_cli([*args, "resume=last"], root, env={"WANDB_MODE": "offline"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert run_dirs(root, "photoz", "mdn") == [run_dir]
     (row,) = db_rows(root)
