@@ -8,7 +8,7 @@ a lens (``lens_fraction=1``, source clumps off), batches of 256, parameters and 
 per-sample generators. lenstronomy: one ``ImageModel`` per band call (it ray-traces per call),
 random parameters from the same priors, Poisson + Gaussian background noise
 (``image_util.add_poisson`` / ``add_background``). Both run in this process, in one run, on the
-CPU, on one core each: torch with one thread (``--threads`` to change), lenstronomy in numpy
+CPU, on one core each: torch with one thread, lenstronomy in numpy
 (single-threaded elementwise work).
 
 Also printed: the largest difference between our SIE + shear deflection and lenstronomy's
