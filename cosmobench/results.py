@@ -84,6 +84,8 @@ PREFLIGHT_TIMEOUT = 10.0
 #: seconds a row write waits for other writers
 WRITE_TIMEOUT = 60.0
 
+_PROBE_ROW = ("INSERT OR REPLACE INTO runs (run_id, task, model, seed, status, metrics, config_hash) "
+              "VALUES ('__cosmobench_probe__', '', '', 0, 'ok', '{}', '')")
 _MOVE_ASIDE = "move it aside; `cosmobench results --rescan ROOT` rebuilds the rows from the run directories"
 
 
@@ -149,8 +151,13 @@ def check_store(root: str | Path, timeout: float | None = None) -> None:
         check = con.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise StoreError(f"results store {db} is corrupt (quick_check: {check}): {_MOVE_ASIDE}")
-        con.execute("BEGIN IMMEDIATE")  # takes the write lock: fails if read-only or locked
-        con.execute("ROLLBACK")
+        con.execute("BEGIN IMMEDIATE")  # the write lock: fails if another writer holds it
+        try:  # a real write (rolled back): a read-only file passes BEGIN IMMEDIATE
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                con.execute(statement)
+            con.execute(_PROBE_ROW)
+        finally:
+            con.execute("ROLLBACK")
     except sqlite3.Error as exc:
         raise _db_error(db, exc) from None
     finally:
