@@ -166,6 +166,7 @@ def test_predict_bad_input_exits_2_and_writes_nothing(tmp_path, root):
     assert out.returncode == 2 and "--checkpoint" in out.stderr
 
 
+@pytest.mark.slow  # train + two predicts through the CLI; unet predict itself is in test_e2e's generic case
 def test_train_unet_5_bands_then_predict_cutout(tmp_path, root):
     out = run_cli(["train", "deblending", "-m", "unet", "-c", str(TINY), "data.n_bands=5"], root)
     assert out.returncode == 0, out.stderr[-3000:]
