@@ -115,7 +115,8 @@ def _cmd_train(args) -> int:
     res = train(args.task, cfg=cfg, root=args.root)
     if os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child process: rank 0 reports
         return 0
-    print(f"run dir: {res.run_dir}")
+    print("fast_dev_run: the pipeline works; a smoke test is not recorded" if res.status == "smoke"
+          else f"run dir: {res.run_dir}")
     for k, v in sorted(res.metrics.items()):
         print(f"  {k:<28} {v:.6g}")
     return 0

@@ -16,6 +16,8 @@ Order of work in :func:`train` (so that bad input writes nothing):
    found only while running (a ConfigError/InputError from inside fit) removes a fresh
    run dir again (exit 2, nothing written). Ctrl-C raises :class:`RunInterrupted` (exit
    130) and records nothing: the run dir stays, ``resume=last`` continues it.
+   ``trainer.fast_dev_run`` (a few batches) is a smoke test of the pipeline: its metrics
+   are returned and printed, but nothing is recorded and its run dir is removed.
 
 Every checkpoint is loaded with an explicit ``weights_only=True`` (ours and Lightning's),
 so protection does not depend on torch's default (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
@@ -302,6 +304,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
                     git_commit=git_commit(), versions=package_versions(), hardware=hardware())
     lock = None
     new_dirs = [p for p in run_dir.parents if not p.exists()]  # removed again if the input turns out bad
+    smoke = bool(cfg["trainer"]["fast_dev_run"])  # a few batches: a test of the pipeline, not a result
     main_thread = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
@@ -332,7 +335,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
                 metrics = dict(module.test_metrics)
                 _check_metrics(metrics)
                 rank0 = trainer.global_rank == 0
-                if rank0:
+                if rank0 and not smoke:
                     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
                     (run_dir / FAILED_FILE).unlink(missing_ok=True)  # of an earlier attempt of this run
                     if cfg["plots"]:
@@ -352,7 +355,9 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {_one_line(exc)}"
                 L.finish(loggers, exit_code=1)
-                if rank0:
+                if rank0 and smoke and fresh:
+                    _remove_run_dir(run_dir, new_dirs)
+                elif rank0:
                     (run_dir / FAILED_FILE).write_text(reason + "\n")
                     try:
                         _record(root, row_base, "failed", {}, reason, t0)
@@ -360,7 +365,10 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
                         reason += f" (and the failed row was not recorded: {store_exc})"
                 raise RunFailure(f"run {run_id} failed: {reason}") from exc
             L.finish(loggers, exit_code=0)
-        if rank0:
+        if rank0 and smoke:
+            if fresh:
+                _remove_run_dir(run_dir, new_dirs)
+        elif rank0:
             _record_ok(root, row_base, metrics, t0)
     finally:
         if sigint is not None:
@@ -369,7 +377,7 @@ def _run(cfg, root, dm_cls, task_cls, run_dir, resume_ckpt, resume_epoch, fresh,
             os.close(lock)
         _clear_env()
     return RunResult(run_id=run_id, task=cfg["task"], model=cfg["model"]["name"], seed=cfg["seed"],
-                     run_dir=run_dir, metrics=metrics, config=cfg)
+                     run_dir=run_dir, metrics=metrics, status="smoke" if smoke else "ok", config=cfg)
 
 
 def _remove_run_dir(run_dir: Path, new_dirs: list[Path]) -> None:

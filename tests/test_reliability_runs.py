@@ -122,6 +122,19 @@ def test_non_finite_test_metric_is_a_failed_run(toy_plugin, root, monkeypatch, b
     assert not (run_dir / "metrics.json").exists() and "mse" in (run_dir / "failed.txt").read_text()
 
 
+@pytest.mark.parametrize("model", ["linear", "mean"])
+def test_fast_dev_run_is_a_smoke_test_not_a_result(toy_plugin, root, model):
+    res = toy(root, model=model, extra=["trainer.fast_dev_run=true"])
+    assert res.status == "smoke" and res.metrics  # the pipeline ran through test
+    assert R.read_rows(root, installed_only=False) == [] and tree(root) == []
+
+
+def test_fast_dev_run_cli_says_not_recorded(root):
+    out = run_cli(["train", "photoz", "-m", "knn", "-c", TINY, "trainer.fast_dev_run=true"], root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "not recorded" in out.stdout and "crps" in out.stdout and tree(root) == []
+
+
 # --- §4: the results store ------------------------------------------------------------------
 def _garbage_store(root):
     (root / R.DB_NAME).write_bytes(b"this is not an sqlite file\n" * 200)
