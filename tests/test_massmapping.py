@@ -30,7 +30,8 @@ def test_power_ratio_and_peak_errors_hand_values():
     assert dev == pytest.approx((0 + 0.5 + 0.5) / 3)
     errs = mm.peak_count_errors(np.array([8.0, 3.0, 0.0]), np.array([10.0, 4.0, 0.0]), [2.0, 3.0, 4.0])
     assert errs["peak_err_2"] == pytest.approx(0.2) and errs["peak_err_3"] == pytest.approx(0.25)
-    assert np.isnan(errs["peak_err_4"]) and errs["peak_count_err"] == pytest.approx(0.225)
+    assert errs["peak_err_4"] == 0.0 and errs["peak_count_err"] == pytest.approx(0.45 / 3)
+    assert mm.peak_count_errors(np.array([3.0]), np.array([0.0]), [5.0])["peak_err_5"] == 3.0  # / max(N, 1)
     assert mm.noise_sigma_smoothed(0.02, 2.0) == pytest.approx(0.02 / (2 * np.sqrt(np.pi) * 2.0))
 
 
