@@ -163,8 +163,11 @@ def test_interrupted_suite_leaves_complete_rows_and_resumes(tmp_path, root):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if (root / "results.sqlite").exists() and any(r["status"] == "ok" for r in db_rows(root)):
-            break
+        try:
+            if any(r["status"] == "ok" for r in db_rows(root)):
+                break
+        except sqlite3.OperationalError:  # the store is being created
+            pass
         time.sleep(0.1)
     time.sleep(0.5)  # into the next job's training
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
