@@ -311,7 +311,8 @@ def _run_job_here(job: dict, saved_err: int, devnull: int) -> dict:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    t0 = time.time()
+    import resource
+    t0, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
     out: dict[str, Any] = {"index": job["index"]}
     try:
         print(f"$ cosmobench {shlex.join(job['argv'])}", flush=True)
@@ -332,7 +333,9 @@ def _run_job_here(job: dict, saved_err: int, devnull: int) -> dict:
         sys.stderr.flush()
         os.dup2(devnull, 1)
         os.dup2(saved_err, 2)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     out["seconds"] = round(time.time() - t0, 2)
+    out["cpu_seconds"] = round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2)
     return out
 
 
@@ -471,7 +474,8 @@ class _Progress:
         eta = elapsed / finished * remaining if finished else 0.0
         status = res["status"]
         tail = f"  {res.get('error', '')}" if status != "ok" else ""
-        return (f"[bench {finished}/{self.total}] {status:<6} {job.name} ({res.get('seconds', 0):.0f} s) | "
+        cpu = f", cpu {res['cpu_seconds']:.0f} s" if "cpu_seconds" in res else ""
+        return (f"[bench {finished}/{self.total}] {status:<6} {job.name} ({res.get('seconds', 0):.0f} s{cpu}) | "
                 f"done {self.done}, failed {self.failed}, remaining {remaining}"
                 f"{f', ETA {_fmt_secs(eta)}' if remaining else ''}{tail}")
 
@@ -576,8 +580,13 @@ class VerifyResult:
 
 
 def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seeds: int | None = None,
-           overrides: Iterable[str] = (), root: str | Path | None = None, log=None) -> list[VerifyResult]:
-    """Re-run one stored seed per (task, model) of the suite and compare every metric exactly."""
+           overrides: Iterable[str] = (), root: str | Path | None = None, log=None,
+           n_jobs: int | None = None) -> list[VerifyResult]:
+    """Re-run one stored seed per (task, model) of the suite and compare every metric exactly.
+
+    Give the ``n_jobs`` the suite ran with: it sets the CPU threads per worker, and a
+    different thread count may change floating-point reductions (``num_threads`` in the
+    config fixes it for a task)."""
     from cosmobench.results import read_rows
     from cosmobench.runner import default_root
     root = default_root(root)
@@ -597,7 +606,7 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
     scratch = root / "verify" / time.strftime("%Y%m%d-%H%M%S")
     if chosen:
         log(f"[verify] re-running {len(chosen)} job(s) into {scratch}")
-        launcher = LocalLauncher(scratch, 1, log)
+        launcher = LocalLauncher(scratch, n_jobs, log)
 
         def on_done(job: Job, res: dict) -> None:
             if res["status"] != "ok":

@@ -168,7 +168,7 @@ def _cmd_bench(args) -> int:
             print(f"# {job.name}\n{C.to_yaml(C.resolve(job.task, job.model, job.config, job.overrides))}---")
         return 0
     if args.verify:
-        res = bench.verify(*sel, root=args.root)
+        res = bench.verify(*sel, root=args.root, n_jobs=args.jobs)
         bad = [r for r in res if r.status != "same"]
         print(f"verify: {len(res) - len(bad)} of {len(res)} re-runs reproduce their stored metrics exactly")
         return 1 if bad else 0
