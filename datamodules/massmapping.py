@@ -354,6 +354,21 @@ class MassMappingDataModule(BaseDataModule):
         return self._load_healpix_files(shear, kappa)
 
     # --- BaseDataModule API -----------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Data config + seed, and for real data the content of every input file (shear,
+        convergence, mask, noise; glob patterns expanded)."""
+        if self.cfg["source"] == "sim":
+            return super().fingerprint()
+        import hashlib
+        import json
+
+        from cosmobench.datamodule import file_sha256
+        files = {k: [file_sha256(f) for f in _expand(self.cfg[k], f"data.{k}")]
+                 for k in ("path", "kappa_path", "mask_path", "noise_path") if self.cfg[k]}
+        cfg = {k: v for k, v in self.cfg.items() if k not in ("batch_size", "num_workers")}
+        text = json.dumps({"cfg": cfg, "seed": self.seed, "files": files}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def _check_cfg(self) -> None:
         c = self.cfg
         lo, hi = (list(c["mask_hole_radius"]) + [0, 0])[:2]

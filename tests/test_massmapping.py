@@ -228,3 +228,25 @@ def test_healpix_lognormal_spectrum_and_patch_reassembly():
     const = t.assemble(np.ones((t.n_patches, 16, 16)))
     np.testing.assert_allclose(const[mask > 0], 1.0)
     assert np.all(const[mask == 0] == 0)
+
+
+def test_healpix_real_source_glob_split_and_fingerprint(tmp_path):
+    import healpy as hp
+    nside = 8
+    rng = np.random.default_rng(5)
+    for i in range(5):
+        g = rng.standard_normal((2, hp.nside2npix(nside)))
+        hp.write_map(tmp_path / f"shear_{i}.fits", g, column_names=["G1", "G2"])
+        hp.write_map(tmp_path / f"kappa_{i}.fits", rng.standard_normal(hp.nside2npix(nside)))
+    kw = dict(source="healpix", path=str(tmp_path / "shear_*.fits"), kappa_path=str(tmp_path / "kappa_*.fits"),
+              val_fraction=0.2, test_fraction=0.2)
+    dm = _dm(**kw)
+    dm.setup()
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [3, 1, 1]
+    info = dm.info()
+    assert info["sky"] == "healpix" and info["nside"] == nside
+    fp = dm.fingerprint()
+    hp.write_map(tmp_path / "kappa_4.fits", np.zeros(hp.nside2npix(nside)), overwrite=True)
+    assert _dm(**kw).fingerprint() != fp  # the content of every input file counts
+    with pytest.raises(InputError, match="matches 5 files but"):
+        _dm(**dict(kw, kappa_path=str(tmp_path / "kappa_[0-3].fits"))).setup()
