@@ -1,4 +1,5 @@
-# make run   - create .venv, install, run the quick benchmark suite and print the leaderboard
+# make run   - create .venv, install, run the quick benchmark suite, print the leaderboard
+#              (and write runs/leaderboard.html); re-running skips the runs already done
 # make test  - create .venv, install, run the test suite (without tests marked slow)
 # make bench - performance benchmarks (ratios against peers, measured in one run)
 PYTHON ?= python3
@@ -18,6 +19,7 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/cosmobench bench experiments/suites/quick.yaml
+	$(VENV)/bin/cosmobench leaderboard --format html --out runs/leaderboard.html
 
 test: install
 	$(PY) -m pytest
