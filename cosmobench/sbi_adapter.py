@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,6 +37,10 @@ import torch
 from torch import nn
 
 from cosmobench.errors import ConfigError
+
+# library-internal deprecation noise of sbi's dependencies (nflows), not actionable by users
+warnings.filterwarnings("ignore", message=r".*torch\.triangular_solve is deprecated.*")
+warnings.filterwarnings("ignore", message=r"Capping max_sampling_batch_size.*")
 
 METHODS = ("npe", "nle", "nre")
 NPE_ESTIMATORS = ("nsf", "maf", "mdn", "made", "maf_rqs")
@@ -159,13 +164,16 @@ def build_posterior(method: str, net: nn.Module, prior, mcmc: dict[str, Any] | N
 
 
 def mcmc_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """sbi MCMCPosterior settings from a config dict (``mcmc_method``, ``num_chains``,
-    ``thin``, ``warmup_steps``; init by sampling-importance-resampling as in sbibm)."""
+    """sbi MCMCPosterior settings from a dict with ``mcmc_method``, ``mcmc_num_chains``,
+    ``mcmc_thin``, ``mcmc_warmup_steps`` (the task's ``data.mcmc_*`` keys). Chains start
+    from prior draws resampled by their potential (1000 candidates per chain; sbibm's
+    "sir"-like initialisation)."""
     method = str(cfg.get("mcmc_method", "slice_np_vectorized"))
     if method not in MCMC_METHODS:
-        raise ConfigError(f"model.mcmc_method={method!r} is not known; choose one of {', '.join(MCMC_METHODS)}")
-    out = dict(method=method, num_chains=int(cfg.get("num_chains", 20)), thin=int(cfg.get("thin", 1)),
-               warmup_steps=int(cfg.get("warmup_steps", 100)), init_strategy="resample")
+        raise ConfigError(f"data.mcmc_method={method!r} is not known; choose one of {', '.join(MCMC_METHODS)}")
+    out = dict(method=method, num_chains=int(cfg.get("mcmc_num_chains", 20)), thin=int(cfg.get("mcmc_thin", 1)),
+               warmup_steps=int(cfg.get("mcmc_warmup_steps", 100)), init_strategy="resample",
+               init_strategy_parameters={"num_candidate_samples": 1000})
     if out["num_chains"] < 1 or out["thin"] < 1 or out["warmup_steps"] < 0:
         raise ConfigError(f"MCMC needs num_chains >= 1, thin >= 1, warmup_steps >= 0; got {cfg}")
     return out

@@ -53,7 +53,7 @@ CHUNK = 500  #: simulations per independent random chunk
 NON_PROBLEM_KEYS = ("batch_size", "num_workers", "num_simulations", "val_fraction", "test_fraction", "n_train",
                     "n_val", "n_test", "num_posterior_samples", "num_sbc", "sbc_posterior_samples",
                     "time_posterior_samples", "num_observations", "cache_dir", "source", "path",
-                    "reference_samples", "c2st_samples")
+                    "reference_samples", "mcmc_method", "mcmc_num_chains", "mcmc_warmup_steps", "mcmc_thin")
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -122,7 +122,9 @@ class SBIDataModule(BaseDataModule):
                 "num_observations": int(self.cfg["num_observations"]),
                 "num_posterior_samples": int(self.cfg["num_posterior_samples"]),
                 "sbc_posterior_samples": int(self.cfg["sbc_posterior_samples"]),
-                "time_posterior_samples": int(self.cfg["time_posterior_samples"]), **self.stats}
+                "time_posterior_samples": int(self.cfg["time_posterior_samples"]),
+                "mcmc": {k: self.cfg[k] for k in ("mcmc_method", "mcmc_num_chains", "mcmc_warmup_steps", "mcmc_thin")},
+                **self.stats}
 
     # --- observations and reference posteriors ----------------------------------------
     def cache_dir(self) -> Path:

@@ -10,8 +10,8 @@ Models (``-m``):
   nothing goes through ``sbi``'s own trainer. NPE: NSF flow q(theta | x), sampled directly
   (sbi's ``DirectPosterior``, draws outside the prior rejected). NLE: MAF q(x | theta), NRE:
   NRE-B (contrastive, ``model.num_atoms``) ResNet classifier; both sampled by sbi's
-  vectorised slice-sampling MCMC (``model.num_chains``, ``model.warmup_steps``,
-  ``model.thin``). On map problems NPE and NRE learn a CNN summary
+  vectorised slice-sampling MCMC (``data.mcmc_num_chains``, ``data.mcmc_warmup_steps``,
+  ``data.mcmc_thin``: sampling settings live beside ``data.num_posterior_samples``). On map problems NPE and NRE learn a CNN summary
   (:class:`cosmobench.nn.cnn.SmallCNN`, ``model.n_summaries`` outputs) jointly with the
   estimator; NLE, which models the density of x itself, is refused there.
 * ``rejection_abc`` (:class:`RejectionABC`): the same simulation budget (the train split);
@@ -93,7 +93,6 @@ class RejectionABC(FittedBaseline):
         s_obs = torch.as_tensor(self.problem.summary(x)) / self.s_std
         k = max(self.theta_train.shape[1] + 2, int(round(self.quantile * len(self.s_train))))
         k = min(k, len(self.s_train))
-        prior = self.problem.torch_prior()
         out = np.empty((n, len(x), self.theta_train.shape[1]))
         for b in range(len(x)):
             dist = torch.cdist(s_obs[b:b + 1], self.s_train)[0]
@@ -103,7 +102,7 @@ class RejectionABC(FittedBaseline):
             have, tries = 0, 0
             while have < n:
                 cand = kde.resample(max(n, 1000), seed=rng).T
-                ok = torch.isfinite(prior.log_prob(torch.as_tensor(cand, dtype=torch.float32))).numpy()
+                ok = torch.isfinite(self.problem.log_prior(torch.as_tensor(cand))).numpy()
                 got.append(cand[ok])
                 have += int(ok.sum())
                 tries += 1
@@ -169,7 +168,7 @@ class SBITask(BaseTask):
         if self.model_name == "rejection_abc":
             return RejectionABC(self.problem, float(cfg["quantile"]))
         if self.model_name == "mcmc":
-            return LikelihoodMCMC(self.problem, cfg)
+            return LikelihoodMCMC(self.problem, info.get("mcmc", {}))
         raise self.unknown_model()
 
     # --- training ---------------------------------------------------------------------
@@ -184,7 +183,8 @@ class SBITask(BaseTask):
     def posterior(self):
         """sbi posterior object of a neural model (rebuilt after training steps)."""
         if self._posterior is None:
-            self._posterior = sbi_adapter.build_posterior(self.model_name, self.net, self.prior, self.model_cfg)
+            self._posterior = sbi_adapter.build_posterior(self.model_name, self.net, self.prior,
+                                                          self.data_info.get("mcmc", {}))
         return self._posterior
 
     def sample_posterior(self, x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

@@ -112,18 +112,30 @@ class SBIProblem:
         return type(self).log_likelihood is not SBIProblem.log_likelihood
 
     def log_prior(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.torch_prior().log_prob(theta)
+        """``log p(theta)``, ``-inf`` outside the prior's support."""
+        prior = self.torch_prior()
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        inside = prior.support.check(theta)
+        out = torch.full(theta.shape[:1], -float("inf"))
+        if inside.any():
+            out[inside] = prior.log_prob(theta[inside])
+        return out
 
     def reference_posterior(self, x: np.ndarray, n: int, seed: int, mcmc: dict | None = None) -> np.ndarray | None:
         """``n`` reference posterior samples for one observation ``x`` (*x_shape), or None.
         Default: MCMC (sbi's slice sampler) on the true likelihood, if there is one."""
         if not self.has_likelihood:
             return None
-        return mcmc_posterior_samples(self, x, n, seed, mcmc)
+        return mcmc_posterior_samples(self, x, n, seed, mcmc or REFERENCE_MCMC)
 
     def summary(self, x: np.ndarray) -> np.ndarray:
         """Summary statistics (n, k) used by ``rejection_abc`` (default: the flat data)."""
         return np.asarray(x, np.float64).reshape(len(x), -1)
+
+
+#: sbi slice-sampler settings of MCMC reference posteriors (20 chains, 200 warm-up steps, thin 2)
+REFERENCE_MCMC = {"mcmc_method": "slice_np_vectorized", "mcmc_num_chains": 20, "mcmc_warmup_steps": 200,
+                  "mcmc_thin": 2}
 
 
 def mcmc_posterior_samples(problem: SBIProblem, x: np.ndarray, n: int, seed: int,
