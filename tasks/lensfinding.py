@@ -7,8 +7,9 @@ from the base class.
 
 Models (``model.name``, :data:`cosmobench.nn.NETS`): ``resnet18`` (default; torchvision ResNet-18,
 random init, adapted to small inputs), ``cnn`` (compact CNN in the style of Petrillo+2019 /
-Li+2020: a few conv-pool blocks and a small dense head), ``e2cnn`` (the D8-equivariant CNN
-shared with ``morphology``: lenses have no preferred orientation).
+Li+2020: a few conv-pool blocks and a small dense head), ``e2cnn`` (the equivariant CNN
+shared with ``morphology``, group D4 by default - exactly invariant to the pixel grid's rot90/flips:
+lenses have no preferred orientation).
 
 Metrics (definitions in :mod:`cosmobench.metrics.lensfinding`): ``auroc`` (primary),
 ``tpr_at_fpr_1e-2``, ``tpr0``, ``tpr10``, ``average_precision``; on simulated data also the
