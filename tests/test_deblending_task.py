@@ -109,10 +109,10 @@ def test_training_windows_follow_the_source():
     assert inside.any()
     assert (peak[inside] - xy[inside]).abs().max() <= 1.0         # the peak sits at the source position
     assert torch.isnan(others).any(-1).sum(1).ge(1).all()         # the source itself is not among the others
-    # at initialisation the net takes half of every pixel of the blend, in the blend's units
+    # at initialisation the net takes a sigmoid(-3) share of every pixel of the blend, in the blend's units
     with torch.no_grad():
         pred = task.net(image, variance, xy, others)
-    torch.testing.assert_close(pred, 0.5 * image, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(pred, torch.sigmoid(torch.tensor(-3.0)) * image, rtol=1e-4, atol=1e-3)
     assert torch.isfinite(task.loss(batch))
 
 
