@@ -83,7 +83,8 @@ def _runner_throughput(task: str, model: str | None, overrides: list[str]) -> di
         return trainer
 
     cfg = C.resolve(task, model, overrides=[*overrides, "logger=none", "plots=false",
-                                            "trainer.enable_progress_bar=false"])
+                                            "trainer.enable_progress_bar=false",
+                                            "trainer.enable_model_summary=false"])
     runner.build_trainer = build_trainer
     try:
         with tempfile.TemporaryDirectory() as root:
