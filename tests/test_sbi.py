@@ -157,7 +157,9 @@ def test_sbc_and_tarp_detect_overconfidence():
 
 
 # --- command line -------------------------------------------------------------------------
-@pytest.mark.parametrize("problem", ["two_moons", "gaussian_linear"])
+@pytest.mark.parametrize("problem", ["two_moons",
+                                     # sbibm's C2ST MLP (100x100 units in 10-d, max_iter 10000) takes minutes
+                                     pytest.param("gaussian_linear", marks=pytest.mark.slow)])
 def test_cli_sbibm_problems_predict_csv_and_npy(problem, root, tmp_path):
     out = run_cli(["train", "sbi", "-c", str(TINY), f"data.problem={problem}"], root)
     assert out.returncode == 0, out.stderr[-3000:]
