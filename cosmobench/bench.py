@@ -286,6 +286,8 @@ def _latest_row(root: Path, job: Job):
 # --- worker process (python -m cosmobench.bench --worker) ------------------------------
 def _worker_main() -> int:
     """Read one JSON job per line on stdin, run it, answer one JSON line on the original stdout."""
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have ignored it
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -396,8 +398,15 @@ class LocalLauncher:
         w.proc.stdin.flush()
 
     def run(self, jobs: list[Job], on_done) -> None:
-        """Run ``jobs``; ``on_done(job, result_dict)`` is called in the parent as each ends."""
+        """Run ``jobs``; ``on_done(job, result_dict)`` is called in the parent as each ends.
+        SIGTERM (a scheduler or ``timeout`` stopping the suite) is handled like Ctrl-C."""
+        import signal
         pending = list(jobs)
+
+        def on_term(signum, frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
         try:
             for slot in range(min(self.n_jobs, len(pending))):
                 w = self._spawn(slot)
@@ -425,6 +434,7 @@ class LocalLauncher:
                     if pending:
                         self._submit(w, pending.pop(0))
         finally:
+            signal.signal(signal.SIGTERM, old)
             self.close()
 
     def close(self) -> None:
