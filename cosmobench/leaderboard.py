@@ -612,7 +612,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;
         "th{background:#f0f0f0}td.l,th.l{text-align:left}tr.failed td{color:#a00}"
         ".better{color:#060}.worse{color:#a00}figure{display:inline-block;margin:4px;vertical-align:top}"
         "img{max-width:420px}figcaption{font-size:.8em;text-align:center}.prov{font-size:.8em;color:#555}"
-        "code{font-size:.95em}")
+        "code{font-size:.95em}.scroll{overflow-x:auto;max-width:100%}")
 
 
 def to_html(board: Board, title: str = "cosmobench leaderboard") -> str:
@@ -643,7 +643,8 @@ def to_html(board: Board, title: str = "cosmobench leaderboard") -> str:
                    f"{'; baseline: <b>' + _esc(base) + '</b>' if base else ''}</p>")
         head = ["rank", "model", "seeds", *[f"{c} {ARROWS[metric_mode(spec, c)]}" for c in cols], "vs baseline",
                 "failed", "commit", "config hash", "dataset", "date"]
-        out.append(f"<table class='leaderboard' id='table-{_esc(slug)}' data-task='{_esc(task)}'><thead><tr>"
+        out.append(f"<div class='scroll'><table class='leaderboard' id='table-{_esc(slug)}' "
+                   f"data-task='{_esc(task)}'><thead><tr>"
                    + "".join(f"<th class='{'l' if h == 'model' else ''}'>{_esc(h)}</th>" for h in head)
                    + "</tr></thead><tbody>")
         for e in entries:
@@ -656,7 +657,7 @@ def to_html(board: Board, title: str = "cosmobench leaderboard") -> str:
             tds += [f"<td><code>{_esc(e.config_hash[:8])}</code></td>", f"<td>{_esc(prov['dataset'])}</td>",
                     f"<td>{_esc(prov['date'])}</td>"]
             out.append(f"<tr class='{'failed' if not e.seeds else ''}'>" + "".join(tds) + "</tr>")
-        out.append("</tbody></table>")
+        out.append("</tbody></table></div>")
         fails = [(e, s, why) for e in entries for s, why in sorted(e.failed.items())]
         if fails:
             out.append("<ul class='failed'>" + "".join(
