@@ -154,14 +154,14 @@ class SBITask(BaseTask):
         if self.model_name in NEURAL:
             theta_stats = (info["theta_mean"], info["theta_std"])
             if info.get("is_map"):
+                if self.model_name == "nle":
+                    raise ConfigError("nle models the density of the data and cannot learn map summaries; "
+                                      f"problem {self.problem.name!r} has map data: use npe or nre")
                 from cosmobench.nn.cnn import SmallCNN
                 emb = nn.Sequential(_Standardize(info["x_mean"][0], info["x_std"][0]),
                                     SmallCNN(self.x_shape[0], int(cfg["n_summaries"]), self.x_shape[-1],
                                              channels=cfg["channels"], kernel_sizes=None,
                                              hidden=int(cfg["hidden_features"]), dropout=0.0))
-                if self.model_name == "nle":
-                    raise ConfigError("nle models the density of the data and cannot learn map summaries; "
-                                      f"problem {self.problem.name!r} has map data: use npe or nre")
                 return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, None, embedding_net=emb,
                                                    x_example=torch.zeros((1,) + self.x_shape))
             return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, (info["x_mean"], info["x_std"]))
