@@ -18,8 +18,9 @@ Models (``model.name``):
   null = chosen on the training split: the value of a grid from 0.5 to 8 pixels with the lowest
   MSE inside the mask). Flat: FFT (:func:`cosmobench.sim.cosmology.ks_inverse`); sphere: healpy
   spin-2 transforms (:func:`cosmobench.sim.healpix.ks_inverse`). A :class:`FittedBaseline`.
-* ``wiener``: Wiener filter ``W(ell) = S(ell) / (S(ell) + N)`` applied to the KS E-mode map,
-  with the signal spectrum ``S`` estimated on the training convergence maps (flat: 2-D FFT power
+* ``wiener``: Wiener filter, per Fourier mode ``kappa = S D* gamma / (S |D|^2 + N)`` (i.e.
+  ``S / (S + N)`` times the KS E-mode where ``|D| = 1``; on the sphere ``S f_l^2 / (S f_l^2 + N)``
+  on ``gamma_E / f_l``), with the signal spectrum ``S`` estimated on the training convergence maps (flat: 2-D FFT power
   averaged over maps in fine ``|ell|`` bins; sphere: mean ``anafast`` of the masked maps / f_sky)
   and the known white noise ``N = sigma_pix^2 * pixel area``. Diagonal in Fourier/harmonic
   space: the exact Wiener filter for a Gaussian field with uniform noise on a periodic or full
@@ -155,22 +156,26 @@ class WienerBaseline(FittedBaseline):
             nz = _np(noise)
             sig2 = np.array([np.mean(n[mm_ > 0] ** 2) for n, mm_ in zip(nz, m)])
         if g.ndim == 4:
+            # kappa_hat = S D* gamma_hat / (S |D|^2 + N): the per-mode Wiener estimate from both
+            # shear components (|D| < 1 on the Nyquist lines of even grids, where dividing by D
+            # first would amplify the noise)
             l1, l2 = cosmo.ell_grid(g.shape[-2:], pixel_arcmin)
             s = self.signal(np.hypot(l1, l2))
+            c, sn = cosmo.ks_kernel(g.shape[-2:])
             out = []
             for gi, mi, v in zip(g, m, sig2):
                 n = v * (pixel_arcmin * cosmo.ARCMIN) ** 2
-                w = s / np.maximum(s + n, 1e-300)
-                k = cosmo.ks_inverse(gi[0] * mi[0], gi[1] * mi[0])
-                out.append(np.fft.ifft2(np.fft.fft2(k) * w).real[None])
+                num = s * (c * np.fft.fft2(gi[0] * mi[0]) + sn * np.fft.fft2(gi[1] * mi[0]))
+                out.append(np.fft.ifft2(num / np.maximum(s * (c ** 2 + sn ** 2) + n, 1e-300)).real[None])
             res = np.stack(out)
         else:
             from cosmobench.sim import healpix as hpx
             nside = _nside(g.shape[-1])
             lmax = hpx.default_lmax(nside)
             s = self.signal(np.arange(lmax + 1, dtype=float))
-            res = np.stack([hpx.harmonic_filter(s / np.maximum(s + hpx.white_noise_cl(np.sqrt(v), nside), 1e-300),
-                                                gi[0], gi[1], mi[0], lmax)[None]
+            f2 = hpx.ks_factor(lmax) ** 2  # gamma_E = f kappa: F = S f^2 / (S f^2 + N) on E / f
+            res = np.stack([hpx.harmonic_filter(s * f2 / np.maximum(s * f2 + hpx.white_noise_cl(np.sqrt(v), nside),
+                                                                     1e-300), gi[0], gi[1], mi[0], lmax)[None]
                             for gi, mi, v in zip(g, m, sig2)])
         return torch.as_tensor(res, dtype=torch.float32, device=gamma.device)
 
