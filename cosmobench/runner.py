@@ -475,13 +475,14 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     out = Path(output_path).expanduser()
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory: name the output file")
-    if not out.name.lower().endswith(WRITE_SUFFIXES):
-        raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(WRITE_SUFFIXES)}")
     if out.exists() and not overwrite:
         raise ConfigError(f"--output {out} exists: pass --overwrite to replace it")
     if not Path(input_path).is_file():
         raise InputError(f"input file not found: {input_path}")
     dm_cls, task_cls = load_classes(spec)
+    suffixes = WRITE_SUFFIXES + tuple(task_cls.extra_predict_suffixes)
+    if not out.name.lower().endswith(suffixes):
+        raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(suffixes)}")
     if checkpoint is not None:
         cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
         module = _load_module(task_cls, task, ckpt)

@@ -150,6 +150,9 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         below ``plot_dir``; return their paths."""
         return []
 
+    #: output extensions besides the table formats that :meth:`write_predictions` writes (e.g. ``.npy``)
+    extra_predict_suffixes: tuple[str, ...] = ()
+
     def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
         """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one
         output row each (e.g. a scene yields a variable number of deblended sources).

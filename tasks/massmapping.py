@@ -186,6 +186,8 @@ class WienerBaseline(FittedBaseline):
 class MassMappingTask(BaseTask):
     """Mass mapping (module docstring). ``data_info`` from :meth:`MassMappingDataModule.info`."""
 
+    extra_predict_suffixes = (".npy",)  # a flat NPY shear map gives an NPY convergence map
+
     def configure_model(self) -> nn.Module:
         info = self.require_info("sky", "pixel_arcmin", "sigma_pix", "kappa_std", "gamma_std", "patch_size")
         self.sky = info["sky"]
@@ -335,7 +337,7 @@ class MassMappingTask(BaseTask):
           ``healpy.UNSEEN``) or a table (``.csv``/``.ecsv``/``.parquet``/``.h5``: ``pixel``, ``kappa``
           per observed pixel);
         * flat input: ``.fits`` image (``(N, N)`` for a single input map, else ``(M, N, N)``),
-          ``.npz`` (array ``kappa``, same shapes), or a table (``map``, ``row``, ``col``, ``kappa`` per
+          ``.npz`` (array ``kappa``, same shapes), ``.npy`` (the same array), or a table (``map``, ``row``, ``col``, ``kappa`` per
           observed pixel). The input's ``data.spatial_order`` is kept.
         """
         from cosmobench.io import write_table
@@ -356,11 +358,14 @@ class MassMappingTask(BaseTask):
             m = np.where(mask, kappa, hp.UNSEEN)
             names = ["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))]
             hp.write_map(str(tmp), m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32, column_names=names)
-        elif suffix in (".fits", ".fit", ".npz"):
+        elif suffix in (".fits", ".fit", ".npz", ".npy"):
             k = kappa[0] if meta["single"] else kappa
             if suffix == ".npz":
                 with open(tmp, "wb") as fh:
                     np.savez(fh, kappa=k)
+            elif suffix == ".npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, k)
             else:
                 from astropy.io import fits
                 fits.PrimaryHDU(k).writeto(tmp, overwrite=True)

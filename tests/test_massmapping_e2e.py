@@ -79,6 +79,7 @@ def test_flat_predict_formats_and_conventions(root, tmp_path):
     k_t = np.load(predict(tmp_path / "t.npy", tmp_path / "kt.npz", "data.spatial_order=xy",
                           "data.gamma2_sign=-1"))["kappa"]
     np.testing.assert_allclose(k_t[0], k_stack[0].T, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(predict(one, tmp_path / "k.npy")), k_stack[0], rtol=1e-5, atol=1e-7)
     table = predict(one, tmp_path / "k.csv").read_text().splitlines()
     assert table[0].split(",") == ["map", "row", "col", "kappa"] and len(table) == 1 + stack.shape[-1] ** 2
 
