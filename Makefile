@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cosmobench-installed
+# pytest-xdist workers for make test (one per core here; each test process uses one thread)
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-slow bench clean
 
@@ -22,7 +24,7 @@ run: install
 	$(VENV)/bin/cosmobench leaderboard --format html --out runs/leaderboard.html
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-slow: install
 	$(PY) -m pytest -m slow

@@ -17,6 +17,8 @@ BIN = Path(sys.executable).parent
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def run_cli(args: list[str], root: Path, env: dict | None = None, timeout: float = 600,
