@@ -276,7 +276,6 @@ def read_folder_catalog(path: str | Path, file_column: str, label_column: str | 
     return {"files": files, "labels": labels.astype(np.int64), "class_names": class_names, "votes": votes}
 
 
-_load_array = load_array  # the name lensfinding/massmapping imported while this module was new
 
 
 class H5Images:

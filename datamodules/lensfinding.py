@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 
 from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.images import (FileImages, LazyImageDataset, _load_array, check_finite_images, crop_resize,
+from cosmobench.images import (FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
                                read_folder_catalog, read_image_stack, train_band_statistics)
 
 CLASSES = ["non_lens", "lens"]
@@ -126,7 +126,7 @@ class LensFindingDataModule(ImageDataModule):
             table = read_table(Path(label_path).expanduser(), [c["label_column"]])
             labels, where = np.asarray(table[c["label_column"]]), f"{label_path}:{c['label_column']}"
         elif path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
-            labels = _load_array(path, c["label_key"])  # the shared reader's npz member / HDF5 dataset
+            labels = load_array(path, c["label_key"])  # the shared reader's npz member / HDF5 dataset
             where = f"{path}:{c['label_key']}"
         else:
             raise InputError(f"{path}: a {path.suffix} stack holds no labels; set data.label_path=TABLE "

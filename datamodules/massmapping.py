@@ -93,10 +93,10 @@ def flat_mask(rng: np.random.Generator, n: int, pixel_arcmin: float, holes: int,
 
 
 def _load_raw(path: Path, what: str) -> np.ndarray:
-    from cosmobench.images import _load_array  # the shared NPY/NPZ/HDF5/FITS reader
+    from cosmobench.images import load_array  # the shared NPY/NPZ/HDF5/FITS reader
     if not path.is_file():
         raise InputError(f"{what} file not found: {path}")
-    return np.asarray(_load_array(path, None), dtype=np.float64)
+    return np.asarray(load_array(path, None), dtype=np.float64)
 
 
 def read_flat_shear(path: str | Path, axis_order: str = "auto", spatial_order: str = "yx",

@@ -121,7 +121,7 @@ def _cl_table(params: tuple[float, ...], nz: tuple, models: tuple[str, str]) -> 
     return cl
 
 
-def _interp_loglog(ell, log_table: np.ndarray) -> np.ndarray:
+def interp_loglog(ell, log_table: np.ndarray) -> np.ndarray:
     """Evaluate a spectrum tabulated as ``log C`` at :data:`ELL_TABLE` (power-law
     extrapolation beyond the table, ``C = 0`` for ``ell < 2``: a spin-2 field has no monopole
     or dipole)."""
@@ -147,7 +147,7 @@ def convergence_cl(ell, Omega_m: float = FIDUCIAL["Omega_m"], sigma8: float = FI
     """
     table = _cl_table((float(Omega_m), float(sigma8), float(h), float(n_s), float(Omega_b)),
                       _nz_tuple(nz), (transfer_function, nonlinear))
-    return _interp_loglog(ell, np.log(table))
+    return interp_loglog(ell, np.log(table))
 
 
 def lognormal_shift(Omega_m: float = FIDUCIAL["Omega_m"], h: float = FIDUCIAL["h"], nz=None,
@@ -252,7 +252,7 @@ class ClGrid:
         shape ``params_shape + ell.shape``."""
         logt = self.log_cl_table(Omega_m, sigma8)
         flat = logt.reshape(-1, len(ELL_TABLE))
-        out = np.stack([_interp_loglog(ell, row) for row in flat])
+        out = np.stack([interp_loglog(ell, row) for row in flat])
         return out.reshape(logt.shape[:-1] + np.shape(ell))
 
 

@@ -371,9 +371,9 @@ class ClGaussian(BoxProblem):
         if getattr(self, "_bp_interp", None) is None:
             from scipy.interpolate import RegularGridInterpolator
 
-            from cosmobench.sim.cosmology import _interp_loglog
+            from cosmobench.sim.cosmology import interp_loglog
             g = self.grid
-            nodes = np.stack([[np.log(self.weights @ _interp_loglog(self.ell, g.log_table[i, j]))
+            nodes = np.stack([[np.log(self.weights @ interp_loglog(self.ell, g.log_table[i, j]))
                                for j in range(len(g.sigma8))] for i in range(len(g.omega_m))])
             self._bp_interp = RegularGridInterpolator((g.omega_m, np.log(g.sigma8)), nodes, method="cubic",
                                                       bounds_error=True)
@@ -445,7 +445,7 @@ class LognormalMap(BoxProblem):
             log_table = self.grid.log_cl_table(om, s8)
 
             def cl(ell, lt=log_table):
-                return cc._interp_loglog(ell, lt)
+                return cc.interp_loglog(ell, lt)
             kappa = cc.lognormal_field(cl, (self.size, self.size), self.pixel, self.shift(om), rng)
             out[i, 0] = kappa + self.noise_sigma * rng.standard_normal(kappa.shape)
         return out
