@@ -48,13 +48,12 @@ import io
 import json
 import math
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import ConfigError
 from cosmobench.results import RunRow, read_rows
 
 #: Direction of common metric names: "min" (lower is better), "max" or "zero" (best at 0).
@@ -319,11 +318,7 @@ def _sort_key(v):
 def load(root: str | Path, task: str | None = None) -> Board:
     """The leaderboard of every run recorded under ``root`` (all statuses; failed ones counted)."""
     from cosmobench.bench import read_manifests
-    try:
-        rows = read_rows(root, task=task)
-    except sqlite3.DatabaseError as exc:
-        raise InputError(f"results store {Path(root) / 'results.sqlite'} cannot be read: {exc}") from None
-    return aggregate(rows, read_manifests(root))
+    return aggregate(read_rows(root, task=task), read_manifests(root))  # a bad store is a StoreError
 
 
 # --- formatting ------------------------------------------------------------------------
