@@ -8,7 +8,9 @@ Sources (``data.source``):
     ``data.zero_point`` / ``data.sky_mag`` / ``data.psf_fwhm``, lens fraction ``data.lens_fraction``,
     hard negatives ``data.hard_negatives`` (fraction ``data.hard_negative_fraction`` of the
     negatives). Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)``; the splits are
-    rendered in batches at set-up. Items also carry the truth used for the binned completeness:
+    rendered in batches at set-up. With ``data.resample_train`` the training cutouts are drawn
+    afresh every epoch (:class:`ResampledSimDataset`; sample ``i`` of epoch ``e`` is a pure function
+    of ``(seed, train, e, i)``, epoch 0 is the fixed set); validation and test stay fixed. Items also carry the truth used for the binned completeness:
     ``theta_e`` (arcsec), ``source_mag`` (unlensed, reference band), ``magnification`` and
     ``kind`` (index into :data:`cosmobench.sim.lensing.KINDS`), NaN / -1 where not applicable.
 ``stack``
@@ -41,9 +43,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress
+from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, ImageDataModule, progress
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
                                read_folder_catalog, read_image_stack, train_band_statistics)
@@ -53,6 +55,65 @@ CLASSES = ["non_lens", "lens"]
 N_COMPLETENESS_BINS = 4
 SIM_BATCH = 256
 TRUTH_KEYS = ("theta_e", "source_mag", "magnification", "kind")
+
+
+def sim_arrays(sim, indices: np.ndarray, split: str, seed: int) -> dict[str, np.ndarray]:
+    """Simulated samples ``indices`` of ``split``: ``image`` ``(B, C, H, W)`` float32, ``label``
+    int64 and the truth :data:`TRUTH_KEYS` (float32; ``kind`` int64)."""
+    img, t = sim.simulate(indices, split, seed)
+    arrays = {"image": img.numpy(), "label": t["label"].numpy().astype(np.int64)}
+    arrays.update({k: t[k].numpy().astype(np.float32 if k != "kind" else np.int64) for k in TRUTH_KEYS})
+    return arrays
+
+
+class ResampledSimDataset(Dataset):
+    """Training split of ``n`` simulated cutouts that is drawn afresh every epoch
+    (``data.resample_train``: the simulator's unlimited supply instead of a fixed set).
+
+    Item ``k = epoch * n + i`` (the keys :class:`EpochResampledSampler` yields) is sample ``i`` of
+    epoch ``epoch`` = simulator sample ``k`` of the ``train`` stream, i.e. a pure function of
+    ``(seed, "train", epoch, i)`` whatever the batch composition, process or ``num_workers``;
+    epoch 0 is exactly the fixed training set (kept in memory as :attr:`arrays`, which the
+    normalisation statistics are computed from). Batches are rendered at once
+    (``__getitems__``, called by the DataLoader's fetcher in the main process or a worker).
+    ``idx`` is ``i``, so the per-sample D4 augmentation stays a function of (seed, epoch, i).
+    Validation and test splits stay fixed (their own streams)."""
+
+    def __init__(self, epoch0: ArrayDataset, sim_config, seed: int):
+        self.epoch0, self.sim_config, self.seed = epoch0, sim_config, int(seed)
+        self.arrays, self.n = epoch0.arrays, len(epoch0)
+        self._sim = None  # built lazily in the process that renders (not pickled into workers)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getstate__(self):
+        return {**self.__dict__, "_sim": None}
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([k])[0]
+
+    def __getitems__(self, keys) -> list[dict[str, torch.Tensor]]:
+        keys = np.asarray([int(k) for k in keys], dtype=np.int64)
+        if (keys < 0).any():
+            raise IndexError(f"negative sample key {int(keys.min())}")
+        if (keys < self.n).all():
+            return [self.epoch0[int(k)] for k in keys]
+        if self._sim is None:
+            from cosmobench.sim.lensing import LensSimulator
+            self._sim = LensSimulator(self.sim_config)
+        arrays = {k: torch.from_numpy(v) for k, v in sim_arrays(self._sim, keys, "train", self.seed).items()}
+        return [{**{name: v[j] for name, v in arrays.items()}, "idx": torch.tensor(int(k) % self.n, dtype=torch.long)}
+                for j, k in enumerate(keys)]
+
+
+class EpochResampledSampler(EpochSeededSampler):
+    """:class:`~cosmobench.datamodule.EpochSeededSampler` (same shuffle) yielding the keys
+    ``epoch * n + i`` of :class:`ResampledSimDataset`; Lightning's ``set_epoch`` before every epoch
+    (also after a resume) selects the epoch's fresh samples."""
+
+    def __iter__(self):
+        return (self.epoch * self.n + i for i in super().__iter__())
 
 
 class LensFindingDataModule(ImageDataModule):
@@ -65,6 +126,9 @@ class LensFindingDataModule(ImageDataModule):
         self.n_bands = int(self.cfg["n_bands"])
         self.norm: dict[str, list[float]] = {}
         self.sim_config()  # bad simulator settings fail before anything is written
+        if self.cfg["resample_train"] and self.cfg["source"] != "sim":
+            raise ConfigError(f"data.resample_train=true needs simulated data (data.source=sim), "
+                              f"not data.source={self.cfg['source']}")
 
     # --- simulator ------------------------------------------------------------------------
     def sim_config(self):
@@ -83,24 +147,19 @@ class LensFindingDataModule(ImageDataModule):
         """``n`` simulated cutouts of ``split`` with labels and truth (see the module docstring)."""
         from cosmobench.sim.lensing import LensSimulator
         sim = LensSimulator(self.sim_config())
-        images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
-        truth: dict[str, np.ndarray] = {}
+        parts = []
         starts = range(0, n, SIM_BATCH)
         for a in progress(starts, len(starts), f"simulating {split} lens cutouts", min_total=8):
-            idx = np.arange(a, min(a + SIM_BATCH, n))
-            img, t = sim.simulate(idx, split, self.seed)
-            images[idx] = img.numpy()
-            for k, v in t.items():
-                truth.setdefault(k, np.empty(n, v.numpy().dtype))[idx] = v.numpy()
-        arrays = {"image": images, "label": truth["label"].astype(np.int64)}
-        arrays.update({k: truth[k].astype(np.float32 if k != "kind" else np.int64) for k in TRUTH_KEYS})
-        return ArrayDataset(arrays)
+            parts.append(sim_arrays(sim, np.arange(a, min(a + SIM_BATCH, n)), split, self.seed))
+        return ArrayDataset({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
     # --- building -------------------------------------------------------------------------
     def build(self) -> dict[str, Dataset]:
         source = self.cfg["source"]
         if source == "sim":
             datasets = {s: self.simulate_split(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
+            if self.cfg["resample_train"]:
+                datasets["train"] = ResampledSimDataset(datasets["train"], self.sim_config(), self.seed)
         else:
             datasets = self._build_stack() if source == "stack" else self._build_folder()
         check_finite_images(datasets)
@@ -180,6 +239,17 @@ class LensFindingDataModule(ImageDataModule):
             tload, tlabels = self._folder_file(test_path)
             test = lazy(np.arange(len(tlabels)), tload, tlabels)
         return self._real_splits(lambda rows: lazy(rows, load, labels), len(labels), test)
+
+    def train_dataloader(self) -> DataLoader:
+        """With ``data.resample_train`` (simulated data): fresh cutouts every epoch
+        (:class:`ResampledSimDataset` / :class:`EpochResampledSampler`); else the base loader."""
+        self.setup()
+        ds = self.datasets["train"]
+        if not isinstance(ds, ResampledSimDataset):
+            return super().train_dataloader()
+        nw = int(self.cfg["num_workers"])
+        return DataLoader(ds, batch_size=int(self.cfg["batch_size"]), sampler=EpochResampledSampler(len(ds), self.seed),
+                          shuffle=False, num_workers=nw, persistent_workers=nw > 0)
 
     # --- facts for the model ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:

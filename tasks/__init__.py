@@ -118,6 +118,7 @@ register_task(
             "hard_negatives": ["ring", "companion", "spiral", "edge_on"],
             "theta_e_range": [0.8, 3.0], "lens_mag_range": [17.5, 20.0], "source_mag_range": [21.0, 24.5],
             "source_re_range": [0.15, 0.6], "shear_sigma": 0.05, "clump_prob": 0.5,
+            "resample_train": False,  # fresh simulated training cutouts every epoch
             # preprocessing / augmentation
             "stretch": "asinh", "augment": False, "crop": None,
             # real data: stack (one NPY/NPZ/HDF5/FITS-cube file) or folder (table of image files)
@@ -148,7 +149,7 @@ register_task(
         "data.hard_negatives": "list[one of ring, companion, spiral, edge_on]",
         "data.theta_e_range": "list[positive float]", "data.lens_mag_range": "list[float]",
         "data.source_mag_range": "list[float]", "data.source_re_range": "list[positive float]",
-        "data.shear_sigma": "non-negative float", "data.clump_prob": "probability",
+        "data.shear_sigma": "non-negative float", "data.clump_prob": "probability", "data.resample_train": "bool",
         "data.stretch": ["asinh", "linear"], "data.augment": "bool", "data.crop": "positive int or null",
         "data.image_key": "str", "data.label_key": "str", "data.label_path": "str or null",
         "data.label_column": "str", "data.file_column": "str", "data.val_fraction": "probability",
@@ -198,7 +199,7 @@ register_task(
     models={
         "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 8, "depth": 3, "norm": "none", "blob_sigma": 1.5,
                            "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.3,
-                           "train_crop": 32}},
+                           "residual_scale": 0.1, "seg_prior": 3.0, "train_positions": "detections"}},
         "sep": {"model": dict(_DEBLEND_DETECT), "trainer": {"max_epochs": 1}},
     },
     constraints={
@@ -220,7 +221,8 @@ register_task(
         "model.depth": "non-negative int", "model.norm": ["batch", "group", "instance", "none"],
         "model.blob_sigma": "positive float", "model.position_jitter": "non-negative float",
         "model.neighbour_dropout": "probability", "model.flux_weight": "non-negative float",
-        "model.train_crop": "int >= 8 or null",
+        "model.residual_scale": "non-negative float", "model.seg_prior": "non-negative float",
+        "model.train_positions": ["detections", "truth"],
     },
 )
 

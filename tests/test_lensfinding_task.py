@@ -14,7 +14,7 @@ import torch
 from conftest import run_cli, run_dirs
 from cosmobench.config import resolve
 from cosmobench.datamodules.lensfinding import LensFindingDataModule
-from cosmobench.errors import InputError
+from cosmobench.errors import ConfigError, InputError
 from cosmobench.tasks.lensfinding import LensFindingTask
 
 warnings.filterwarnings("ignore")
@@ -161,3 +161,42 @@ def test_cli_bad_input_exits_2_and_writes_nothing(root):
     out = run_cli(["train", "lensfinding", "data.source=stack", f"data.path={root / 'missing.npy'}"], root)
     assert out.returncode == 2 and "missing.npy" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not run_dirs(root, "lensfinding", "resnet18")
+
+
+def test_resample_train_fresh_cutouts_every_epoch_whatever_num_workers():
+    """data.resample_train: epoch 0 is the fixed training set, later epochs are new samples, each
+    a pure function of (seed, epoch, i): the same batches with 0 or 2 workers, val/test fixed."""
+    fixed = LensFindingDataModule(cfg_for()["data"], seed=3)
+    fixed.setup()
+    runs = []
+    for nw in (0, 2):
+        dm = LensFindingDataModule(cfg_for("data.resample_train=true", f"data.num_workers={nw}")["data"], seed=3)
+        dm.setup()
+        loader = dm.train_dataloader()
+        epochs = []
+        for epoch in range(3):
+            loader.sampler.set_epoch(epoch)  # what Lightning does before every epoch
+            epochs.append(list(loader))
+        runs.append((dm, epochs))
+    (dm0, e0), (_, e2) = runs
+    for a, b in zip(sum(e0, []), sum(e2, [])):
+        assert a.keys() == b.keys()
+        for k in a:  # bitwise; NaN truth (theta_e of non-lenses) equal to NaN
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, equal_nan=True)
+    assert len(e0[0]) == 3 and sorted(torch.cat([b["idx"] for b in e0[1]]).tolist()) == list(range(48))
+    fixed_batches = list(fixed.train_dataloader())
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(e0[0], fixed_batches))  # epoch 0 = fixed set
+    images = [torch.cat([b["image"] for b in ep]) for ep in e0]
+    assert not torch.equal(images[1], images[2]) and not torch.equal(images[0][:8], images[1][:8])
+    labels = torch.cat([b["label"] for b in e0[2]])
+    assert 0 < labels.float().mean() < 1  # both classes in a fresh epoch
+    # a fresh sample is the simulator's train sample epoch * n + i, not a val/test sample
+    b = e0[2][0]
+    from cosmobench.sim.lensing import LensSimulator
+    img, _ = LensSimulator(dm0.sim_config()).simulate([2 * 48 + int(b["idx"][0])], "train", 3)
+    torch.testing.assert_close(b["image"][0], img[0])
+    for s in ("val", "test"):
+        assert torch.equal(dm0.datasets[s].arrays["image"], fixed.datasets[s].arrays["image"])
+    assert dm0.info()["norm_mean"] == fixed.info()["norm_mean"]
+    with pytest.raises(ConfigError, match="resample_train"):
+        LensFindingDataModule(cfg_for("data.resample_train=true", "data.source=stack", "data.path=x.npy")["data"])
