@@ -261,8 +261,7 @@ def test_fused_ray_tracing_matches_lens_equation(oversample):
     q[:2] = 1.0
     g1, g2, lx0, ly0 = r(-0.1, 0.1), r(-0.1, 0.1), r(-0.1, 0.1), r(-0.1, 0.1)
     sx0, sy0, q_s, pa_s = r(-1, 1), r(-1, 1), r(0.3, 1.0), r(0, np.pi)
-    cf = sim._coefs(sim._source_coefficients(te, q, phi, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s))
-    us, vs = sim._source_eval(cf)
+    us, vs = sim._source_eval(sim._source_plan(te, q, phi, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s))
     x, y = _subgrid(sim, 6)
     v = lambda t: t.view(1, 1, -1, 1, 1)  # noqa: E731
     bx, by = Lz.ray_trace(x, y, v(te), v(q), v(phi), v(g1), v(g2), v(lx0), v(ly0))
@@ -277,7 +276,7 @@ def test_fused_sersic_matches_profile_sersic():
     sim = Lz.LensSimulator(cfg, dtype=torch.float64)
     re, n, q, pa = (torch.tensor(v, dtype=torch.float64) for v in ([0.5, 1.7], [0.7, 5.2], [0.45, 1.0], [0.3, 2.5]))
     x0, y0 = torch.tensor([0.03, -0.4], dtype=torch.float64), torch.tensor([-0.05, 0.6], dtype=torch.float64)
-    got = sim._sersic_eval(sim._coefs(sim._sersic_coefs(re, n, q, pa, x0, y0)))
+    got = sim._sersic_eval(sim._sersic_plan(re, n, q, pa, x0, y0))
     x, y = _subgrid(sim, 2)
     v = lambda t: t.view(1, 1, -1, 1, 1)  # noqa: E731
     ref = P.sersic(x, y, 1.0, v(re), v(n), v(q), v(pa), v(x0), v(y0)) * sim.sub_area

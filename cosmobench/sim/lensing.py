@@ -324,7 +324,7 @@ class LensSimulator:
     quadratic form (elliptical radius) one broadcast plus one fused multiply-add of an outer
     product, and binning sub-pixels into pixels a sum over the leading axes. The SIE deflection,
     external shear and the source's elliptical frame are folded into per-sample coefficients of
-    the two deflection integrals (:meth:`_source_coefficients`); a Sérsic profile is
+    the two deflection integrals (:meth:`_source_plan`); a Sérsic profile is
     ``exp(A - b exp(k ln r^2 + c))`` (three transcendental ops). Each profile shape is evaluated
     once and multiplied by its per-band fluxes at pixel resolution; the PSF convolution is a
     separable matrix product (:class:`cosmobench.sim.profiles.SeparableConvolver`; Moffat PSFs as a
@@ -351,6 +351,9 @@ class LensSimulator:
         self.zp_factor = torch.as_tensor(c.band_zp_factor, **kw)
         self._gal_obs = None
         self._float64 = dtype == torch.float64
+        # exponents of profiles are clipped here, just above exp's underflow (1e-38 in float32):
+        # exp of an underflowing argument is ~10x slower on CPU, and the light lost is < 1e-30 counts
+        self._exp_floor = -700.0 if self._float64 else -87.0
 
     # --- random numbers ------------------------------------------------------------------
     def draw(self, indices, split: str, seed: int) -> tuple[torch.Tensor, list[torch.Generator], list[int]]:
@@ -365,11 +368,18 @@ class LensSimulator:
             u[i].uniform_(generator=g)
         return u.to(self.device), gens, seeds
 
-    # --- rendering helpers (per-sample coefficients: (1, 1, B, 1, 1) views) ------------------
-    def _coefs(self, cols) -> torch.Tensor:
-        """Stack ``K`` per-sample coefficient columns ``(N,)`` into ``(K, 1, 1, N, 1, 1)`` (dtype)."""
-        return torch.stack([torch.as_tensor(c, dtype=torch.float64) for c in cols]).to(self.dtype).view(
-            len(cols), 1, 1, -1, 1, 1)
+    # --- rendering helpers ------------------------------------------------------------------
+    # A "plan" is a list of tensors with the sample axis at dim 2, made once per batch from the
+    # per-sample parameters: per-sample scalars (1, 1, N, 1, 1) and the parts of affine/quadratic
+    # forms already broadcast against one pixel axis ((1, s, N, 1, W) or (s, 1, N, H, 1)); a chunk
+    # of samples takes a slice of each (_cut), and evaluating it costs only whole-grid ops.
+    def _b(self, col) -> torch.Tensor:
+        """Per-sample values ``(N,)`` -> ``(1, 1, N, 1, 1)`` in the working dtype."""
+        return torch.as_tensor(col).to(self.dtype).view(1, 1, -1, 1, 1)
+
+    @staticmethod
+    def _cut(plan, sl: slice) -> list[torch.Tensor]:
+        return [t[:, :, sl] for t in plan]
 
     def _chunks(self, n: int):
         step = self.chunk
@@ -380,41 +390,51 @@ class LensSimulator:
         s = self.cfg.oversample
         return sb[0, 0] if s == 1 else sb.view(s * s, *sb.shape[2:]).sum(0)
 
-    def _affine(self, a, b, c0) -> torch.Tensor:
-        """``a x + b y + c0`` on the sub-pixel grid."""
-        return torch.add(a * self.xs + c0, b * self.ys)
-
-    def _quadratic(self, a, b, c, x0, y0) -> torch.Tensor:
-        """``a dx^2 + 2 b dx dy + c dy^2`` with ``dx = x - x0``, ``dy = y - y0`` on the sub-pixel grid."""
-        dx, dy = self.xs - x0, self.ys - y0
-        return torch.add(a * dx * dx, c * dy * dy).addcmul_(2 * b * dx, dy)
+    def _affine_plan(self, a, b, c0) -> list[torch.Tensor]:
+        """Plan of ``a x + b y + c0`` on the sub-pixel grid (evaluate with :meth:`_affine`)."""
+        a, b, c0 = self._b(a), self._b(b), self._b(c0)
+        return [a * self.xs + c0, b * self.ys]
 
     @staticmethod
-    def _sersic_from_r2(r2, k, c0, a, nb) -> torch.Tensor:
-        """Sérsic ``exp(a + nb exp(k ln r2 + c0))`` from the squared elliptical radius ``r2``, in place."""
-        return torch.addcmul(a, torch.addcmul(c0, r2.log_(), k).exp_(), nb).exp_()
+    def _affine(p) -> torch.Tensor:
+        return torch.add(p[0], p[1])
 
-    def _sersic_coefs(self, r_e, n, q, pa, x0, y0) -> list[torch.Tensor]:
-        """Coefficients of a unit-flux elliptical Sérsic (flux per sub-pixel, so that the sum over
+    def _quadratic_plan(self, a, b, c, x0, y0) -> list[torch.Tensor]:
+        """Plan of ``a dx^2 + 2 b dx dy + c dy^2`` with ``dx = x - x0``, ``dy = y - y0`` on the
+        sub-pixel grid (evaluate with :meth:`_quadratic`)."""
+        dx, dy = self.xs - self._b(x0), self.ys - self._b(y0)
+        return [self._b(a) * dx * dx, self._b(c) * dy * dy, self._b(2 * b) * dx, dy]
+
+    @staticmethod
+    def _quadratic(p) -> torch.Tensor:
+        return torch.add(p[0], p[1]).addcmul_(p[2], p[3])
+
+    def _sersic_from_r2(self, r2, k, c0, a, nb) -> torch.Tensor:
+        """Sérsic ``exp(a + nb exp(k ln r2 + c0))`` from the squared elliptical radius ``r2``, in place."""
+        return r2.log_().mul_(k).add_(c0).exp_().mul_(nb).add_(a).clamp_min_(self._exp_floor).exp_()
+
+    def _sersic_plan(self, r_e, n, q, pa, x0, y0) -> list[torch.Tensor]:
+        """Plan of a unit-flux elliptical Sérsic (flux per sub-pixel, so that the sum over
         a pixel's sub-pixels is that pixel's flux) for :meth:`_sersic_eval`: the quadratic form
         ``r^2 = u^2 + (v/q)^2`` of the elliptical radius, then ``I_e exp(-b_n ((r/r_e)^(1/n) - 1))
         = exp(A - b_n exp((ln r^2 - 2 ln r_e) / 2n))`` with ``A = ln(I_e sub_area) + b_n`` and
         ``I_e`` the unit-flux normalisation of :func:`cosmobench.sim.profiles.sersic_total_flux`."""
         c, s, iq2 = torch.cos(pa), torch.sin(pa), 1.0 / (q * q)
-        return [c * c + s * s * iq2, c * s * (1 - iq2), s * s + c * c * iq2, x0, y0] + self._profile_coefs(r_e, n, q)
+        return self._quadratic_plan(c * c + s * s * iq2, c * s * (1 - iq2), s * s + c * c * iq2, x0, y0) + \
+            self._profile_plan(r_e, n, q)
 
-    def _profile_coefs(self, r_e, n, q) -> list[torch.Tensor]:
+    def _profile_plan(self, r_e, n, q) -> list[torch.Tensor]:
         b = P.sersic_bn(n)
         k = 0.5 / n
         a = -torch.log(P.sersic_total_flux(1.0, r_e, n, q)) + math.log(self.sub_area) + b
-        return [k, -2 * k * torch.log(r_e), a, -b]
+        return [self._b(k), self._b(-2 * k * torch.log(r_e)), self._b(a), self._b(-b)]
 
-    def _sersic_eval(self, cf) -> torch.Tensor:
-        """Binned unit-flux Sérsic ``(B, H, W)`` from coefficient views ``cf`` of :meth:`_sersic_coefs`."""
-        return self._bin(self._sersic_from_r2(self._quadratic(*cf[:5]), *cf[5:9]))
+    def _sersic_eval(self, p) -> torch.Tensor:
+        """Binned unit-flux Sérsic ``(B, H, W)`` from (a chunk of) a plan of :meth:`_sersic_plan`."""
+        return self._bin(self._sersic_from_r2(self._quadratic(p[:4]), *p[4:8]))
 
-    def _source_coefficients(self, theta_e, q, phi, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s) -> list[torch.Tensor]:
-        """Per-sample coefficients of the source-frame coordinates of the ray-traced grid.
+    def _source_plan(self, theta_e, q, phi, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s) -> list[torch.Tensor]:
+        """Plan of the source-frame coordinates of the ray-traced grid.
 
         SIE (module docstring) in the mass frame ``(u, v)`` at ``(dx, dy)`` from the lens centre:
         ``alpha = A (c T - s H, s T + c H)`` with ``T = atan(e u / psi)``, ``H = atanh(e v / psi)``,
@@ -437,20 +457,22 @@ class LensSimulator:
         ox, oy = lx0 - sx0, ly0 - sy0
         ux, uy = cs * mxx + ss * myx, cs * mxy + ss * myy
         vx, vy = (-ss * mxx + cs * myx) / q_s, (-ss * mxy + cs * myy) / q_s
-        return [q * q * c * c + s * s, c * s * (q * q - 1), q * q * s * s + c * c, lx0, ly0,   # psi^2
-                e * c, e * s, -e * (c * lx0 + s * ly0),                                       # e u
-                -e * s, e * c, e * (s * lx0 - c * ly0),                                       # e v
-                ux, uy, cs * ox + ss * oy - ux * lx0 - uy * ly0, -amp * cd, -amp * sd,        # u_s
-                vx, vy, (-ss * ox + cs * oy) / q_s - vx * lx0 - vy * ly0, amp * sd / q_s, -amp * cd / q_s]  # v_s/q_s
+        b = self._b
+        return (self._quadratic_plan(q * q * c * c + s * s, c * s * (q * q - 1), q * q * s * s + c * c, lx0, ly0)  # psi^2
+                + self._affine_plan(e * c, e * s, -e * (c * lx0 + s * ly0))                          # e u
+                + self._affine_plan(-e * s, e * c, e * (s * lx0 - c * ly0))                          # e v
+                + self._affine_plan(ux, uy, cs * ox + ss * oy - ux * lx0 - uy * ly0) + [b(-amp * cd), b(-amp * sd)]
+                + self._affine_plan(vx, vy, (-ss * ox + cs * oy) / q_s - vx * lx0 - vy * ly0)       # v_s / q_s
+                + [b(amp * sd / q_s), b(-amp * cd / q_s)])
 
-    def _source_eval(self, cf) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source-frame coordinates ``(u_s, v_s / q_s)`` of the ray-traced sub-pixel grid from the
-        coefficient views of :meth:`_source_coefficients`."""
-        psi = self._quadratic(*cf[0:5]).sqrt_().clamp_min_(1e-9 if self._float64 else 1e-6)
-        t = torch.atan2(self._affine(*cf[5:8]), psi)
-        h = self._affine(*cf[8:11]).div_(psi).atanh_()
-        us = self._affine(*cf[11:14]).addcmul_(t, cf[14]).addcmul_(h, cf[15])
-        vs = self._affine(*cf[16:19]).addcmul_(t, cf[19]).addcmul_(h, cf[20])
+    def _source_eval(self, p) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source-frame coordinates ``(u_s, v_s / q_s)`` of the ray-traced sub-pixel grid from (a
+        chunk of) a plan of :meth:`_source_plan`."""
+        psi = self._quadratic(p[0:4]).sqrt_().clamp_min_(1e-9 if self._float64 else 1e-6)
+        t = torch.atan2(self._affine(p[4:6]), psi)
+        h = self._affine(p[6:8]).div_(psi).atanh_()
+        us = self._affine(p[8:10]).addcmul_(t, p[10]).addcmul_(h, p[11])
+        vs = self._affine(p[12:14]).addcmul_(t, p[14]).addcmul_(h, p[15])
         return us, vs
 
     # --- simulate ------------------------------------------------------------------------
@@ -492,10 +514,10 @@ class LensSimulator:
         y0 = (ul[:, 6] - 0.5) * c.pixel_scale
         alpha_l = _lerp(ul[:, 7], (2.0, 3.0))
         if len(L):
-            cf = self._coefs(self._sersic_coefs(re_l, n_l, q_l, pa_l, x0, y0))
+            plan = self._sersic_plan(re_l, n_l, q_l, pa_l, x0, y0)
             flux = (c.counts(lens_mag)[:, None] * c.colour(alpha_l)).to(dt) * self.zp_factor
             for sl in self._chunks(len(L)):
-                t = self._sersic_eval(cf[:, :, :, sl])
+                t = self._sersic_eval(self._cut(plan, sl))
                 img.index_add_(0, L[sl], flux[sl, :, None, None] * t[:, None])
             truth["lens_mag"][L] = lens_mag
 
@@ -548,23 +570,24 @@ class LensSimulator:
         alpha_s = _lerp(us[:, 7], (-1.0, 0.5))
         has_clumps = uc[:, 0] < c.clump_prob
         frac = torch.where(has_clumps, _lerp(uc[:, 2], (0.1, 0.4)), torch.zeros_like(uc[:, 2]))
-        cols = self._source_coefficients(theta_e, q_m, pa_m, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s) + \
-            self._profile_coefs(re_s, n_s, q_s) + [1 - frac]
         # rows with clumps first, so that every chunk's clumpy rows are one contiguous slice
         order = torch.argsort((~has_clumps).to(torch.int8), stable=True)
         n_clumpy = int(has_clumps.sum())
-        cf = self._coefs([col[order] for col in cols])
-        ccf = self._coefs(self._clump_coefs(uc[order[:n_clumpy]], frac[order[:n_clumpy]], re_s[order[:n_clumpy]],
-                                            pa_s[order[:n_clumpy]], q_s[order[:n_clumpy]])) if n_clumpy else None
+        o = lambda t: t[order]  # noqa: E731
+        plan = self._source_plan(*map(o, (theta_e, q_m, pa_m, g1, g2, lx0, ly0, sx0, sy0, q_s, pa_s))) + \
+            self._profile_plan(o(re_s), o(n_s), o(q_s)) + [self._b(o(1 - frac))]
+        oc = lambda t: t[order[:n_clumpy]]  # noqa: E731
+        cplan = self._clump_plan(*map(oc, (uc, frac, re_s, pa_s, q_s))) if n_clumpy else None
         flux = ((c.counts(src_mag)[:, None] * c.colour(alpha_s)).to(dt) * self.zp_factor)[order]
         mag = torch.empty(len(pos), dtype=torch.float64)
         rows = pos[order]
         for sl in self._chunks(len(pos)):
-            bu, bv = self._source_eval(cf[:, :, :, sl])
+            p = self._cut(plan, sl)
+            bu, bv = self._source_eval(p)
             clumpy = slice(sl.start, min(sl.stop, n_clumpy))
             clumps = self._clumps_eval(bu[:, :, :clumpy.stop - clumpy.start], bv[:, :, :clumpy.stop - clumpy.start],
-                                       ccf[:, :, :, clumpy]) if clumpy.stop > clumpy.start else None
-            sb = self._sersic_from_r2(bu.mul_(bu).addcmul_(bv, bv), *cf[21:25, :, :, sl]).mul_(cf[25, :, :, sl])
+                                       self._cut(cplan, clumpy)) if clumpy.stop > clumpy.start else None
+            sb = self._sersic_from_r2(bu.mul_(bu).addcmul_(bv, bv), *p[16:20]).mul_(p[20])
             if clumps is not None:
                 sb[:, :, :clumpy.stop - clumpy.start] += clumps
             t = self._bin(sb)
@@ -578,7 +601,7 @@ class LensSimulator:
         """Positions of the sample indices ``rows`` within the sorted index list ``L``."""
         return torch.searchsorted(L, rows)
 
-    def _clump_coefs(self, uc, frac, re_s, pa_s, q_s) -> list[torch.Tensor]:
+    def _clump_plan(self, uc, frac, re_s, pa_s, q_s) -> list[torch.Tensor]:
         """Per clump slot (MAX_CLUMPS): centre in the source frame ``(du, dv / q_s)``, ``1 / q_s``,
         amplitude (flux per sub-pixel at the peak; 0 for absent clumps) and ``-1 / (2 sigma^2)`` of
         the Gaussian star-forming clumps of a unit source (total flux ``frac``). Clump offsets
@@ -592,17 +615,17 @@ class LensSimulator:
         for k in range(MAX_CLUMPS):
             dx, dy = re_s * _gauss(uc[:, 3 + 4 * k]), re_s * _gauss(uc[:, 4 + 4 * k])
             sig = _lerp(uc[:, 5 + 4 * k], (0.04, 0.12))
-            out += [cs * dx + ss * dy, (-ss * dx + cs * dy) / q_s, q_s,
-                    w[:, k] * self.sub_area / (2 * math.pi * sig ** 2), -0.5 / sig ** 2]
+            out += [self._b(v) for v in (cs * dx + ss * dy, (-ss * dx + cs * dy) / q_s, q_s,
+                                         w[:, k] * self.sub_area / (2 * math.pi * sig ** 2), -0.5 / sig ** 2)]
         return out
 
-    def _clumps_eval(self, bu, bv, cf) -> torch.Tensor:
+    def _clumps_eval(self, bu, bv, p) -> torch.Tensor:
         """Clump light (flux per sub-pixel) on the source-frame coordinates ``(u_s, v_s / q_s)``."""
         out = None
         for k in range(MAX_CLUMPS):
-            du, dvq, q_s, amp, isig = cf[5 * k:5 * (k + 1)]
+            du, dvq, q_s, amp, isig = p[5 * k:5 * (k + 1)]
             r2 = (bu - du).square_().add_(((bv - dvq) * q_s).square_())
-            term = r2.mul_(isig).exp_().mul_(amp)
+            term = r2.mul_(isig).clamp_min_(self._exp_floor).exp_().mul_(amp)
             out = term if out is None else out.add_(term)
         return out
 
@@ -615,12 +638,13 @@ class LensSimulator:
         m = 2 + (ur[:, 6] * 4).long().clamp(max=3)
         phase, amp = ur[:, 7] * 2 * math.pi, _lerp(ur[:, 8], (0.3, 0.9))
         cp, sp = torch.cos(pa), torch.sin(pa)
-        v = self._coefs([cp, sp, -(cp * x0 + sp * y0), -sp / q, cp / q, (sp * x0 - cp * y0) / q,
-                         radius, width, amp, m, phase])
-        du, dv = self._affine(*v[0:3]), self._affine(*v[3:6])
+        du = self._affine(self._affine_plan(cp, sp, -(cp * x0 + sp * y0)))
+        dv = self._affine(self._affine_plan(-sp / q, cp / q, (sp * x0 - cp * y0) / q))
+        radius, width, amp, m, phase = (self._b(t) for t in (radius, width, amp, m, phase))
         r = torch.sqrt(du * du + dv * dv)
         theta = torch.atan2(dv, du)
-        sb = torch.exp(-0.5 * ((r - v[6]) / v[7]) ** 2) * (1 + v[8] * torch.cos(v[9] * theta + v[10]))
+        sb = torch.exp((-0.5 * ((r - radius) / width) ** 2).clamp_min_(self._exp_floor)) * \
+            (1 + amp * torch.cos(m * theta + phase))
         t = self._bin(sb)
         t = t / t.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
         flux = (c.counts(mag)[:, None] * c.colour(alpha)).to(dt) * self.zp_factor
@@ -638,10 +662,9 @@ class LensSimulator:
             p = uc[on, 1 + 8 * k:1 + 8 * (k + 1)]
             r, ang = _lerp(p[:, 0], (0.8, 3.0)), 2 * math.pi * p[:, 1]
             mag = _lerp(p[:, 2], c.source_mag_range)
-            cf = self._coefs(self._sersic_coefs(_lerp(p[:, 3], c.source_re_range), _lerp(p[:, 4], (0.5, 3.0)),
-                                                _lerp(p[:, 5], (0.3, 1.0)), p[:, 6] * math.pi,
-                                                x0[on] + r * torch.cos(ang), y0[on] + r * torch.sin(ang)))
-            t = self._sersic_eval(cf)
+            t = self._sersic_eval(self._sersic_plan(_lerp(p[:, 3], c.source_re_range), _lerp(p[:, 4], (0.5, 3.0)),
+                                                    _lerp(p[:, 5], (0.3, 1.0)), p[:, 6] * math.pi,
+                                                    x0[on] + r * torch.cos(ang), y0[on] + r * torch.sin(ang)))
             flux = (c.counts(mag)[:, None] * c.colour(_lerp(p[:, 7], (-1.0, 0.5)))).to(dt) * self.zp_factor
             out[on] += flux[:, :, None, None] * t[:, None]
         return out

@@ -388,7 +388,10 @@ def poisson_gaussian_noise(image, sky, std_normal, read_noise: float = 5.0, gain
     xp = array_namespace(image, sky, std_normal)
     ref = _first_tensor(image, sky, std_normal)
     image, sky = _like(xp, image, ref), _like(xp, sky, ref)
-    var = (image + sky).clip(min=0.0) * gain if xp is not np else np.clip(image + sky, 0.0, None) * gain
+    if xp is not np:  # the same arithmetic with one temporary, updated in place
+        sigma = (image + sky).clamp_(min=0.0).mul_(gain).add_(read_noise ** 2).sqrt_().div_(gain)
+        return xp.addcmul(image, sigma, _like(xp, std_normal, ref))
+    var = np.clip(image + sky, 0.0, None) * gain
     return image + xp.sqrt(var + read_noise ** 2) / gain * _like(xp, std_normal, ref)
 
 
