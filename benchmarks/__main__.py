@@ -19,7 +19,7 @@ from pathlib import Path
 COLUMNS = ("benchmark", "case", "value", "unit", "target", "note")
 
 
-def machine() -> str:
+def machine(threads: int | None = None) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -31,7 +31,14 @@ def machine() -> str:
     import torch
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return (f"{cpu}, {os.cpu_count()} logical CPUs{gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+            f"{threads or torch.get_num_threads()} threads by default (each row states its own); "
+            f"Python {platform.python_version()}")
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (how busy the machine was: ratios are measured in one
+    run, absolute rates depend on it)."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def print_table(rows: list[dict], file=None) -> None:
@@ -55,6 +62,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {', '.join(modules)}", file=sys.stderr)
         return 2
+    import torch
+    threads = torch.get_num_threads()  # benchmarks may change it (the runner sets num_threads)
+    load = _load()
     rows: list[dict] = []
     t_all = time.perf_counter()
     for name in chosen:
@@ -69,7 +79,8 @@ def main(argv: list[str]) -> int:
         print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     print()
     print_table(rows)
-    print(f"\nmeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
+    print(f"\nmeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine(threads)} "
+          f"(1/5/15-min load average {load} at the start, {_load()} at the end); "
           f"{time.perf_counter() - t_all:.0f} s in total")
     return 0
 

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="input file (task-specific format)")
     p.add_argument("--output", required=True, help="output table: .csv, .ecsv, .fits, .parquet, .npz or .h5")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="network precision of image classifiers (default auto: bf16 on a CPU with native "
+                        "bfloat16, else fp32; fp32 turns reduced precision off)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
@@ -134,7 +137,7 @@ def _cmd_predict(args) -> int:
         return 0
     from cosmobench.runner import predict
     out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, precision=args.precision)
     print(f"wrote {out}")
     return 0
 

@@ -23,13 +23,14 @@ import hashlib
 import json
 import logging
 from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from cosmobench.errors import InputError
 
@@ -67,8 +68,48 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
             "train": np.sort(perm[n_test + n_val:])}
 
 
+class RowBatch(Sequence):
+    """Rows of an :class:`ArrayDataset` fetched at once: :attr:`batch` is the collated batch
+    ``{key: (B, ...), "idx": (B,)}``, built with one ``index_select`` per array.
+
+    As a sequence it is the ``B`` per-row items (views of :attr:`batch`), equal to
+    ``[ds[i] for i in indices]``; so torch's ``default_collate``, or any code that expects the
+    list of items a DataLoader fetcher normally builds, gets the same batch as before, and
+    :func:`collate_rows` (the collate function of every cosmobench loader) returns
+    :attr:`batch` with no per-row work."""
+
+    def __init__(self, batch: dict[str, torch.Tensor]):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch["idx"])
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[k] for k in range(*j.indices(len(self)))]
+        return {k: v[j] for k, v in self.batch.items()}
+
+
+def collate_rows(items):
+    """Collate function of the cosmobench DataLoaders: a :class:`RowBatch` (an
+    :class:`ArrayDataset` batch fetched with ``__getitems__``) is already collated; anything
+    else (a list of per-item dicts from another dataset) goes through torch's
+    ``default_collate``. Both give identical batches for an :class:`ArrayDataset`."""
+    if isinstance(items, RowBatch):
+        return items.batch
+    return default_collate(items)
+
+
 class ArrayDataset(Dataset):
-    """Dataset over a dict of equal-length arrays; item ``i`` is ``{key: tensor, "idx": i}``."""
+    """Dataset over a dict of equal-length arrays; item ``i`` is ``{key: tensor, "idx": i}``.
+
+    A DataLoader with ``batch_size`` fetches a whole batch with :meth:`__getitems__` (torch's
+    batched-fetch protocol; used by the fetcher in the main process and in every worker):
+    one ``index_select`` per array instead of ``B`` single-row items and a ``torch.stack``
+    of them. The indices still come from the loader's sampler (:class:`EpochSeededSampler`,
+    or Lightning's ``DistributedSampler`` under DDP), so the batches are the same, in the same
+    order, whatever ``num_workers`` -- and equal to the per-row path (``tests/test_datamodule_batched.py``).
+    """
 
     def __init__(self, arrays: Mapping[str, np.ndarray]):
         lengths = {k: len(v) for k, v in arrays.items()}
@@ -84,6 +125,24 @@ class ArrayDataset(Dataset):
         item = {k: v[i] for k, v in self.arrays.items()}
         item["idx"] = torch.tensor(i, dtype=torch.long)
         return item
+
+    def __getitems__(self, indices: list[int]) -> RowBatch | list[dict[str, torch.Tensor]]:
+        """Items ``indices`` as one :class:`RowBatch`. A subclass that overrides
+        :meth:`__getitem__` gets its own items, one by one."""
+        if type(self).__getitem__ is not ArrayDataset.__getitem__:
+            return [self[i] for i in indices]
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        if idx.ndim != 1:
+            raise IndexError(f"ArrayDataset.__getitems__ takes a list of row indices, got shape {tuple(idx.shape)}")
+        in_worker = get_worker_info() is not None
+        batch = {}
+        for k, v in self.arrays.items():
+            out = None
+            if in_worker:  # as default_collate: fill shared memory, so sending it to the main process is no copy
+                out = torch.empty((len(idx),) + tuple(v.shape[1:]), dtype=v.dtype).share_memory_()
+            batch[k] = torch.index_select(v, 0, idx, out=out)
+        batch["idx"] = idx
+        return RowBatch(batch)
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -221,7 +280,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         nw = int(self.cfg["num_workers"])
         return DataLoader(ds, batch_size=int(self.cfg["batch_size"]),
                           sampler=EpochSeededSampler(len(ds), self.seed) if shuffle else None,
-                          shuffle=False, num_workers=nw, persistent_workers=nw > 0)
+                          shuffle=False, num_workers=nw, persistent_workers=nw > 0, collate_fn=collate_rows)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -234,7 +293,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
 
     def predict_loader(self, path: str | Path) -> DataLoader:
         return DataLoader(self.read_input(path), batch_size=int(self.cfg["batch_size"]),
-                          shuffle=False, num_workers=0)
+                          shuffle=False, num_workers=0, collate_fn=collate_rows)
 
 
 class ImageDataModule(BaseDataModule):

@@ -23,6 +23,7 @@ What a subclass gets:
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from cosmobench.images import apply_stretch
 from cosmobench.metrics import classification as M
 from cosmobench.plots import pyplot, save
 from cosmobench.task import BaseTask
+
+log = logging.getLogger(__name__)
 
 INFO_KEYS = ("n_bands", "image_size", "classes", "norm_scale", "norm_mean", "norm_std", "stretch")
 
@@ -160,9 +163,41 @@ class ImageClassificationTask(BaseTask):
         return M.classification_metrics(out["probs"], out["label"], out.get("inv_err"))
 
     # --- predict --------------------------------------------------------------------------
+    def export_for_inference(self) -> nn.Module:
+        """The network for ``cosmobench predict``: an e2cnn network as plain ``torch.nn``
+        modules (:meth:`cosmobench.nn.equivariant.E2CNN.export`, batch norm folded into the
+        convolutions), any other network a copy with its eval-mode batch norms folded into the
+        preceding convolutions (``torch.fx`` ``fuse``; unchanged if it cannot be traced); in
+        eval mode, in channels-last memory format (oneDNN's fast convolution layout)."""
+        net = self.net
+        if callable(getattr(net, "export", None)):
+            plain = net.export()
+        else:
+            from torch.fx.experimental.optimization import fuse
+            plain = super().export_for_inference()
+            try:
+                plain = fuse(plain, inplace=True)
+            except Exception as exc:  # noqa: BLE001 - fusing is an optimisation: keep the unfused copy
+                log.info("predict: %s not fused for inference (%s: %s)", type(net).__name__, type(exc).__name__, exc)
+        return plain.eval().to(memory_format=torch.channels_last)
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``(B, K)`` of raw images ``(B, C, H, W)`` through
+        :meth:`~cosmobench.task.BaseTask.inference_model` under
+        :meth:`~cosmobench.task.BaseTask.inference_autocast` (bfloat16 by default on a CPU with
+        native bfloat16; ``cosmobench predict --precision fp32`` turns it off), with
+        ``torch.inference_mode``. Same as ``self(images)`` up to that precision."""
+        net = self.inference_model()
+        with torch.inference_mode():
+            z = self.normalise(images.to(self.device).float()).contiguous(memory_format=torch.channels_last)
+            with self.inference_autocast(z.device):
+                logits = net(z)
+            return logits.float()
+
     def predict_outputs(self, batch):
-        """Columns ``p_<class>`` ``(B,)`` per class and ``pred_label`` ``(B,)``."""
-        probs = self(batch["image"].to(self.device)).softmax(dim=1)
+        """Columns ``p_<class>`` ``(B,)`` per class and ``pred_label`` ``(B,)`` (through
+        :meth:`predict_logits`)."""
+        probs = self.predict_logits(batch["image"]).softmax(dim=1)
         cols = {f"p_{name}": probs[:, k] for k, name in enumerate(self.class_names)}
         cols["pred_label"] = probs.argmax(dim=1)
         return cols

@@ -457,19 +457,27 @@ def _record_ok(root: Path, base: dict, metrics: dict, t0: float) -> None:
 
 # --- predict ---------------------------------------------------------------------------
 def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
-            model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False) -> Path:
+            model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False,
+            precision: str = "auto") -> Path:
     """Apply a trained model (or a baseline that needs no fitting) to a user file; write a table.
 
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
     names ...); ``overrides`` change them. Output format follows the extension (see
     :mod:`cosmobench.io`: CSV, ECSV, FITS, Parquet, NPZ, HDF5). The file is written
     atomically; an existing file is replaced only with ``overwrite=True``. The checkpoint
-    is read with ``weights_only=True``.
+    is read with ``weights_only=True``. ``precision`` (``auto``, ``bf16``, ``fp32``) is the
+    network's compute precision where the task implements a fast inference path
+    (:meth:`cosmobench.task.BaseTask.inference_autocast`; ``auto``: bfloat16 on a CPU with
+    native bfloat16).
     """
     import numpy as np
     import torch
 
     from cosmobench.io import WRITE_SUFFIXES
+    from cosmobench.task import INFERENCE_PRECISIONS
+
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"--precision {precision!r} is not known; choose one of {', '.join(INFERENCE_PRECISIONS)}")
 
     spec = get_task(task)
     out = Path(output_path).expanduser()
@@ -498,6 +506,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
                               f"pass --checkpoint CKPT from a `cosmobench train {task} -m {name}` run")
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
     module.eval()
+    module.set_inference_precision(precision)
     loader = dm.predict_loader(input_path)
     with torch.no_grad():  # a task may write its own outputs (BaseTask.write_predictions)
         if module.write_predictions(loader, out) is not None:

@@ -29,6 +29,21 @@ from torch import nn
 from cosmobench.errors import ConfigError, NonFiniteLossError
 
 
+#: ``cosmobench predict --precision``: ``auto`` is ``bf16`` on a CPU that computes bfloat16 natively
+#: (AVX512-BF16 or AMX), else ``fp32``
+INFERENCE_PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX) for oneDNN's kernels."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and (cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
+    except AttributeError:  # a torch without these probes: stay in float32
+        return False
+
+
 def default_optim() -> dict[str, Any]:
     """The ``optim`` node of the global defaults (``cosmobench.config.COMMON_DEFAULTS``)."""
     from cosmobench.config import COMMON_DEFAULTS
@@ -149,6 +164,55 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         """Optional: write PNGs of the test outputs ``out`` (as in :meth:`compute_metrics`)
         below ``plot_dir``; return their paths."""
         return []
+
+    # --- inference (``cosmobench predict``) ------------------------------------------------
+    #: precision of :meth:`inference_autocast` (one of :data:`INFERENCE_PRECISIONS`)
+    inference_precision: str = "auto"
+
+    def set_inference_precision(self, precision: str) -> None:
+        """Set :attr:`inference_precision` (``auto``, ``bf16`` or ``fp32``); ConfigError otherwise."""
+        if precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"inference precision {precision!r} is not known; choose one of "
+                              f"{', '.join(INFERENCE_PRECISIONS)}")
+        self.inference_precision = precision
+
+    def inference_dtype(self, device: torch.device | str = "cpu") -> torch.dtype:
+        """Compute dtype of inference on ``device``: ``torch.bfloat16`` for ``bf16`` (and for
+        ``auto`` on a CPU with native bfloat16, :func:`native_bf16_cpu`), else ``torch.float32``."""
+        p = self.inference_precision
+        if p == "auto":
+            p = "bf16" if torch.device(device).type == "cpu" and native_bf16_cpu() else "fp32"
+        return torch.bfloat16 if p == "bf16" else torch.float32
+
+    def inference_autocast(self, device: torch.device | str = "cpu"):
+        """Context of a predict forward pass: ``torch.autocast`` to :meth:`inference_dtype`
+        (convolutions and matmuls in bfloat16 with float32 accumulation; other ops in float32),
+        or a no-op in float32."""
+        dtype = self.inference_dtype(device)
+        return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def export_for_inference(self) -> nn.Module:
+        """A copy of ``self.net`` in eval mode for :meth:`inference_model` (override to export a
+        faster, equivalent module). It must not share parameters that training would change."""
+        import copy
+        return copy.deepcopy(self.net).eval()
+
+    def inference_model(self) -> nn.Module:
+        """:meth:`export_for_inference`, built once and cached (outside the module tree: not in the
+        state_dict). The cache is dropped by ``train()``/``eval()`` and by ``load_state_dict``,
+        so it never holds stale weights."""
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        if "net" not in cache:
+            cache["net"] = self.export_for_inference()
+        return cache["net"]
+
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_inference_cache", None)
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_inference_cache", None)
+        return super().load_state_dict(*args, **kwargs)
 
     #: output extensions besides the table formats that :meth:`write_predictions` writes (e.g. ``.npy``)
     extra_predict_suffixes: tuple[str, ...] = ()

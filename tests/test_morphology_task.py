@@ -54,6 +54,7 @@ def test_train_test_predict_roundtrip(model, tmp_path):
     np.save(tmp_path / "in.npy", x.permute(0, 2, 3, 1).numpy())
     pdm = MorphologyDataModule(cfg["data"], seed=0)
     batch = next(iter(pdm.predict_loader(tmp_path / "in.npy")))
+    loaded.set_inference_precision("fp32")  # the default may be bf16 (predict --precision); compared at 1e-5
     with torch.no_grad():
         cols = loaded.predict_outputs(batch)
     assert list(cols) == ["p_elliptical", "p_edge_on", "p_merger", "pred_label"]

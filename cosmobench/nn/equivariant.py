@@ -16,6 +16,7 @@ invariant to all eight rot90/flip transforms up to float rounding (measured ~1e-
 """
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from typing import Sequence
@@ -116,5 +117,63 @@ class E2CNN(nn.Module):
         h = self.gpool(self.features(h)).tensor  # (B, n_inv, h, w): invariant scalar fields
         return self.head(h.mean(dim=(2, 3)))
 
+    @torch.no_grad()
+    def export(self) -> "ExportedE2CNN":
+        """The network in eval mode as plain ``torch.nn`` modules, for inference: same logits
+        up to float rounding (``tests/test_inference_export.py``), no e2cnn at run time.
 
-__all__ = ["E2CNN", "CachedFilterR2Conv", "parse_group"]
+        Each ``R2Conv`` becomes the ``Conv2d`` of its expanded filter (e2cnn's ``export()``),
+        with the following ``InnerBatchNorm`` (its running statistics, e2cnn's ``export()`` to
+        ``BatchNorm2d``) folded into the conv's weight and bias; ``PointwiseAvgPool`` is
+        ``AvgPool2d`` (e2cnn 0.2 has no export for it); group pooling is the max over the
+        ``|G|`` channels of each regular field. The copy shares no tensor with this module
+        (training it further does not change the export); this module's train/eval mode is
+        left as it was."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+        was_training = self.training
+        layers: list[nn.Module] = []
+        mods = list(self.features.children())
+        try:
+            i = 0
+            while i < len(mods):
+                m = mods[i]
+                if isinstance(m, enn.R2Conv):
+                    conv = m.export()
+                    conv.weight = nn.Parameter(conv.weight.detach().clone())
+                    if i + 1 < len(mods) and isinstance(mods[i + 1], enn.InnerBatchNorm):
+                        conv = fuse_conv_bn_eval(conv.eval(), mods[i + 1].export())
+                        i += 1
+                    layers.append(conv)
+                elif isinstance(m, enn.InnerBatchNorm):
+                    layers.append(m.export())
+                elif isinstance(m, enn.ReLU):
+                    layers.append(nn.ReLU(inplace=True))
+                elif isinstance(m, enn.PointwiseAvgPool):
+                    layers.append(nn.AvgPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode))
+                else:
+                    raise NotImplementedError(f"E2CNN.export: no plain-torch export of {type(m).__name__}")
+                i += 1
+        finally:
+            self.train(was_training)
+        group_size = self.gspace.fibergroup.order()
+        head = copy.deepcopy(self.head)
+        return ExportedE2CNN(nn.Sequential(*layers), group_size, head).eval()
+
+
+class ExportedE2CNN(nn.Module):
+    """Plain-torch inference copy of an :class:`E2CNN` (:meth:`E2CNN.export`): conv stack ->
+    max over the ``group_size`` channels of each regular field -> spatial mean -> ``head``.
+    ``(B, n_bands, H, W)`` -> logits ``(B, n_classes)``; works in any memory format."""
+
+    def __init__(self, features: nn.Sequential, group_size: int, head: nn.Module):
+        super().__init__()
+        self.features, self.group_size, self.head = features, int(group_size), head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        b, c, hh, ww = h.shape
+        h = h.unflatten(1, (c // self.group_size, self.group_size)).amax(dim=2)  # group pooling
+        return self.head(h.mean(dim=(2, 3)))
+
+
+__all__ = ["E2CNN", "ExportedE2CNN", "CachedFilterR2Conv", "parse_group"]
