@@ -12,8 +12,9 @@ from the same ranges).
   (``lens_fraction=1``, source clumps off), batches of 256 (float32). Per image it draws the
   parameters and the noise deviates from the sample's own ``torch.Generator``, evaluates the
   lens-light and lensed-source shapes once on the sub-pixel grid, scales them by per-band
-  fluxes (colours), convolves each band with its PSF stamp (a 29 px Gaussian, +-7 sigma of the
-  widest band; separable matrix products) and adds Poisson (Gaussian limit) + read noise.
+  fluxes (colours), convolves each band with its PSF stamp (29 px, +-7 sigma of the widest band;
+  banded separable matrix products that skip taps below 1e-7 of the peak, i.e. +-5.7 sigma) and
+  adds Poisson (Gaussian limit) + read noise.
 * **lenstronomy, per band**: one ``ImageModel`` per band (``SIE`` + ``SHEAR``,
   ``SERSIC_ELLIPSE`` source and lens light, ``PSF(GAUSSIAN, truncation=3)`` = scipy's
   ``gaussian_filter`` at +-3 sigma), ``ImageModel.image`` per band (so ray tracing and both

@@ -325,7 +325,8 @@ class LensSimulator:
     product, and binning sub-pixels into pixels a sum over the leading axes. The SIE deflection,
     external shear and the source's elliptical frame are folded into per-sample coefficients of
     the two deflection integrals (:meth:`_source_plan`); a Sérsic profile is
-    ``exp(A - b exp(k ln r^2 + c))`` (three transcendental ops). Each profile shape is evaluated
+    ``exp(A - b exp(k ln r^2 + c))`` (three transcendental ops; exponents are clipped just above
+    float underflow, where exp is ~10x slower). Each profile shape is evaluated
     once and multiplied by its per-band fluxes at pixel resolution; the PSF convolution is a
     separable matrix product (:class:`cosmobench.sim.profiles.SeparableConvolver`; Moffat PSFs as a
     few separable terms); each sample's random numbers come from its own ``torch.Generator`` (the
@@ -352,7 +353,8 @@ class LensSimulator:
         self._gal_obs = None
         self._float64 = dtype == torch.float64
         # exponents of profiles are clipped here, just above exp's underflow (1e-38 in float32):
-        # exp of an underflowing argument is ~10x slower on CPU, and the light lost is < 1e-30 counts
+        # exp of an underflowing argument is ~10x slower on CPU; the clip adds < 1e-30 counts per
+        # sub-pixel (1.6e-38 of a unit profile times fluxes < 1e7 counts)
         self._exp_floor = -700.0 if self._float64 else -87.0
 
     # --- random numbers ------------------------------------------------------------------

@@ -410,8 +410,9 @@ def poisson_gaussian_noise(image, sky, std_normal, read_noise: float = 5.0, gain
     ref = _first_tensor(image, sky, std_normal)
     image, sky = _like(xp, image, ref), _like(xp, sky, ref)
     if xp is not np:  # the same arithmetic with one temporary, updated in place
-        sigma = (image + sky).clamp_(min=0.0).mul_(gain).add_(read_noise ** 2).sqrt_().div_(gain)
-        return xp.addcmul(image, sigma, _like(xp, std_normal, ref))
+        var = (image + sky).clamp_(min=0.0)
+        sigma = (var.mul_(gain) if gain != 1 else var).add_(read_noise ** 2).sqrt_()
+        return xp.addcmul(image, sigma.div_(gain) if gain != 1 else sigma, _like(xp, std_normal, ref))
     var = np.clip(image + sky, 0.0, None) * gain
     return image + xp.sqrt(var + read_noise ** 2) / gain * _like(xp, std_normal, ref)
 
