@@ -283,3 +283,21 @@ def test_fused_sersic_matches_profile_sersic():
     np.testing.assert_allclose(got.numpy(), ref.sum(dim=(0, 1)).numpy(), rtol=1e-9, atol=1e-15)
     flux = got.sum(dim=(-2, -1)).numpy()   # unit flux, minus the wings outside the 8" stamp (n = 5.2: ~30%)
     assert flux[0] == pytest.approx(1.0, abs=2e-3) and 0.5 < flux[1] < 0.9
+
+
+def test_samples_do_not_depend_on_threads_or_chunking():
+    """Bitwise the same sample whatever the torch thread count and however the batch is split into
+    rendering chunks (several chunks here: 40 px at oversample 2 -> 20 samples per chunk)."""
+    sim = Lz.LensSimulator(Lz.LensSimConfig(image_size=40, theta_e_range=(0.8, 2.0)))
+    assert sim.chunk < 30
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a, _ = sim.simulate(np.arange(60), "train", 1)
+        torch.set_num_threads(2)
+        b, _ = sim.simulate(np.arange(60), "train", 1)
+        c, _ = sim.simulate(np.arange(7, 60), "train", 1)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(a, b) and torch.equal(a[7:], c)

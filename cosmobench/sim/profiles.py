@@ -360,11 +360,25 @@ class SeparableConvolver:
     def __call__(self, images):
         """Convolve ``(B, C, H, W)`` images (``C`` = the number of kernels) -> ``(B, C, H, W)``.
         Runs as ``2 C`` GEMMs of ``B H`` (``B W``) rows (batched over the band), which is ~10% faster
-        than broadcasting the small matrices over the batch."""
+        than broadcasting the small matrices over the batch, on one thread: MKL sums in another
+        order on more threads, and a sample's image must not depend on the thread count (the same
+        batches whatever the number of DataLoader workers)."""
         import torch
         B, C, H, W = images.shape
         if C != self.ty.shape[0] or (H, W) != self.shape:
             raise ValueError(f"images {tuple(images.shape)} do not match {self.ty.shape[0]} kernels for {self.shape}")
+        threads = torch.get_num_threads()
+        if threads > 1:   # MKL splits a GEMM differently on more threads: keep results thread-independent
+            torch.set_num_threads(1)
+        try:
+            return self._convolve(images)
+        finally:
+            if threads > 1:
+                torch.set_num_threads(threads)
+
+    def _convolve(self, images):
+        import torch
+        B, C, H, W = images.shape
         x = images.transpose(0, 1).reshape(C, B * H, W)
         out = None
         for t in range(self.rank):
