@@ -5,8 +5,8 @@ Both make the same kind of image, in the same process and run, on the CPU: 64 x 
 ray-traced to an elliptical Sérsic source, an elliptical Sérsic lens light, a Gaussian PSF per band
 and noise, with the same sub-pixel sampling: ``oversample`` x ``oversample`` points per pixel,
 binned, then convolved at pixel resolution (lenstronomy's ``supersampling_factor`` with its default
-``supersampling_convolution=False``). Priors are the simulator's (lenstronomy draws them with numpy
-from the same ranges).
+``supersampling_convolution=False``). Geometry priors are the simulator's (lenstronomy draws them
+with numpy from the same ranges; its amplitudes are in its own units).
 
 * **ours**: :meth:`cosmobench.sim.lensing.LensSimulator.simulate` with every sample a lens
   (``lens_fraction=1``, source clumps off), batches of 256 (float32). Per image it draws the
@@ -29,8 +29,8 @@ from the same ranges).
 Threads: the headline rows run torch on one thread and lenstronomy in numpy (single-threaded
 element-wise work), one core each. A further row runs ours on all cores, as one simulator process
 of one torch thread per core started together (how DataLoader workers use them; torch's own
-intra-op threads are slower here: the work per op is small and a shared machine makes spinning
-OpenMP threads wait).
+intra-op threads were slower than one thread on the shared machine: the work per op is small and
+spinning OpenMP threads wait for busy cores).
 Also printed: the largest difference between our SIE + shear deflection and lenstronomy's
 (``SIE`` + ``SHEAR``) on random positions, a check that both solve the same lens equation.
 
