@@ -39,6 +39,7 @@ lenstronomy variant), so that they see the same load on a shared machine.
 
 Usage: ``python -m benchmarks lensfinding`` or ``python benchmarks/bench_lensfinding.py
 [--oversample 1 2 3] [--rounds 3] [--n-peer 20]``. Target: ours >= 50x lenstronomy.
+``--breakdown`` prints instead the CPU time per image of each stage of ours (where the time goes).
 """
 from __future__ import annotations
 
@@ -235,13 +236,85 @@ def rows(quick: bool = False, oversamples=(1, 2, 3), rounds: int = 3, n_peer: in
     return out
 
 
+def breakdown(oversample: int, reps: int = 7) -> list[tuple[str, float]]:
+    """CPU time per image (us, best of ``reps`` batches of 256, one torch thread) of the stages of
+    our simulator (lens-only benchmark configuration), each timed on its own."""
+    import math
+
+    from cosmobench.sim import lensing as L
+    from cosmobench.sim import profiles as P
+    torch.set_num_threads(1)
+    sim = _our_simulator(oversample)
+    c, idx = sim.cfg, np.arange(BATCH, 2 * BATCH)
+
+    def best(f) -> float:
+        t = []
+        for _ in range(reps):
+            t0 = time.process_time()
+            f()
+            t.append(time.process_time() - t0)
+        return min(t) / BATCH * 1e6
+
+    u, gens, _ = sim.draw(idx, "train", 0)
+    ul = u[:, L._U_LENS:L._U_LENS + 8]
+    lens = (L._lerp(ul[:, 2], (0.5, 2.0)), L._lerp(ul[:, 1], (2.5, 5.5)), L._lerp(ul[:, 3], (0.5, 1.0)),
+            ul[:, 4] * math.pi, (ul[:, 5] - 0.5) * c.pixel_scale, (ul[:, 6] - 0.5) * c.pixel_scale)
+    g = torch.Generator().manual_seed(0)
+    r = lambda lo, hi: lo + (hi - lo) * torch.rand(BATCH, generator=g, dtype=torch.float64)  # noqa: E731
+    src = (r(0.8, 3.0), r(0.4, 1.0), r(0, np.pi), r(-.05, .05), r(-.05, .05), lens[4], lens[5], r(-1, 1), r(-1, 1),
+           r(0.3, 1.0), r(0, np.pi))
+    lplan = sim._sersic_plan(*lens)
+    splan = sim._source_plan(*src) + sim._profile_plan(r(0.15, 0.6), r(0.5, 3.0), r(0.3, 1.0))
+    chunks = sim._chunks(BATCH)
+
+    def source(coords_only=False):
+        for sl in chunks:
+            p = sim._cut(splan, sl)
+            bu, bv = sim._source_eval(p)
+            if not coords_only:
+                sim._bin(sim._sersic_from_r2(bu.mul_(bu).addcmul_(bv, bv), *p[16:20]))
+
+    img = torch.rand(BATCH, c.n_bands, c.image_size, c.image_size) * 100
+    t, flux = torch.rand(BATCH, c.image_size, c.image_size), torch.rand(BATCH, c.n_bands)
+    z = torch.empty(sim.chunk, *img.shape[1:])
+
+    def deviates():
+        for sl in chunks:
+            for i, gen in enumerate(gens[sl]):
+                z[i].normal_(generator=gen)
+
+    return [("total simulate()", best(lambda: sim.simulate(idx, "train", 0))),
+            ("  parameters: sample keys, generators, 77 uniforms", best(lambda: sim.draw(idx, "train", 0))),
+            ("  plans (per-sample coefficients, both profiles)",
+             best(lambda: (sim._sersic_plan(*lens), sim._source_plan(*src)))),
+            ("  lens light: Sersic on the sub-pixel grid, binned", best(lambda: [sim._sersic_eval(sim._cut(lplan, sl))
+                                                                              for sl in chunks])),
+            ("  lensed source: ray tracing + Sersic, binned", best(source)),
+            ("    of which ray tracing (SIE + shear)", best(lambda: source(True))),
+            ("  colours: 2 shapes x per-band fluxes", 2 * best(
+                lambda: [img.index_add_(0, torch.arange(sl.start, sl.stop), flux[sl, :, None, None] * t[sl, None])
+                         for sl in chunks])),
+            ("  PSF: banded separable GEMMs", best(lambda: [sim.convolver(img[sl]) for sl in chunks])),
+            ("  noise deviates: per-sample mt19937 randn", best(deviates)),
+            ("  noise: Poisson (Gaussian limit) + read noise", best(
+                lambda: [P.poisson_gaussian_noise(img[sl], sim.sky, z[:sl.stop - sl.start], c.read_noise, c.gain)
+                         for sl in chunks]))]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--oversample", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     ap.add_argument("--n-peer", type=int, default=20, help="lenstronomy images per round and variant "
                                                           "(ours: one batch of 256 per round)")
+    ap.add_argument("--breakdown", action="store_true", help="instead: CPU time per image of each stage of ours")
     args = ap.parse_args(argv)
+    if args.breakdown:
+        for s in args.oversample:
+            print(f"oversample {s}, one torch thread, CPU us per image (best of 7 batches of {BATCH}):")
+            for name, us in breakdown(s):
+                print(f"  {name:<55} {us:7.1f}")
+        return
     for r in rows(False, tuple(args.oversample), args.rounds, args.n_peer):
         print(f"{r['case']:<40} {r['value']:>8} {r['unit']:<22} {r['target']:<8} {r['note']}")
 
