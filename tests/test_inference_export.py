@@ -190,3 +190,10 @@ def test_auto_precision_follows_the_cpu():
     task = _classifier("resnet18")
     assert task.inference_precision == "auto"
     assert task.inference_dtype("cpu") == (torch.bfloat16 if native_bf16_cpu() else torch.float32)
+
+
+def test_predict_rejects_an_unknown_precision_before_reading_anything(tmp_path):
+    from cosmobench import runner
+    with pytest.raises(ConfigError, match="--precision 'fp16'"):
+        runner.predict("morphology", None, tmp_path / "missing.h5", tmp_path / "out.csv", precision="fp16")
+    assert not (tmp_path / "out.csv").exists()
