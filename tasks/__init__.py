@@ -198,8 +198,8 @@ register_task(
     },
     models={
         "unet": {"model": {**_DEBLEND_DETECT, "base_channels": 8, "depth": 3, "norm": "none", "blob_sigma": 1.5,
-                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 0.3,
-                           "train_crop": 32}},
+                           "position_jitter": 0.5, "neighbour_dropout": 0.1, "flux_weight": 10.0,
+                           "residual_scale": 0.0, "seg_prior": 3.0, "train_positions": "truth"}},
         "sep": {"model": dict(_DEBLEND_DETECT), "trainer": {"max_epochs": 1}},
     },
     constraints={
@@ -221,7 +221,8 @@ register_task(
         "model.depth": "non-negative int", "model.norm": ["batch", "group", "instance", "none"],
         "model.blob_sigma": "positive float", "model.position_jitter": "non-negative float",
         "model.neighbour_dropout": "probability", "model.flux_weight": "non-negative float",
-        "model.train_crop": "int >= 8 or null",
+        "model.residual_scale": "non-negative float", "model.seg_prior": "non-negative float",
+        "model.train_positions": ["detections", "truth"],
     },
 )
 

@@ -1,4 +1,4 @@
-"""Deblending task: data pipeline, real-cutout reader, U-Net training windows, and
+"""Deblending task: data pipeline, real-cutout reader, U-Net training sources and shares, and
 `cosmobench predict deblending` on a 5-band real-format cutout (CLI, as a user runs it)."""
 import json
 
@@ -92,28 +92,60 @@ def test_fits_cutout_reads_like_npz(tmp_path):
     np.testing.assert_allclose(a["psfs"], b["psfs"])
 
 
-def test_training_windows_follow_the_source():
-    """The training window cut around a source holds that source's light at the shifted position."""
+def test_scene_softmax_shares_are_flux_conserving_per_scene():
+    from cosmobench.tasks.deblending import scene_softmax
+    logits = torch.tensor([[0.0, 2.0], [0.0, -1.0], [50.0, 0.0]])        # sources 0, 1 in scene 0; 2 alone
+    share = scene_softmax(logits, torch.tensor([0, 0, 1]), 2)
+    e = np.exp([[0.0, 2.0], [0.0, -1.0]])
+    np.testing.assert_allclose(share[:2].numpy(), e / (1 + e.sum(0)), rtol=1e-6)   # background logit 0
+    np.testing.assert_allclose(share[2].numpy(), [1.0, 0.5], rtol=1e-6)            # no overflow at logit 50
+    assert (share[:2].sum(0) < 1).all()
+
+
+def test_source_loss_hand_computed_and_bounded():
+    from cosmobench.tasks.deblending import source_loss
+    t = torch.zeros(1, 1, 2, 2)
+    t[0, 0, 0, 0], t[0, 0, 1, 1] = 3.0, 1.0                            # F_t = 4, sum t^2 = 10
+    p = torch.zeros(1, 1, 2, 2)
+    p[0, 0, 0, 0] = 2.0                                                # F_p = 2, sum p^2 = 4
+    # image term (1 + 1) / (10 + 4), flux term |2 - 4| / 4
+    torch.testing.assert_close(source_loss(p, t, 2.0), torch.tensor([2 / 14 + 2 * 0.5]))
+    # an all-zero prediction costs 1 + flux_weight; a merged neighbour 10x brighter costs < 2 in the image term
+    torch.testing.assert_close(source_loss(torch.zeros_like(t), t, 1.0), torch.tensor([2.0]))
+    assert source_loss(t + 10 * t.flip(-1), t, 0.0) < 2
+
+
+def test_training_sources_and_initial_shares():
+    """Training on detections: every SEP detection of a batch becomes one row with its scene's
+    image, its position, the other detections of its scene and its own / the others' segments;
+    its target is the matched truth. At initialisation (zero head) each source takes
+    ~sigmoid(2 seg_prior) of its own segment and ~nothing elsewhere: segmentation photometry."""
     from cosmobench.tasks.deblending import DeblendingTask
-    cfg = tiny_cfg("unet", "model.train_crop=16")
+    cfg = tiny_cfg("unet", "model.train_positions=detections")
     dm = DeblendingDataModule(cfg["data"], seed=0)
     dm.setup()
     task = DeblendingTask(model=cfg["model"], optim=cfg["optim"], data_info=dm.info())
     batch = next(iter(dm.val_dataloader()))
-    task.eval()                                                   # no jitter, centred windows
-    image, variance, xy, others, target = task._training_sources(batch)
-    assert image.shape[-2:] == (16, 16) and target.shape == image.shape and len(xy) == int(batch["n_true"].sum())
-    summed = target.sum(1)
-    peak = torch.stack([torch.tensor(divmod(int(t.argmax()), 16))[[1, 0]] for t in summed]).float()
-    inside = ((xy >= 1) & (xy <= 14)).all(1)
-    assert inside.any()
-    assert (peak[inside] - xy[inside]).abs().max() <= 1.0         # the peak sits at the source position
-    assert torch.isnan(others).any(-1).sum(1).ge(1).all()         # the source itself is not among the others
-    # at initialisation the net takes a sigmoid(-3) share of every pixel of the blend, in the blend's units
+    task.eval()
+    image, variance, xy, others, segments, scene, target, has = task._training_sources(batch)
+    assert len(xy) >= len(batch["n_true"]) // 2 and has.sum() >= 1 and len(torch.unique(scene)) <= len(batch["n_true"])
+    for i in range(len(xy)):
+        own = segments[i, 0].bool()
+        assert own.any() and not (own & segments[i, 1].bool()).any()
+        assert torch.isfinite(others[i]).all(-1).sum() == (scene == scene[i]).sum() - 1      # all but itself
+        if has[i]:                    # the target is a true source within the matching radius
+            b = int(torch.nonzero((batch["image"] == image[i]).flatten(1).all(1))[0])   # its scene
+            true_xy = batch["truth_xy"][b, :int(batch["n_true"][b])].numpy()
+            d = np.hypot(*(true_xy - xy[i].numpy()).T)
+            assert any(torch.allclose(target[i], batch["truth_images"][b, j]) for j in np.flatnonzero(d <= 3.0))
     with torch.no_grad():
-        pred = task.net(image, variance, xy, others)
-    torch.testing.assert_close(pred, torch.sigmoid(torch.tensor(-3.0)) * image, rtol=1e-4, atol=1e-3)
+        pred = task.net(image, variance, xy, others, segments, scene)
+    sep_like = image * segments[:, :1]
+    assert (pred - sep_like).abs().sum() <= 0.1 * image.abs().sum() + 1e-6
     assert torch.isfinite(task.loss(batch))
+    task.model_cfg["train_positions"] = "truth"                     # truth mode: one row per true source
+    *_, scene, target, has = task._training_sources(batch)
+    assert len(scene) == int(batch["n_true"].sum()) and has.all()
 
 
 # ----------------------------------------------------------------------------- predict (CLI)
