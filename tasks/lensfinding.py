@@ -69,8 +69,9 @@ class LensFindingTask(ImageClassificationTask):
 
     # --- predict --------------------------------------------------------------------------
     def predict_outputs(self, batch):
-        """Columns ``index`` ``(B,)`` (input position), ``score`` = p(lens) ``(B,)`` and ``pred_label``."""
-        score = self(batch["image"].to(self.device)).softmax(dim=1)[:, 1]
+        """Columns ``index`` ``(B,)`` (input position), ``score`` = p(lens) ``(B,)`` and ``pred_label``
+        (through the exported inference network, :meth:`predict_logits`)."""
+        score = self.predict_logits(batch["image"]).softmax(dim=1)[:, 1]
         return {"index": batch["idx"], "score": score, "pred_label": (score >= 0.5).long()}
 
     # --- plots ----------------------------------------------------------------------------
