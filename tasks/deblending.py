@@ -36,7 +36,9 @@ isolated image is estimated:
   residual (``residual_scale`` 0.1) took over from the shares (their flux fell to ~10 % of the
   truth; isolated flux_mape 18 %); ``detections`` training learns to take less light from any
   segment that might hide a second galaxy (blended flux_mape 56 % but isolated 19 %, vs SEP's
-  108 % / 8 %); ``flux_weight`` 3 -> 10 moved the isolated flux_mape from 11 % to SEP's 8 %.
+  108 % / 8 %); ``flux_weight`` 3 -> 10 moved the isolated flux_mape from 11 % to SEP's 8 %; 20 (full
+  cpu.yaml) collapsed every share to 0 in the first epoch in 1 of 3 seeds (an absorbing state
+  of the softmax), so 10 is kept.
 * ``sep`` (:class:`SepDeblender`, a :class:`~cosmobench.task.FittedBaseline` with nothing to
   fit): SEP's segmentation map; each source's isolated image is the blend masked to its
   segment (segmentation-map photometry, every pixel to one source). With a catalogue, each
