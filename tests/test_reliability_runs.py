@@ -252,7 +252,10 @@ def _csv_rows(run_dir: Path) -> list[dict]:
 
 
 def test_ctrl_c_exit_130_resumable_and_csv_log_kept(root):
-    args = ["train", "photoz", "-c", TINY, "data.n_train=2000", "trainer.max_epochs=4", "logger=wandb"]
+    # 20,000 galaxies: ~1 s per epoch here, so the SIGINT sent 0.2 s after epoch 0's checkpoint
+    # lands mid-training even on a machine several times faster (2,000 was ~0.1 s an epoch: on a
+    # fast CI runner the run had finished and the signal hit the row recording instead)
+    args = ["train", "photoz", "-c", TINY, "data.n_train=20000", "trainer.max_epochs=4", "logger=wandb"]
     proc = _popen(args, root, wandb_mode="offline")
     last = _wait_for(root, "photoz/mdn/*/checkpoints/last.ckpt", proc)
     time.sleep(0.2)
@@ -282,7 +285,7 @@ def test_ctrl_c_exit_130_resumable_and_csv_log_kept(root):
 
 @pytest.mark.slow
 def test_resumed_csv_log_equals_uninterrupted(tmp_path):
-    args = ["train", "photoz", "-c", TINY, "data.n_train=3000", "trainer.max_epochs=4", "logger=csv"]
+    args = ["train", "photoz", "-c", TINY, "data.n_train=20000", "trainer.max_epochs=4", "logger=csv"]  # ~1 s an epoch
     full, cut = tmp_path / "full", tmp_path / "cut"
     full.mkdir(), cut.mkdir()
     assert run_cli(args, full).returncode == 0
