@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,14 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` of the Ctrl-C tests' subprocesses: SIGINT back to its default action.
+    A shell's background job (``make test &`` without job control, nohup'd CI wrappers) starts
+    with SIGINT ignored, children inherit that, and Python then never raises
+    KeyboardInterrupt; a user's terminal Ctrl-C is what these tests mean."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(args: list[str], root: Path, env: dict | None = None, timeout: float = 600,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, PLUGIN_SRC, db_rows, run_cli
+from conftest import BIN, PLUGIN_SRC, db_rows, run_cli, sigint_as_in_a_terminal
 
 FAST = ["logger=none", "plots=false", "data.n_train=64", "data.n_val=32", "data.n_test=32", "trainer.max_epochs=1"]
 
@@ -162,7 +162,8 @@ def test_interrupted_suite_leaves_complete_rows_and_resumes(tmp_path, root):
     s = suite_file(tmp_path, body)
     env = {**os.environ, "COSMOBENCH_HOME": str(root), "WANDB_MODE": "disabled", "PYTHONPATH": str(PLUGIN_SRC)}
     proc = subprocess.Popen([str(BIN / "cosmobench"), "bench", str(s)], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         try:

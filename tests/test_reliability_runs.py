@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import cosmobench
-from conftest import BIN, HERE, db_rows, run_cli, run_dirs
+from conftest import BIN, HERE, db_rows, run_cli, run_dirs, sigint_as_in_a_terminal
 from cosmobench import results as R
 from cosmobench import runner
 from cosmobench.errors import ConfigError, InputError, RunFailure
@@ -233,7 +233,7 @@ def test_rows_of_a_task_that_is_not_installed_are_skipped(toy_plugin, root):
 def _popen(args, root, wandb_mode="disabled"):
     env = {**os.environ, "COSMOBENCH_HOME": str(root), "WANDB_MODE": wandb_mode, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([str(BIN / "cosmobench"), *args], cwd=root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_in_a_terminal)
 
 
 def _wait_for(pattern_root: Path, pattern: str, proc, timeout=60.0) -> Path | None:
