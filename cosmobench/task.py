@@ -122,6 +122,8 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         if self.is_baseline:  # DDP refuses to wrap a module without trainable parameters
             self.ddp_anchor = nn.Parameter(torch.zeros(()))
         self._fit_buffer: list[dict[str, torch.Tensor]] = []
+        self._train_loss_sum: torch.Tensor | None = None  # this epoch's sum of loss x batch size
+        self._train_n = 0
         self._test_buffer: list[dict[str, torch.Tensor]] = []
         self.test_metrics: dict[str, float] = {}
         self.test_arrays: dict[str, np.ndarray] = {}
@@ -254,8 +256,28 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
             return None
         loss = self.loss(batch)
         self._check_finite(loss, "training")
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["idx"]))
+        n = len(batch["idx"])
+        detached = loss.detach()
+        self._train_loss_sum = detached * n if self._train_n == 0 else self._train_loss_sum + detached * n
+        self._train_n += n
+        if self._logs_this_step():
+            self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether the Trainer writes step metrics after this step (Lightning's own rule:
+        every ``trainer.log_every_n_steps`` optimizer steps, when it is stopping, and every
+        step of ``fast_dev_run``). ``self.log`` costs ~0.4 ms, 10-15% of a small model's step
+        (photoz/mdn: Lightning overhead ratio 0.73 -> 0.83), so the per-step loss is logged only
+        when it is written; the epoch mean is kept by :meth:`training_step` itself and logged
+        in :meth:`on_train_epoch_end`."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return bool(trainer.fast_dev_run) or trainer._logger_connector.should_update_logs
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum, self._train_n = None, 0
 
     def _fit_baseline(self) -> None:
         """Fit the baseline on the collected training split (collective under DDP)."""
@@ -271,6 +293,10 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
             self._fit_baseline()
 
     def on_train_epoch_end(self) -> None:
+        if self._train_n:  # the sample-weighted mean training loss of the epoch (this rank's batches)
+            mean = self._train_loss_sum / self._train_n
+            self.log("train_loss_epoch", mean, on_step=False, on_epoch=True)
+            self.log("train_loss", mean, prog_bar=True, logger=False, on_step=False, on_epoch=True)
         self._fit_baseline()
 
     def on_test_start(self) -> None:

@@ -42,6 +42,27 @@ def test_early_stopping_and_max_steps(toy_plugin, root):
     assert last["global_step"] == 3
 
 
+def test_train_loss_epoch_is_the_sample_weighted_mean_and_early_stopping_can_monitor_it(toy_plugin, root):
+    import csv
+
+    import torch
+    # 100 training samples in batches of 32 (the last one has 4): an unweighted mean would differ
+    res = cosmobench.train("toy", "linear", [*FAST, "trainer.max_epochs=50", "data.n_train=100",
+                                             "data.batch_size=32", "trainer.log_every_n_steps=1",
+                                             "early_stopping.enabled=true", "early_stopping.monitor=train_loss",
+                                             "early_stopping.patience=1", "early_stopping.min_delta=100.0"],
+                           root=root)
+    last = torch.load(res.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] < 5  # stopped on the training loss long before 50 epochs
+    with open(res.run_dir / "csv" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for epoch in {int(r["epoch"]) for r in rows if r.get("train_loss_epoch")}:
+        steps = [float(r["train_loss_step"]) for r in rows if r["epoch"] == str(epoch) and r.get("train_loss_step")]
+        (logged,) = [float(r["train_loss_epoch"]) for r in rows if r["epoch"] == str(epoch) and r.get("train_loss_epoch")]
+        assert len(steps) == 4  # log_every_n_steps=1: every step's loss is written
+        assert logged == pytest.approx((32 * sum(steps[:3]) + 4 * steps[3]) / 100, rel=1e-5)
+
+
 def test_bad_override_raises_before_anything_is_written(toy_plugin, root):
     with pytest.raises(ConfigError, match="max_epochz"):
         cosmobench.train("toy", overrides=["trainer.max_epochz=1"], root=root)
