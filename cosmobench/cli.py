@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="network precision of image classifiers (default auto: bf16 on a CPU with native "
                         "bfloat16, else fp32; fp32 turns reduced precision off)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the image classifier's network with torch.compile first (tens of seconds "
+                        "once, then ~1.5-2x faster on the CPU: for large inputs)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
@@ -137,7 +140,8 @@ def _cmd_predict(args) -> int:
         return 0
     from cosmobench.runner import predict
     out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides,
-                  overwrite=args.overwrite, precision=args.precision)
+                  overwrite=args.overwrite, precision=args.precision,
+                  compile=args.compile)
     print(f"wrote {out}")
     return 0
 

@@ -94,6 +94,22 @@ def reliability_figure(probs: np.ndarray, y: np.ndarray, title: str, n_bins: int
 # ----------------------------------------------------------------------------- task
 
 
+class InputNormalisation(nn.Module):
+    """:meth:`ImageClassificationTask.normalise` as the first layer of the inference network
+    (so a compiled network fuses it): raw images ``(B, C, H, W)`` -> ``(stretch(x / scale) -
+    mean) / std`` in float32, channels-last. Copies of the task's train-split statistics."""
+
+    def __init__(self, scale: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, stretch: str):
+        super().__init__()
+        self.stretch = stretch
+        for name, t in (("scale", scale), ("mean", mean), ("std", std)):
+            self.register_buffer(name, t.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (apply_stretch(x.float(), self.scale, self.stretch) - self.mean) / self.std
+        return z.contiguous(memory_format=torch.channels_last)
+
+
 class ImageClassificationTask(BaseTask):
     """Base LightningModule of image classification (see the module docstring)."""
 
@@ -164,11 +180,12 @@ class ImageClassificationTask(BaseTask):
 
     # --- predict --------------------------------------------------------------------------
     def export_for_inference(self) -> nn.Module:
-        """The network for ``cosmobench predict``: an e2cnn network as plain ``torch.nn``
-        modules (:meth:`cosmobench.nn.equivariant.E2CNN.export`, batch norm folded into the
-        convolutions), any other network a copy with its eval-mode batch norms folded into the
-        preceding convolutions (``torch.fx`` ``fuse``; unchanged if it cannot be traced); in
-        eval mode, in channels-last memory format (oneDNN's fast convolution layout)."""
+        """The network for ``cosmobench predict``, raw images in, logits out: the input
+        normalisation (:class:`InputNormalisation`, float32) followed by an e2cnn network as plain
+        ``torch.nn`` modules (:meth:`cosmobench.nn.equivariant.E2CNN.export`, batch norm folded
+        into the convolutions), or any other network a copy with its eval-mode batch norms
+        folded into the preceding convolutions (``torch.fx`` ``fuse``; unchanged if it cannot be
+        traced); in eval mode, in channels-last memory format (oneDNN's fast convolution layout)."""
         net = self.net
         if callable(getattr(net, "export", None)):
             plain = net.export()
@@ -179,7 +196,8 @@ class ImageClassificationTask(BaseTask):
                 plain = fuse(plain, inplace=True)
             except Exception as exc:  # noqa: BLE001 - fusing is an optimisation: keep the unfused copy
                 log.info("predict: %s not fused for inference (%s: %s)", type(net).__name__, type(exc).__name__, exc)
-        return plain.eval().to(memory_format=torch.channels_last)
+        stretch = InputNormalisation(self.norm_scale, self.norm_mean, self.norm_std, self.stretch)
+        return nn.Sequential(stretch, plain).eval().to(memory_format=torch.channels_last)
 
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits ``(B, K)`` of raw images ``(B, C, H, W)`` through
@@ -188,11 +206,26 @@ class ImageClassificationTask(BaseTask):
         native bfloat16; ``cosmobench predict --precision fp32`` turns it off), with
         ``torch.inference_mode``. Same as ``self(images)`` up to that precision."""
         net = self.inference_model()
+        chunk = self.inference_chunk()
         with torch.inference_mode():
-            z = self.normalise(images.to(self.device).float()).contiguous(memory_format=torch.channels_last)
-            with self.inference_autocast(z.device):
-                logits = net(z)
-            return logits.float()
+            x = images.to(self.device).float()
+            parts = []
+            for i in range(0, len(x), chunk):
+                part = x[i:i + chunk]
+                n = len(part)
+                if self.inference_compile and n < chunk:  # one shape for the compiled network
+                    part = torch.cat([part, part.new_ones((chunk - n, *part.shape[1:]))])
+                with self.inference_autocast(x.device):
+                    parts.append(net(part)[:n].float())
+            return torch.cat(parts) if parts else x.new_zeros((0, len(self.class_names)))
+
+    def inference_chunk(self) -> int:
+        """Images per forward pass of :meth:`predict_logits` (a predict batch is run in chunks
+        of this size): the network's ``inference_chunk`` attribute, else 64. Small chunks keep
+        the activations in the CPU's cache: measured for e2cnn 3x64x64, bf16, 2 threads, batch
+        256: 554 galaxies/s whole, 1026/s in chunks of 16 (the ReLU and pooling of the
+        128-channel 64x64 maps are memory-bound)."""
+        return int(getattr(self.net, "inference_chunk", 64))
 
     def predict_outputs(self, batch):
         """Columns ``p_<class>`` ``(B,)`` per class and ``pred_label`` ``(B,)`` (through

@@ -458,7 +458,7 @@ def _record_ok(root: Path, base: dict, metrics: dict, t0: float) -> None:
 # --- predict ---------------------------------------------------------------------------
 def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
             model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False,
-            precision: str = "auto") -> Path:
+            precision: str = "auto", compile: bool = False) -> Path:
     """Apply a trained model (or a baseline that needs no fitting) to a user file; write a table.
 
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
@@ -468,7 +468,8 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     is read with ``weights_only=True``. ``precision`` (``auto``, ``bf16``, ``fp32``) is the
     network's compute precision where the task implements a fast inference path
     (:meth:`cosmobench.task.BaseTask.inference_autocast`; ``auto``: bfloat16 on a CPU with
-    native bfloat16).
+    native bfloat16). ``compile`` compiles that network with ``torch.compile``
+    (:meth:`cosmobench.task.BaseTask.set_inference_compile`; worth it for large inputs).
     """
     import numpy as np
     import torch
@@ -507,6 +508,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
     module.eval()
     module.set_inference_precision(precision)
+    module.set_inference_compile(compile)
     loader = dm.predict_loader(input_path)
     with torch.no_grad():  # a task may write its own outputs (BaseTask.write_predictions)
         if module.write_predictions(loader, out) is not None:

@@ -48,6 +48,19 @@ def test_train_record_predict(task, model, root):
     else:  # the task writes its own layout (e.g. one row per deblended source of each scene)
         assert len(lines) > 1
     assert "nan" not in pred.read_text().lower()
+    if (task, model) == ("morphology", "e2cnn"):  # predict --compile: torch.compile, same predictions
+        import numpy as np
+        from astropy.table import Table
+        fast = root / "pred_compiled.csv"
+        out = run_cli(["predict", task, "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"),
+                       "--input", str(inp), "--output", str(fast), "--compile"], root)
+        assert out.returncode == 0, out.stderr[-3000:]
+        a, b = Table.read(pred, format="ascii.csv"), Table.read(fast, format="ascii.csv")
+        assert a.colnames == b.colnames and len(a) == len(b)
+        for name in a.colnames:
+            if name.startswith("p_"):  # bf16 both ways: the compiled kernels round differently
+                assert np.allclose(a[name], b[name], atol=0.02), name
+        assert np.mean(np.asarray(a["pred_label"]) == np.asarray(b["pred_label"])) >= 0.95
 
 
 def test_leaderboard_after_runs(root):

@@ -171,6 +171,31 @@ def test_predict_path_matches_forward_in_fp32_and_bf16_is_close(model):
         task.set_inference_precision("fp16")
 
 
+def _trained_toy(model):
+    task = _classifier(model)
+    task.train()
+    with torch.no_grad():  # batch-norm running statistics away from their init
+        for _ in range(3):
+            task(torch.rand(8, 2, 16, 16) * 5)
+    return task.eval()
+
+
+def test_predict_runs_in_chunks_and_compiled_with_the_same_logits():
+    pytest.importorskip("e2cnn")
+    task = _trained_toy("e2cnn")
+    assert task.inference_chunk() == 16
+    x = torch.rand(37, 2, 16, 16) * 5  # chunks of 16, 16 and 5
+    with torch.no_grad():
+        ref = task(x)
+    task.set_inference_precision("fp32")
+    torch.testing.assert_close(task.predict_logits(x), ref, rtol=1e-4, atol=1e-5)
+    assert task.predict_logits(x[:0]).shape == (0, 3)
+    task.set_inference_compile(True)  # torch.compile; the short last chunk is padded to one shape
+    assert "_inference_cache" not in task.__dict__
+    torch.testing.assert_close(task.predict_logits(x), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(task.predict_logits(x[:3]), ref[:3], rtol=1e-4, atol=1e-5)
+
+
 def test_inference_model_is_cached_and_dropped_on_mode_change_and_load():
     task = _classifier("resnet18").eval()
     m = task.inference_model()

@@ -90,6 +90,11 @@ class E2CNN(nn.Module):
         hidden: width of the invariant MLP head.  dropout: dropout before the last linear layer.
     """
 
+    #: images per inference forward pass (``ImageClassificationTask.inference_chunk``): the
+    #: |G|-times wider feature maps fit the CPU cache in chunks of 16 (measured: 1026 vs 554
+    #: galaxies/s for the whole batch of 256 at 3x64x64, bf16, 2 threads)
+    inference_chunk = 16
+
     def __init__(self, n_bands: int, n_classes: int, image_size: int, *, group: str, channels: Sequence[int],
                  kernel_sizes: Sequence[int] | None, hidden: int, dropout: float):
         super().__init__()
