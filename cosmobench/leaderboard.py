@@ -23,8 +23,9 @@ listed below the ranked entries.
 
 *Directions.* Every metric carries an arrow: ↓ lower is better, ↑ higher is better, →0
 closest to zero is best (a bias). The task's ``metric_modes`` win; else
-:data:`METRIC_MODES` and suffix rules name the common ones; a metric matched by neither
-gets "·" (no declared direction).
+:data:`METRIC_MODES` and suffix rules name the common ones; a metric in bins
+(``flux_mape_bl10_30``, ``completeness_theta_e_0.80_1.23``, ``ssim_blended``) takes the direction
+of its longest prefix that has one; a metric matched by none gets "·" (no declared direction).
 
 *Outputs.* Markdown, CSV (one row per entry and metric) and one self-contained HTML page
 (a table per task, learning curves, each entry's latest plots, provenance; no external
@@ -78,10 +79,20 @@ N_BOOT = 9999
 def metric_mode(spec, name: str) -> str | None:
     if name == spec.primary_metric:
         return spec.mode
-    mode = (getattr(spec, "metric_modes", None) or {}).get(name) or METRIC_MODES.get(name)
+    modes = getattr(spec, "metric_modes", None) or {}
+    mode = modes.get(name) or METRIC_MODES.get(name)
     if mode:
         return mode
-    return next((m for suf, m in _SUFFIX_MODES if name.endswith(suf)), None)
+    mode = next((m for suf, m in _SUFFIX_MODES if name.endswith(suf)), None)
+    if mode:
+        return mode
+    parts = name.split("_")  # a metric in bins (flux_mape_bl10_30, completeness_theta_e_0.80_1.23)
+    for k in range(len(parts) - 1, 0, -1):  # inherits the direction of its longest named prefix
+        base = "_".join(parts[:k])
+        mode = (spec.mode if base == spec.primary_metric else None) or modes.get(base) or METRIC_MODES.get(base)
+        if mode:
+            return mode
+    return None
 
 
 @dataclass

@@ -85,6 +85,13 @@ def test_max_mode_ranks_descending_and_every_metric_has_an_arrow():
     spec = get_task("photoz")
     assert [L.metric_mode(spec, m) for m in ("crps", "bias", "sigma_nmad", "outlier_frac", "pit_ks", "nll")] == \
         ["min", "zero", "min", "min", "min", "min"]
+    # metrics in bins take their base metric's direction; names that are no metric keep none
+    deb, lens = get_task("deblending"), get_task("lensfinding")
+    assert [L.metric_mode(deb, m) for m in ("flux_mape_bl10_30", "flux_bias_bl00_01", "ssim_blended",
+                                            "ellipticity_rmse_bl30_100", "recon_mse_blended")] == \
+        ["min", "zero", "max", "min", "min"]
+    assert L.metric_mode(lens, "completeness_theta_e_0.80_1.23") == "max"
+    assert L.metric_mode(spec, "n_test") is None and L.metric_mode(spec, "zphot_q16") is None
 
 
 def test_paired_test_against_baseline_hand_computed():
