@@ -47,3 +47,15 @@ def test_plugin_task_trains_through_cli(root):
                   root, plugin=True)
     assert out.returncode == 0, out.stderr
     assert (root / "toy" / "mean").is_dir() and "mse" in out.stdout
+
+
+def test_data_source_choices_match_the_datamodules():
+    """The registry states each task's ``data.source`` choices without importing it (for fast
+    validation); they must be "sim" plus exactly the sources its datamodule reads."""
+    for spec in registry.list_tasks():
+        dm = registry.load_ref(spec.datamodule)
+        choices = spec.constraints.get("data.source")
+        if choices is None:  # a task without real data has no choice to state
+            assert dm.real_sources == (), spec.name
+            continue
+        assert list(getattr(choices, "values", choices)) == ["sim", *dm.real_sources], spec.name
