@@ -10,7 +10,8 @@ Conventions (used by every image task; see ``docs/ARCHITECTURE.md``):
 * readers raise :class:`~cosmobench.errors.InputError` with one line naming the file and the
   problem; NaN/inf pixels are rejected in every split (:func:`check_finite_images`).
 
-Readers: :func:`read_image_stack` (``.npy``, ``.npz``, ``.h5``/``.hdf5``, FITS cube),
+Readers: :func:`read_image_stack` (``.npy``, ``.npz``, ``.h5``/``.hdf5``, FITS cube; written by
+:func:`write_image_stack`),
 :func:`read_image_file` (one FITS/NPY/PNG/JPEG image), :func:`read_folder_catalog` (a table of
 image files + labels, any format :func:`cosmobench.io.read_table` reads), and the lazy per-item
 readers :class:`H5Images` / :class:`FileImages` behind :class:`LazyImageDataset`.
@@ -205,6 +206,41 @@ def read_image_stack(path: str | Path, key: str | None = None, n_bands: int | No
             return to_chw(a, a.shape[3], str(p))
     raise InputError(f"{p}: expected an image stack (N, H, W), (N, C, H, W) or (N, H, W, C) of square "
                      f"images, got shape {a.shape}")
+
+
+def write_image_stack(path: str | Path, images: torch.Tensor | np.ndarray, key: str = "images") -> Path:
+    """Write a float32 image stack ``(N, C, H, W)`` to ``path`` by its extension -- ``.npy``,
+    ``.npz`` / ``.h5`` / ``.hdf5`` (array ``key``) or a FITS cube (``.fits``/``.fit``/``.fts``,
+    primary HDU) -- atomically, in the layout :func:`read_image_stack` reads back. Returns
+    ``path``; an unknown extension is an InputError and writes nothing."""
+    import os
+
+    p = Path(path).expanduser()
+    name = p.name.lower()
+    x = np.ascontiguousarray(images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images,
+                             dtype=np.float32)
+    if x.ndim != 4:
+        raise InputError(f"{p}: an image stack is (N, C, H, W), got shape {x.shape}")
+    if name.endswith((".npz", ".h5", ".hdf5")):
+        from cosmobench.io import write_table
+        return write_table({key: x}, p)
+    if not name.endswith((".npy", ".fits", ".fit", ".fts")):
+        raise InputError(f"{p}: cannot write an image stack with this extension; use .npy, .npz, .h5/.hdf5 "
+                         f"or .fits")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    try:
+        if name.endswith(".npy"):
+            with open(tmp, "wb") as fh:
+                np.save(fh, x)
+        else:
+            from astropy.io import fits
+            fits.PrimaryHDU(x).writeto(tmp, overwrite=True)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
 
 
 def read_image_file(path: str | Path, n_bands: int) -> np.ndarray:

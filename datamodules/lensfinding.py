@@ -48,7 +48,8 @@ from torch.utils.data import DataLoader, Dataset
 from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, ImageDataModule, progress
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
-                               read_folder_catalog, read_image_stack, train_band_statistics)
+                               read_folder_catalog, read_image_stack, train_band_statistics,
+                               write_image_stack)
 
 CLASSES = ["non_lens", "lens"]
 #: completeness bins per property: edges spread evenly over the simulator's prior range
@@ -266,10 +267,9 @@ class LensFindingDataModule(ImageDataModule):
 
     # --- predict --------------------------------------------------------------------------
     def export(self, split: str, path) -> Path:
-        """Write the images of ``split`` as a ``.npy`` stack ``(N, C, H, W)`` float32 (no labels)."""
-        path = Path(path)
-        np.save(path, self.split_images(split).numpy())
-        return path
+        """Write the images of ``split`` (no labels) as an image stack ``(N, C, H, W)`` float32 in
+        the format of ``path``'s extension (:func:`cosmobench.images.write_image_stack`)."""
+        return write_image_stack(path, self.split_images(split))
 
     def read_input(self, path) -> Dataset:
         """Unlabelled cutouts for ``predict``: an image stack (``.npy``/``.npz``/``.h5``/FITS cube)

@@ -46,7 +46,7 @@ from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress, sampl
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (STRETCHES, FileImages, H5Images, LazyImageDataset, check_finite_images,
                                crop_resize, read_folder_catalog, read_image_stack, to_chw,
-                               train_band_statistics)
+                               train_band_statistics, write_image_stack)
 
 GALAXY10_CLASSES = [
     "disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
@@ -209,13 +209,9 @@ class MorphologyDataModule(ImageDataModule):
 
     # --- predict --------------------------------------------------------------------------
     def export(self, split: str, path) -> Path:
-        """Write the (preprocessed) images of ``split`` as HDF5 ``images`` ``(N, H, W, C)`` float32."""
-        import h5py
-        x = self.split_images(split)
-        path = Path(path)
-        with h5py.File(path, "w") as fh:
-            fh.create_dataset("images", data=x.permute(0, 2, 3, 1).numpy(), compression="gzip")
-        return path
+        """Write the (preprocessed) images of ``split`` as an image stack ``(N, C, H, W)`` float32
+        in the format of ``path``'s extension (:func:`cosmobench.images.write_image_stack`)."""
+        return write_image_stack(path, self.split_images(split))
 
     def read_input(self, path) -> Dataset:
         """Stack of images (:func:`cosmobench.images.read_image_stack`: HDF5 dataset

@@ -175,3 +175,22 @@ def test_read_folder_catalog(tmp_path, suffix):
     assert v["class_names"] == ["v1", "v2"] and v["labels"].tolist() == [0, 1, 0, 1]
     with pytest.raises(InputError, match="'label' not found"):
         read_folder_catalog(tmp_path / f"cat{suffix}", "file", "label")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5", ".fits"])
+def test_write_image_stack_round_trips_in_every_format(tmp_path, suffix):
+    from cosmobench.images import write_image_stack
+    x = torch.rand(5, 3, 8, 8) * 100
+    path = write_image_stack(tmp_path / f"stack{suffix}", x)
+    assert path == tmp_path / f"stack{suffix}" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    back = read_image_stack(path)
+    assert back.dtype == np.float32 and np.array_equal(back, x.numpy())
+
+
+def test_write_image_stack_rejects_unknown_extension_and_bad_shape(tmp_path):
+    from cosmobench.images import write_image_stack
+    with pytest.raises(InputError, match="use .npy"):
+        write_image_stack(tmp_path / "stack.png", torch.zeros(2, 1, 4, 4))
+    with pytest.raises(InputError, match=r"\(N, C, H, W\)"):
+        write_image_stack(tmp_path / "stack.npy", torch.zeros(4, 4))
+    assert list(tmp_path.iterdir()) == []
