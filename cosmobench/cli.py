@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network precision of image classifiers (default auto: bf16 on a CPU with native "
                         "bfloat16, else fp32; fp32 turns reduced precision off)")
     p.add_argument("--compile", action="store_true",
-                   help="compile the image classifier's network with torch.compile first (tens of seconds "
-                        "once, then ~1.5-2x faster on the CPU: for large inputs)")
+                   help="compile the image classifier's network with torch.compile first (2-20 s once, "
+                        "then ~1.3-1.5x faster on the CPU: for large inputs)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 

@@ -283,7 +283,7 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         """Whether the Trainer writes step metrics after this step (Lightning's own rule:
         every ``trainer.log_every_n_steps`` optimizer steps, when it is stopping, and every
         step of ``fast_dev_run``). ``self.log`` costs ~0.4 ms, 10-15% of a small model's step
-        (photoz/mdn: Lightning overhead ratio 0.73 -> 0.83), so the per-step loss is logged only
+        (photoz/mdn: Lightning overhead ratio 0.73 -> 0.78-0.81), so the per-step loss is logged only
         when it is written; the epoch mean is kept by :meth:`training_step` itself and logged
         in :meth:`on_train_epoch_end`."""
         trainer = self._trainer
