@@ -213,7 +213,7 @@ def write_image_stack(path: str | Path, images: torch.Tensor | np.ndarray, key: 
     ``.npz`` / ``.h5`` / ``.hdf5`` (array ``key``) or a FITS cube (``.fits``/``.fit``/``.fts``,
     primary HDU) -- atomically, in the layout :func:`read_image_stack` reads back. Returns
     ``path``; an unknown extension is an InputError and writes nothing."""
-    import os
+    from cosmobench.io import atomic_path, write_table
 
     p = Path(path).expanduser()
     name = p.name.lower()
@@ -222,24 +222,18 @@ def write_image_stack(path: str | Path, images: torch.Tensor | np.ndarray, key: 
     if x.ndim != 4:
         raise InputError(f"{p}: an image stack is (N, C, H, W), got shape {x.shape}")
     if name.endswith((".npz", ".h5", ".hdf5")):
-        from cosmobench.io import write_table
         return write_table({key: x}, p)
     if not name.endswith((".npy", ".fits", ".fit", ".fts")):
         raise InputError(f"{p}: cannot write an image stack with this extension; use .npy, .npz, .h5/.hdf5 "
                          f"or .fits")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
+    with atomic_path(p) as tmp:
         if name.endswith(".npy"):
             with open(tmp, "wb") as fh:
                 np.save(fh, x)
         else:
             from astropy.io import fits
             fits.PrimaryHDU(x).writeto(tmp, overwrite=True)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return p
 
 

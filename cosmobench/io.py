@@ -17,8 +17,9 @@ renamed into place), so a failed write leaves nothing half-done. Every problem i
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -94,6 +95,19 @@ def numeric_column(values: np.ndarray) -> np.ndarray:
     return pd.to_numeric(pd.Series(a.astype(str)).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` only if the block
+    succeeds, removed otherwise (a reader never sees a half-written file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: bool = True) -> Path:
     """Write equal-length 1-D columns to ``path`` by extension (module docstring), atomically.
 
@@ -111,8 +125,7 @@ def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: 
     if len(lengths) > 1:
         raise InputError(f"{p}: columns of unequal length {sorted(lengths)}")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
+    with atomic_path(p) as tmp:
         if name.endswith(".npz"):
             with open(tmp, "wb") as fh:
                 np.savez(fh, **cols)
@@ -127,11 +140,7 @@ def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: 
             if bad:
                 raise InputError(f"{p}: column {bad[0]!r} is not 1-D; write .npz or .h5 for arrays")
             Table(cols).write(tmp, format=table_format(p), overwrite=True)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p
 
 
-__all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "write_table"]
+__all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "write_table", "atomic_path"]
