@@ -94,6 +94,12 @@ def reliability_figure(probs: np.ndarray, y: np.ndarray, title: str, n_bins: int
 # ----------------------------------------------------------------------------- task
 
 
+def normalise_images(x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                     stretch: str) -> torch.Tensor:
+    """Raw images ``(B, C, H, W)`` -> network input ``(stretch(x / scale) - mean) / std`` (per band)."""
+    return (apply_stretch(x, scale, stretch) - mean) / std
+
+
 class InputNormalisation(nn.Module):
     """:meth:`ImageClassificationTask.normalise` as the first layer of the inference network
     (so a compiled network fuses it): raw images ``(B, C, H, W)`` -> ``(stretch(x / scale) -
@@ -106,7 +112,7 @@ class InputNormalisation(nn.Module):
             self.register_buffer(name, t.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (apply_stretch(x.float(), self.scale, self.stretch) - self.mean) / self.std
+        z = normalise_images(x.float(), self.scale, self.mean, self.std, self.stretch)
         return z.contiguous(memory_format=torch.channels_last)
 
 
@@ -135,7 +141,7 @@ class ImageClassificationTask(BaseTask):
     # --- forward --------------------------------------------------------------------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images ``(B, C, H, W)`` -> network input ``(B, C, H, W)`` (train-split statistics)."""
-        return (apply_stretch(x, self.norm_scale, self.stretch) - self.norm_mean) / self.norm_std
+        return normalise_images(x, self.norm_scale, self.norm_mean, self.norm_std, self.stretch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` of raw images ``(B, C, H, W)`` (counts or pixel values)."""
