@@ -1,17 +1,21 @@
 """Configuration: layering and validation (see ``docs/ARCHITECTURE.md``, "Configuration").
 
-Layers, later wins::
+The schema of a (task, model) run is derived from the declared settings
+(:mod:`cosmobench.settings`) of its owners: the run itself (:class:`RunSettings`,
+:class:`EarlyStopping`), the optimiser (:class:`cosmobench.task.OptimSettings`), the task's
+``data`` and ``eval`` settings and the model's (its network's, plus the task's recipe for its
+networks), and every settable ``pl.Trainer`` argument. Layers, later wins::
 
-    COMMON_DEFAULTS (+ every pl.Trainer argument) <- task.defaults <- task.models[MODEL]
-        <- experiments/<task>/<model>.yaml <- user YAML (-c) <- dotlist overrides (key=value ...)
+    declared defaults <- experiments/<task>/defaults.yaml <- experiments/<task>/<model>.yaml
+        <- user YAML (-c) <- dotlist overrides (key=value ...)
 
-The first three layers define the schema: every key a later layer sets must already
-exist there (an unknown key is a :class:`~cosmobench.errors.ConfigError` that names the
-key and suggests the closest valid one). Values are checked against the key's
-constraint (:mod:`cosmobench.constraints`: :data:`COMMON_CONSTRAINTS`, the task's and
-model's declared ones, and for ``trainer.*`` the annotations of ``pl.Trainer.__init__``);
-keys without a constraint must have the type of their default (``int`` is accepted where a
-``float`` is expected; a ``None`` default accepts any value). Every float must be finite.
+Every key a layer sets must be declared (an unknown key is a :class:`~cosmobench.errors.ConfigError`
+that names the key and suggests the closest valid one). Values are checked against the key's
+constraint (for ``trainer.*`` the annotations of ``pl.Trainer.__init__``); keys without a
+constraint must have the type of their default (``int`` is accepted where a ``float`` is
+expected; a ``None`` default accepts any value). Every float must be finite. Resolving reads
+the declarations from source and the Trainer's signature from a cache (one per installed
+Lightning version), so it imports neither torch nor Lightning.
 
 Values may use plain OmegaConf interpolation (``${data.n_test}``), resolved after merging.
 Configs are data only: no code is evaluated, no resolver runs (``${oc.env:...}`` and any
@@ -26,8 +30,11 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
+import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,96 +43,54 @@ import yaml
 from cosmobench import constraints as K
 from cosmobench.errors import ConfigError
 from cosmobench.registry import TaskSpec, get_task
+from cosmobench.settings import Setting, declared, setting
 
-#: Keys every task's ``data`` node has (tasks add their own in ``TaskSpec.defaults``).
-COMMON_DATA_DEFAULTS: dict[str, Any] = {
-    "source": "sim",        # "sim" (built-in simulator) or a real-data source name
-    "path": None,           # file for real-data sources
-    "n_train": 2000,        # simulated samples per split
-    "n_val": 500,
-    "n_test": 1000,
-    "val_fraction": 0.15,   # real data: fractions of rows held out for val and test
-    "test_fraction": 0.15,
-    "batch_size": 128,
-    "num_workers": 0,
-}
-
-#: The global defaults, in one place. ``trainer`` lists only where cosmobench departs from
-#: Lightning; every other ``pl.Trainer`` argument joins with Lightning's default
-#: (:func:`trainer_schema`).
-COMMON_DEFAULTS: dict[str, Any] = {
-    "task": None,
-    "seed": 0,
-    "resume": None,           # "last" (latest unfinished run of this config) or a .ckpt path
-    "logger": "wandb",        # wandb | csv | tensorboard | none
-    "plots": True,
-    "num_threads": None,      # torch CPU threads per process (None: torch's default, split over DDP ranks)
-    "model": {"name": None},
-    "data": COMMON_DATA_DEFAULTS,
-    "trainer": {
-        "devices": 1,
-        "precision": "32-true",
-        "max_epochs": 10,
-        "log_every_n_steps": 10,
-        "enable_progress_bar": True,
-    },
-    "optim": {
-        "name": "adamw",          # adamw | adam | sgd
-        "lr": 1e-3,               # peak learning rate (one-cycle: its maximum)
-        "weight_decay": 0.0,
-        "momentum": 0.9,          # sgd only
-        "scheduler": "none",      # none | cosine | step | plateau | one-cycle
-        "min_lr": 0.0,            # cosine: final learning rate
-        "step_size": 10,          # step: epochs between decays
-        "gamma": 0.1,             # step and plateau: decay factor
-        "plateau_patience": 3,    # plateau: epochs without val_loss improvement before a decay
-        "warmup_epochs": 0,       # linear warm-up length in epochs ...
-        "warmup_steps": 0,        # ... or in optimizer steps (not both)
-    },
-    "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0},
-}
+log = logging.getLogger(__name__)
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("none", "cosine", "step", "plateau", "one-cycle")
 
-#: Logger -> (packages any of which provides it, install hint).
-LOGGER_PACKAGES = {"wandb": (("wandb",), "pip install wandb"),
-                   "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard")}
 
-#: Value constraints of the common keys (syntax: :mod:`cosmobench.constraints`). Tasks
-#: declare their own keys' constraints in ``register_task(constraints=...)``.
-COMMON_CONSTRAINTS: dict[str, Any] = {
-    "seed": "non-negative int",
-    "resume": "str or null",
-    "logger": f"one of {', '.join(LOGGERS)} or nonempty list[one of {', '.join(LOGGERS)}]",
-    "plots": "bool",
-    "num_threads": "positive int or null",
-    "data.source": "str",
-    "data.path": "str or null",
-    "data.n_train": "positive int",
-    "data.n_val": "positive int",
-    "data.n_test": "positive int",
-    "data.val_fraction": "0 <= float < 1",
-    "data.test_fraction": "0 <= float < 1",
-    "data.batch_size": "positive int",
-    "data.num_workers": "non-negative int",
-    "optim.name": list(OPTIMIZERS),
-    "optim.lr": "positive float",
-    "optim.weight_decay": "non-negative float",
-    "optim.momentum": "0 <= float < 1",
-    "optim.scheduler": list(SCHEDULERS),
-    "optim.min_lr": "non-negative float",
-    "optim.step_size": "positive int",
-    "optim.gamma": "0 < float <= 1",
-    "optim.plateau_patience": "non-negative int",
-    "optim.warmup_epochs": "non-negative int",
-    "optim.warmup_steps": "non-negative int",
-    "early_stopping.enabled": "bool",
-    "early_stopping.monitor": ["val_loss", "train_loss"],  # the losses BaseTask logs
-    "early_stopping.patience": "non-negative int",
-    "early_stopping.min_delta": "non-negative float",
-    # ranges on top of the types Lightning's annotations give
+@dataclass
+class RunSettings:
+    """Top-level settings of a run (owned by :mod:`cosmobench.runner`)."""
+
+    seed: int = setting(0, "non-negative int", help="drives the simulators, splits, initialisation and augmentation")
+    resume: str | None = setting(None, "str or null",
+                                 help="'last' (latest unfinished run of this config) or a .ckpt path")
+    logger: Any = setting("wandb", "one of wandb, csv, tensorboard, none or "
+                                   "nonempty list[one of wandb, csv, tensorboard, none]",
+                          help="experiment logger(s); W&B runs offline unless WANDB_MODE says otherwise")
+    plots: bool = setting(True, "bool", help="write the task's test plots (PNG) into the run directory")
+    num_threads: int | None = setting(None, "positive int or null",
+                                      help="torch CPU threads per process (null: torch's default, split over DDP ranks)")
+
+
+@dataclass
+class EarlyStopping:
+    """Early stopping of the training loop (Lightning's ``EarlyStopping`` callback)."""
+
+    enabled: bool = setting(False, "bool", help="stop when the monitored loss stops improving")
+    monitor: str = setting("val_loss", ["val_loss", "train_loss"], help="the loss to watch (BaseTask logs both)")
+    patience: int = setting(5, "non-negative int", unit="epochs", help="epochs without improvement before stopping")
+    min_delta: float = setting(0.0, "non-negative float", help="smallest change that counts as an improvement")
+
+
+#: the owners of the settings every task has: node -> "module:Class"
+COMMON_SETTINGS = {"": "cosmobench.config:RunSettings", "optim": "cosmobench.task:OptimSettings",
+                   "early_stopping": "cosmobench.config:EarlyStopping"}
+
+#: Where cosmobench departs from Lightning's ``pl.Trainer`` defaults (every other argument
+#: joins with Lightning's default, :func:`trainer_schema`).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "devices": 1,
+    "precision": "32-true",
+    "max_epochs": 10,
+    "log_every_n_steps": 10,
+    "enable_progress_bar": True,
+}
+
+#: Ranges of ``trainer.*`` values on top of the types Lightning's annotations give.
+TRAINER_RANGES: dict[str, Any] = {
     "trainer.num_nodes": "positive int",
     "trainer.max_epochs": "int >= -1 or null",
     "trainer.min_epochs": "non-negative int or null",
@@ -146,6 +111,10 @@ COMMON_CONSTRAINTS: dict[str, Any] = {
     "trainer.limit_predict_batches": "non-negative int or probability or null",
 }
 
+#: Logger -> (packages any of which provides it, install hint).
+LOGGER_PACKAGES = {"wandb": (("wandb",), "pip install wandb"),
+                   "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard")}
+
 #: ``pl.Trainer`` arguments the runner sets itself, with the reason shown to a user who sets them.
 TRAINER_RESERVED = {
     "logger": "choose the logger with the top-level key logger=wandb|csv|tensorboard|none",
@@ -165,58 +134,138 @@ MAX_YAML_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
 
 
-def experiments_dir() -> Path:
-    """Folder of the shipped experiment configs (``experiments/`` in the source tree)."""
-    import cosmobench.experiments as pkg
-    return Path(pkg.__file__).parent
+def experiments_dir(spec: TaskSpec | None = None) -> Path:
+    """Folder of experiment configs: cosmobench's shipped ``experiments/`` (suites and the
+    built-in tasks' ``<task>/*.yaml``), or the package a plugin task names in
+    :attr:`TaskSpec.experiments`."""
+    package = spec.experiments if spec is not None and spec.experiments else "cosmobench.experiments"
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"experiment folder {package!r} of task {spec.name if spec else ''!r} is not a package")
+    return Path(list(found.submodule_search_locations)[0])
 
 
-@functools.lru_cache(maxsize=1)
-def trainer_schema() -> tuple[dict[str, Any], dict[str, K.Constraint]]:
-    """Defaults and constraints of every settable ``pl.Trainer`` argument, read from the
-    signature and type annotations of ``pl.Trainer.__init__`` (so every Lightning argument
-    is available as ``trainer.<arg>`` with Lightning's accepted values). Arguments the runner
-    controls (:data:`TRAINER_RESERVED`) and those only Python objects can express are left out."""
+def cache_dir() -> Path:
+    """cosmobench's cache folder: ``$COSMOBENCH_CACHE``, else ``$XDG_CACHE_HOME/cosmobench``,
+    else ``~/.cache/cosmobench``."""
+    if os.environ.get("COSMOBENCH_CACHE"):
+        return Path(os.environ["COSMOBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cosmobench"
+
+
+def _lightning_signature() -> dict[str, Any]:
+    """``pl.Trainer.__init__``'s arguments: ``settable`` {name: [default, constraint JSON]} for
+    those a config can express, ``objects`` for those only Python objects can. Cached as JSON
+    per installed Lightning version (computing it imports Lightning: ~5 s of CPU)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        pl_version = version("pytorch-lightning")
+    except PackageNotFoundError:
+        pl_version = "unknown"
+    path = cache_dir() / f"trainer-signature-{pl_version}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
     import inspect
     import typing
 
     import pytorch_lightning as pl
 
     hints = typing.get_type_hints(pl.Trainer.__init__)
-    defaults, checks = {}, {}
+    settable, objects = {}, []
     for name, param in inspect.signature(pl.Trainer.__init__).parameters.items():
-        if name == "self" or param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
-                or name in TRAINER_RESERVED:
+        if name == "self" or param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
             continue
         check = K.from_annotation(hints.get(name, typing.Any))
+        try:
+            default = json.loads(json.dumps(param.default))
+        except (TypeError, ValueError):
+            check = None
         if check is None:
+            objects.append(name)
+        else:
+            settable[name] = [default, K.to_json(check)]
+    sig = {"version": pl_version, "settable": settable, "objects": objects}
+    try:
+        from cosmobench.io import atomic_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(sig), encoding="utf-8")
+    except OSError as exc:  # a read-only home: validation still works, only slower
+        log.debug("cannot cache the Trainer signature in %s: %s", path, exc)
+    return sig
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_schema() -> tuple[dict[str, Any], dict[str, K.Constraint]]:
+    """Defaults and constraints of every settable ``pl.Trainer`` argument (so every Lightning
+    argument is available as ``trainer.<arg>`` with Lightning's accepted values), with
+    :data:`TRAINER_DEFAULTS` and :data:`TRAINER_RANGES` applied. Arguments the runner controls
+    (:data:`TRAINER_RESERVED`) and those only Python objects can express are left out."""
+    sig = _lightning_signature()
+    defaults, checks = {}, {}
+    for name, (default, check) in sig["settable"].items():
+        if name in TRAINER_RESERVED:
             continue
-        defaults[name] = COMMON_DEFAULTS["trainer"].get(name, param.default)
-        checks[f"trainer.{name}"] = check
+        defaults[name] = TRAINER_DEFAULTS.get(name, default)
+        checks[f"trainer.{name}"] = K.from_json(check)
+    checks.update(K.parse_all(TRAINER_RANGES, "TRAINER_RANGES"))
     return defaults, checks
 
 
 def _trainer_unsettable_reason(key: str) -> str | None:
     """Why ``trainer.<key>`` is not in the schema, if it is a Trainer argument at all."""
-    import inspect
-
-    import pytorch_lightning as pl
     if key in TRAINER_RESERVED:
         return TRAINER_RESERVED[key]
-    if key in inspect.signature(pl.Trainer.__init__).parameters and key != "self":
+    if key in _lightning_signature()["objects"]:
         return "it takes Python objects, which a config cannot express"
     return None
 
 
-def default_tree() -> dict:
-    """The common defaults with every settable ``pl.Trainer`` argument."""
-    tree = copy.deepcopy(COMMON_DEFAULTS)
+def declared_settings(spec: TaskSpec, model: str) -> dict[str, Setting]:
+    """Dotted key -> declared :class:`~cosmobench.settings.Setting` of a (task, model) run,
+    without the ``trainer.*`` keys. A key declared by two owners is an error of the code."""
+    nodes = [(node, [ref]) for node, ref in COMMON_SETTINGS.items()]
+    nodes += [("data", [spec.data]), ("eval", [spec.evaluation] if spec.evaluation else []),
+              ("model", spec.models[model])]
+    out: dict[str, Setting] = {}
+    for node, refs in nodes:
+        for ref in refs:
+            for name, s in declared(ref).items():
+                key = f"{node}.{name}" if node else name
+                if key in out:
+                    raise ValueError(f"{spec.name}/{model}: {key} is declared twice, by {out[key].owner} "
+                                     f"and {s.owner}")
+                out[key] = s
+    return out
+
+
+def default_tree(spec: TaskSpec, model: str) -> dict:
+    """Declared defaults of a (task, model) run as a nested dict (``trainer`` included)."""
+    tree: dict[str, Any] = {"task": spec.name, "model": {"name": model}, "data": {}}
+    if spec.evaluation:
+        tree["eval"] = {}
+    for key, s in declared_settings(spec, model).items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = copy.deepcopy(s.default)
     tree["trainer"] = dict(trainer_schema()[0])
     return tree
 
 
-def default_constraints() -> dict[str, K.Constraint]:
-    return {**trainer_schema()[1], **K.parse_all(COMMON_CONSTRAINTS, "COMMON_CONSTRAINTS")}
+def constraints_for(spec: TaskSpec, model: str) -> dict[str, K.Constraint]:
+    """Dotted key -> constraint for (task, model): declared settings and the Trainer's."""
+    checks = dict(trainer_schema()[1])
+    for key, s in declared_settings(spec, model).items():
+        if s.check is not None:
+            try:
+                checks[key] = K.parse(s.check)
+            except ValueError as exc:
+                raise ValueError(f"{s.owner}: constraint of {key!r}: {exc}") from None
+    return checks
 
 
 def trainer_kwargs(cfg: dict) -> dict[str, Any]:
@@ -461,44 +510,49 @@ def _check_reserved(layer: dict, source: str) -> None:
         raise ConfigError(f"'model.name' cannot be set in {source}: choose the model with -m MODEL")
 
 
-def schema_for(spec: TaskSpec, model: str) -> dict:
-    """Default config tree of (task, model): the first three layers."""
-    if model not in spec.models:
-        raise ConfigError(f"task {spec.name!r} has no model {model!r}; choose one of {', '.join(spec.models)}")
-    base = deep_merge(default_tree(), spec.defaults)
-    _validate_layer(base, {k: v for k, v in spec.models[model].items() if k != "model"},
-                    f"registry model {model!r}")
-    # a model may add its own keys under ``model``: merge without validating that node
-    tree = deep_merge(base, spec.models[model])
-    tree["task"], tree["model"]["name"] = spec.name, model
-    return tree
-
-
-def constraints_for(spec: TaskSpec, model: str) -> dict[str, K.Constraint]:
-    """Dotted key -> constraint for (task, model): common, Trainer, task, model (later wins)."""
-    return {**default_constraints(), **spec.constraints_for(model)}
+def apply_renames(spec: TaskSpec, layer: dict, source: str) -> dict:
+    """A layer with the task's renamed keys (:attr:`TaskSpec.renamed`) moved to their new
+    place, one warning per key (configs of runs finished before a rename still load)."""
+    if not spec.renamed:
+        return layer
+    layer = copy.deepcopy(layer)
+    for old, new in spec.renamed.items():
+        *parents, leaf = old.split(".")
+        node = layer
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        target = layer
+        *new_parents, new_leaf = new.split(".")
+        for p in new_parents:
+            target = target.setdefault(p, {})
+        target[new_leaf] = value
+        log.warning("%s: config key %s is now %s", source, old, new)
+    return layer
 
 
 def resolve(task: str, model: str | None = None, config_file: str | Path | None = None,
             overrides: Iterable[str] = (), extra_layers: Iterable[tuple[str, dict]] = ()) -> dict:
     """Resolve the full config of one run as a plain nested dict (see module docstring)."""
     spec = get_task(task)
-    model = model or spec.default_model
-    if model not in spec.models:
-        raise ConfigError(f"task {spec.name!r} has no model {model!r}; choose one of {', '.join(spec.models)}")
-    layers: list[tuple[str, dict]] = []  # read first: a bad file fails before Lightning is imported
-    exp = experiments_dir() / spec.name / f"{model}.yaml"
-    if exp.is_file():
-        layers.append((str(exp), load_yaml(exp)))
+    model = spec.model_or_default(model)
+    layers: list[tuple[str, dict]] = []  # read first: a bad file fails before anything else
+    for name in ("defaults", model):
+        exp = experiments_dir(spec) / spec.name / f"{name}.yaml"
+        if exp.is_file():
+            layers.append((str(exp), load_yaml(exp)))
     layers.extend(extra_layers)
     if config_file is not None:
         layers.append((str(config_file), load_yaml(config_file)))
     layers.append(("command line", parse_overrides(overrides)))
-    tree = schema_for(spec, model)
+    tree = default_tree(spec, model)
     schema = copy.deepcopy(tree)
     checks = constraints_for(spec, model)
     for source, layer in layers:
         _check_reserved(layer, source)
+        layer = apply_renames(spec, layer, source)
         _validate_layer(tree, layer, source, checks)
         tree = deep_merge(tree, layer)
     tree = _interpolate(tree)

@@ -1,9 +1,8 @@
 """Value constraints of config keys: a small declarative language, checked at resolve time.
 
-A task declares constraints next to its registry defaults (``register_task(...,
-constraints={...}, model_constraints={...})``); the core declares those of the common
-keys (:data:`cosmobench.config.COMMON_CONSTRAINTS`) and derives the ``trainer.*`` ones
-from the annotations of ``pytorch_lightning.Trainer.__init__``. :func:`cosmobench.config.resolve`
+A setting declares its constraint beside its default (``setting(0.2, "positive float")``,
+:mod:`cosmobench.settings`); the ``trainer.*`` ones are derived from the annotations of
+``pytorch_lightning.Trainer.__init__``. :func:`cosmobench.config.resolve`
 checks every value of every layer against them, so an out-of-range value is a one-line
 ``ConfigError`` (exit 2) before any constructor runs or any file is written.
 
@@ -30,8 +29,8 @@ may be one of them) or a string. Strings, alternatives joined by `` or ``:
 Examples: ``"positive int"``, ``"probability"``, ``"int >= 1 or null"``,
 ``"nonempty list[positive int]"``, ``"str matching [CD][1-9][0-9]*"``.
 Independently of constraints, every float anywhere in a config must be finite.
-Written by hand: no library validates dotted config values against such short specs
-without a dataclass per task.
+Written by hand: no library validates config values against such short specs without
+importing the module that declares them.
 """
 from __future__ import annotations
 
@@ -266,3 +265,42 @@ def non_finite(value: Any) -> bool:
     if isinstance(value, dict):
         return any(non_finite(v) for v in value.values())
     return False
+
+
+def to_json(c: Constraint) -> Any:
+    """A JSON-able description of a constraint, read back by :func:`from_json` (used to cache
+    the ``trainer.*`` constraints derived from Lightning's annotations)."""
+    if isinstance(c, Kind):
+        return {"kind": c.kind, "lo": c.lo, "lo_incl": c.lo_incl, "hi": c.hi, "hi_incl": c.hi_incl, "text": c.text}
+    if isinstance(c, OneOf):
+        return {"one_of": list(c.values)}
+    if isinstance(c, Match):
+        return {"match": c.regex.pattern}
+    if isinstance(c, ListOf):
+        return {"list": to_json(c.item), "nonempty": c.nonempty}
+    if isinstance(c, DictOf):
+        return {"dict": [to_json(c.key), to_json(c.value)]}
+    if isinstance(c, Null):
+        return {"null": True}
+    if isinstance(c, AnyOf):
+        return {"any_of": [to_json(a) for a in c.alternatives]}
+    return {"any": True}
+
+
+def from_json(d: dict) -> Constraint:
+    """The constraint described by :func:`to_json`."""
+    if "kind" in d:
+        return Kind(d["kind"], d["lo"], d["lo_incl"], d["hi"], d["hi_incl"], text=d["text"])
+    if "one_of" in d:
+        return OneOf(d["one_of"])
+    if "match" in d:
+        return Match(d["match"])
+    if "list" in d:
+        return ListOf(from_json(d["list"]), nonempty=d["nonempty"])
+    if "dict" in d:
+        return DictOf(*(from_json(x) for x in d["dict"]))
+    if "null" in d:
+        return Null()
+    if "any_of" in d:
+        return AnyOf([from_json(a) for a in d["any_of"]])
+    return Constraint()

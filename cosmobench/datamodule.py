@@ -24,6 +24,7 @@ import json
 import logging
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,8 +34,45 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from cosmobench.errors import InputError
+from cosmobench.settings import setting
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSettings:
+    """Settings of every ``data`` node (:class:`BaseDataModule`'s loaders). A task's data
+    settings class inherits it and declares ``source``: ``"sim"`` and its real-data sources."""
+
+    batch_size: int = setting(128, "positive int", help="samples per batch")
+    num_workers: int = setting(0, "non-negative int", help="DataLoader worker processes (0: the main process)")
+
+
+@dataclass
+class SimSplits:
+    """Sizes of the simulated splits (sample i of split s depends only on seed, s and i)."""
+
+    n_train: int = setting(2000, "positive int", help="simulated training samples")
+    n_val: int = setting(500, "positive int", help="simulated validation samples")
+    n_test: int = setting(1000, "positive int", help="simulated test samples")
+
+
+@dataclass
+class FileSplits:
+    """A real-data file split into train/val/test by seeded row fractions (:func:`split_indices`)."""
+
+    path: str | None = setting(None, "str or null", help="the real-data file (data.source other than sim)")
+    val_fraction: float = setting(0.15, "0 <= float < 1", help="fraction of the file's rows held out for validation")
+    test_fraction: float = setting(0.15, "0 <= float < 1",
+                                   help="fraction held out for test (unused with data.test_path)")
+
+
+@dataclass
+class FixedTestFile:
+    """A published test set in its own file (:meth:`BaseDataModule.real_split_rows`)."""
+
+    test_path: str | None = setting(None, "str or null",
+                                    help="real data: a fixed test set with the layout of data.path")
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -180,11 +218,10 @@ def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
 
 
 class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
-    """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node (every key
-    of the task's registered schema is present: read ``cfg[key]``, never restate a default)."""
+    """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node: every
+    key its settings class declares is present and was validated (read ``cfg[key]``; never
+    restate a default or re-check a declared constraint)."""
 
-    #: real-data source names this datamodule accepts besides "sim"
-    real_sources: tuple[str, ...] = ()
     #: file extension :meth:`export` writes
     export_suffix: str = ".csv"
 
@@ -193,15 +230,9 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         self.cfg = dict(cfg)
         self.seed = int(seed)
         self.datasets: dict[str, Dataset] = {}
-        source = self.cfg["source"]
-        if source != "sim" and source not in self.real_sources:
+        if "test_path" in self.cfg and self.cfg["test_path"] and self.cfg["source"] == "sim":
             from cosmobench.errors import ConfigError
-            raise ConfigError(f"data.source={source!r} is not known; choose one of "
-                              f"{', '.join(('sim',) + tuple(self.real_sources))}")
-        if self.cfg.get("test_path") and source == "sim":  # .get: only tasks that support it declare the key
-            from cosmobench.errors import ConfigError
-            raise ConfigError(f"data.test_path is for real data; set data.source to one of "
-                              f"{', '.join(self.real_sources) or '(none: this task has no real-data source)'}")
+            raise ConfigError("data.test_path is for real data; set data.source to a real-data source")
 
     # --- to implement -------------------------------------------------------------------
     @abstractmethod
@@ -239,7 +270,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
 
     def require_path(self, key: str = "path") -> Path:
         """``data.<key>`` as an existing file, or an InputError naming the problem."""
-        path = self.cfg.get(key)
+        path = self.cfg[key]
         if not path:
             raise InputError(f"data.source={self.cfg['source']!r} needs data.{key}=FILE")
         p = Path(path).expanduser()
@@ -250,7 +281,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
     def test_file(self) -> Path | None:
         """``data.test_path`` as an existing file if the task declares the key and it is set
         (the fixed test set of a real catalogue), else None."""
-        return self.require_path("test_path") if self.cfg.get("test_path") else None
+        return self.require_path("test_path") if "test_path" in self.cfg and self.cfg["test_path"] else None
 
     def real_split_rows(self, n: int) -> dict[str, np.ndarray]:
         """Row indices of the ``n`` rows of ``data.path`` per split: train/val/test
@@ -269,7 +300,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         payload: dict[str, Any] = {"cfg": cfg, "seed": self.seed}
         if self.cfg["source"] != "sim" and self.cfg["path"]:
             payload["file_sha256"] = file_sha256(self.cfg["path"])
-        if self.cfg["source"] != "sim" and self.cfg.get("test_path"):
+        if self.cfg["source"] != "sim" and self.test_file() is not None:
             payload["test_file_sha256"] = file_sha256(self.cfg["test_path"])
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

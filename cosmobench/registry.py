@@ -4,9 +4,9 @@ Tasks are registered lazily with ``"module:attr"`` strings so that ``cosmobench 
 imports neither torch-heavy task code nor optional packages (e2cnn, sbi).
 
 Built-in tasks register in :mod:`cosmobench.tasks` (a light module). Third-party
-packages add tasks or models through the entry-point group ``cosmobench.plugins``:
-each entry point names a zero-argument callable that calls :func:`register_task`
-or :func:`register_model`.
+packages add tasks, models or networks through the entry-point group ``cosmobench.plugins``:
+each entry point names a zero-argument callable that calls :func:`register_task`,
+:func:`register_model` or imports a module using :func:`cosmobench.nn.register_net`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import copy
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
-
 from cosmobench.errors import ConfigError
 
 PLUGIN_GROUP = "cosmobench.plugins"
@@ -23,70 +21,89 @@ PLUGIN_GROUP = "cosmobench.plugins"
 
 @dataclass
 class TaskSpec:
-    """One science task.
+    """One science task: names, classes and the metric that ranks it. Its settings are not
+    here: they are declared once, beside the code that owns them (:mod:`cosmobench.settings`),
+    and named by ``"module:Class"`` references.
 
     Attributes:
         name: task name used on the command line.
-        datamodule: ``"module:Class"`` of the task's LightningDataModule.
-        module: ``"module:Class"`` of the task's LightningModule.
-        models: model name -> partial config tree applied on top of ``defaults``;
-            its ``model`` node holds the model's hyper-parameters.
-        defaults: partial config tree (``data``, ``trainer``, ``optim`` ...) shared by all models.
-        primary_metric: metric that ranks the leaderboard.
-        mode: ``"min"`` or ``"max"``: whether smaller or larger ``primary_metric`` is better.
-        default_models: models run by ``make run`` / ``cosmobench bench`` (default: all).
+        datamodule, module: ``"module:Class"`` of the task's LightningDataModule and LightningModule.
+        data: ``"module:Class"`` of the settings dataclass of the ``data`` node (the datamodule's;
+            it embeds its simulator's settings by inheritance).
+        evaluation: ``"module:Class"`` of the ``eval`` node's settings (the metric protocol), or None.
+        nets: a network kind of :mod:`cosmobench.nn` (``"image_classifier"`` ...): every network
+            registered with that kind is a model of the task.
+        net_settings: ``"module:Class"`` of settings the task adds to the ``model`` node of each
+            of its networks (e.g. its training recipe), or None.
+        own_models: model name -> ``"module:Class"`` of its settings (None: no settings), for
+            models that are not networks of ``nets`` (classical baselines, sbi's estimators).
+        primary_metric, mode: the leaderboard's ranking metric and whether ``"min"`` or ``"max"`` is better.
+        default_model: model of ``cosmobench train TASK`` without ``-m`` (default: the first).
+        default_models: models run by ``cosmobench bench`` without a model list (default: all).
         description: one line for ``cosmobench list``.
-        baseline: the task's classical baseline model; the leaderboard tests every other
-            model against it, paired by seed.
-        metric_modes: metric name -> ``"min"``, ``"max"`` or ``"zero"`` (best at 0, e.g. a
-            bias): the leaderboard's direction arrows; common names have built-in directions
-            (:data:`cosmobench.leaderboard.METRIC_MODES`).
-        constraints: dotted key -> value constraint (``"positive int"``, ``"probability"``,
-            ``["sim", "catalog"]`` ...; syntax in :mod:`cosmobench.constraints`) for any
-            key of any model of the task; a key a model does not have is skipped.
-        model_constraints: model name -> {dotted key: constraint}, for keys whose meaning
-            differs between models (these win over ``constraints``).
+        baseline: the classical baseline model every other model is tested against, paired by seed.
+        metric_modes: metric name -> ``"min"``, ``"max"`` or ``"zero"`` (best at 0, e.g. a bias)
+            for names without a built-in direction (:data:`cosmobench.leaderboard.METRIC_MODES`).
+        headline: up to four metrics shown next to the primary one in the leaderboard's glance view.
+        renamed: old dotted key -> new dotted key, so that configs of finished runs still load.
+        experiments: package whose folder holds ``<task>/defaults.yaml`` and ``<task>/<model>.yaml``
+            (the task's choices of values, applied over the declared defaults); None: cosmobench's
+            ``experiments/``. For plugins.
     """
 
     name: str
     datamodule: str
     module: str
-    models: dict[str, dict[str, Any]]
+    data: str
     primary_metric: str
     mode: str = "min"
-    defaults: dict[str, Any] = field(default_factory=dict)
+    evaluation: str | None = None
+    nets: str | None = None
+    net_settings: str | None = None
+    own_models: dict[str, str | None] = field(default_factory=dict)
+    default_model: str | None = None
     default_models: list[str] | None = None
     description: str = ""
     baseline: str | None = None
     metric_modes: dict[str, str] = field(default_factory=dict)
-    constraints: dict[str, Any] = field(default_factory=dict)
-    model_constraints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    experiments: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
             raise ValueError(f"task {self.name!r}: mode must be 'min' or 'max', got {self.mode!r}")
-        if not self.models:
+        if self.nets is None and not self.own_models:
             raise ValueError(f"task {self.name!r} registers no models")
-        for ref in (self.datamodule, self.module):
+        for ref in (self.datamodule, self.module, self.data):
             if ":" not in ref:
                 raise ValueError(f"task {self.name!r}: {ref!r} is not of the form 'module:attr'")
-        if self.baseline is not None and self.baseline not in self.models:
-            raise ValueError(f"task {self.name!r}: baseline {self.baseline!r} is not one of its models")
         bad = {k: v for k, v in self.metric_modes.items() if v not in ("min", "max", "zero")}
         if bad:
             raise ValueError(f"task {self.name!r}: metric_modes must be 'min', 'max' or 'zero', got {bad}")
-        from cosmobench.constraints import parse_all  # a malformed constraint fails at registration
-        self.constraints = parse_all(self.constraints, f"task {self.name!r}")
-        self.model_constraints = {m: parse_all(c, f"task {self.name!r} model {m!r}")
-                                  for m, c in self.model_constraints.items()}
-
-    def constraints_for(self, model: str) -> dict:
-        """Dotted key -> :class:`~cosmobench.constraints.Constraint` for one model."""
-        return {**self.constraints, **self.model_constraints.get(model, {})}
+        if len(self.headline) > 4:
+            raise ValueError(f"task {self.name!r}: at most 4 headline metrics, got {self.headline}")
 
     @property
-    def default_model(self) -> str:
-        return (self.default_models or list(self.models))[0]
+    def models(self) -> dict[str, list[str]]:
+        """Model name -> ``"module:Class"`` refs of the settings of its ``model`` node, in order:
+        the networks of kind ``nets``, then the task's own models."""
+        from cosmobench.nn import registered_nets
+        out: dict[str, list[str]] = {}
+        if self.nets is not None:
+            for name, entry in registered_nets(self.nets).items():
+                out[name] = [entry.config] + ([self.net_settings] if self.net_settings else [])
+        for name, ref in self.own_models.items():
+            out[name] = [ref] if ref else []
+        return out
+
+    def model_or_default(self, model: str | None) -> str:
+        """``model``, or the task's default model; ConfigError for an unknown one."""
+        models = self.models
+        model = model or self.default_model or next(iter(self.default_models or models))
+        if model not in models:
+            raise ConfigError(f"task {self.name!r} has no model {model!r}; choose one of {', '.join(models)}")
+        return model
 
     def bench_models(self) -> list[str]:
         return list(self.default_models or self.models)
@@ -112,40 +129,29 @@ def load_ref(ref: str):
         raise ImportError(f"{mod_name!r} has no attribute {attr!r}") from exc
 
 
-def register_task(name: str, datamodule: str, module: str, models: dict[str, dict],
-                  primary_metric: str, mode: str = "min", defaults: dict | None = None,
-                  default_models: list[str] | None = None, description: str = "",
-                  baseline: str | None = None, metric_modes: dict[str, str] | None = None,
-                  constraints: dict[str, Any] | None = None,
-                  model_constraints: dict[str, dict[str, Any]] | None = None,
-                  replace: bool = False) -> TaskSpec:
-    """Register a task. Registering an existing name is an error unless ``replace``.
-    ``constraints``/``model_constraints``: value constraints of config keys (see :class:`TaskSpec`)."""
+def register_task(name: str, datamodule: str, module: str, data: str, primary_metric: str,
+                  replace: bool = False, **kwargs) -> TaskSpec:
+    """Register a task (keyword arguments: the :class:`TaskSpec` attributes; ``models`` is
+    accepted for ``own_models``). Registering an existing name is an error unless ``replace``."""
     if name in _TASKS and not replace:
         raise ValueError(f"task {name!r} is already registered")
-    spec = TaskSpec(name=name, datamodule=datamodule, module=module,
-                    models=copy.deepcopy(models), primary_metric=primary_metric, mode=mode,
-                    defaults=copy.deepcopy(defaults or {}), default_models=default_models,
-                    description=description, baseline=baseline, metric_modes=dict(metric_modes or {}),
-                    constraints=dict(constraints or {}),
-                    model_constraints=copy.deepcopy(model_constraints or {}))
+    if "models" in kwargs:
+        kwargs["own_models"] = kwargs.pop("models")
+    spec = TaskSpec(name=name, datamodule=datamodule, module=module, data=data,
+                    primary_metric=primary_metric, **copy.deepcopy(kwargs))
     _TASKS[name] = spec
     return spec
 
 
-def register_model(task: str, name: str, config: dict, replace: bool = False,
-                   constraints: dict[str, Any] | None = None) -> None:
-    """Add a model (partial config tree with a ``model`` node) to a registered task;
-    ``constraints``: value constraints of its keys (see :class:`TaskSpec`)."""
+def register_model(task: str, name: str, settings: str | None = None, replace: bool = False) -> None:
+    """Add a model to a registered task; ``settings``: ``"module:Class"`` of its settings dataclass
+    (a network usable by several tasks is registered in :mod:`cosmobench.nn` instead)."""
     spec = _TASKS.get(task)
     if spec is None:
         raise ValueError(f"cannot add model {name!r}: unknown task {task!r}")
     if name in spec.models and not replace:
         raise ValueError(f"model {name!r} is already registered for task {task!r}")
-    from cosmobench.constraints import parse_all
-    parsed = parse_all(constraints, f"task {task!r} model {name!r}")
-    spec.models[name] = copy.deepcopy(config)
-    spec.model_constraints[name] = parsed
+    spec.own_models[name] = settings
 
 
 def _load() -> None:

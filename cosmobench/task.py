@@ -17,8 +17,10 @@ So baselines run through the same Trainer, checkpoint, test loop and leaderboard
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,25 @@ import torch
 from torch import nn
 
 from cosmobench.errors import ConfigError, NonFiniteLossError
+from cosmobench.settings import setting
+
+
+@dataclass
+class OptimSettings:
+    """The ``optim`` node: optimiser and learning-rate schedule (:meth:`BaseTask.configure_optimizers`)."""
+
+    name: str = setting("adamw", ["adamw", "adam", "sgd"], help="optimiser")
+    lr: float = setting(1e-3, "positive float", help="peak learning rate (one-cycle: its maximum)")
+    weight_decay: float = setting(0.0, "non-negative float", help="decoupled (adamw) or L2 weight decay")
+    momentum: float = setting(0.9, "0 <= float < 1", help="sgd only")
+    scheduler: str = setting("none", ["none", "cosine", "step", "plateau", "one-cycle"], help="learning-rate schedule")
+    min_lr: float = setting(0.0, "non-negative float", help="cosine: final learning rate")
+    step_size: int = setting(10, "positive int", unit="epochs", help="step: epochs between decays")
+    gamma: float = setting(0.1, "0 < float <= 1", help="step and plateau: decay factor")
+    plateau_patience: int = setting(3, "non-negative int", unit="epochs",
+                                    help="plateau: epochs without a lower val_loss before a decay")
+    warmup_epochs: int = setting(0, "non-negative int", unit="epochs", help="linear warm-up length ...")
+    warmup_steps: int = setting(0, "non-negative int", unit="steps", help="... or in optimizer steps (not both)")
 
 
 #: ``cosmobench predict --precision``: ``auto`` is ``bf16`` on a CPU that computes bfloat16 natively
@@ -46,9 +67,8 @@ def native_bf16_cpu() -> bool:
 
 
 def default_optim() -> dict[str, Any]:
-    """The ``optim`` node of the global defaults (``cosmobench.config.COMMON_DEFAULTS``)."""
-    from cosmobench.config import COMMON_DEFAULTS
-    return dict(COMMON_DEFAULTS["optim"])
+    """The declared defaults of the ``optim`` node (:class:`OptimSettings`)."""
+    return dataclasses.asdict(OptimSettings())
 
 
 class FittedBaseline(nn.Module):
@@ -109,14 +129,16 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
     ``optim`` the ``optim`` node, ``data_info`` the datamodule's :meth:`info`."""
 
     def __init__(self, model: dict[str, Any], optim: dict[str, Any] | None = None,
-                 data_info: dict[str, Any] | None = None):
+                 data_info: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model_name: str = model["name"]
         self.model_cfg: dict[str, Any] = dict(model)
-        # without an optim node (a module built outside a run): the global defaults, from one place
+        # without an optim node (a module built outside a run): the declared defaults
         self.optim_cfg: dict[str, Any] = dict(optim if optim is not None else default_optim())
         self.data_info: dict[str, Any] = dict(data_info or {})
+        #: the ``eval`` node (the task's metric protocol, :attr:`TaskSpec.evaluation`)
+        self.eval_cfg: dict[str, Any] = dict(evaluation or {})
         self.net = self.configure_model()
         self.is_baseline = isinstance(self.net, FittedBaseline)
         self.automatic_optimization = not self.is_baseline

@@ -21,6 +21,9 @@ def doc_plugin(dest: Path) -> list[str]:
     for name, body in files:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (dest / name).write_text(body)
+    for name, body in re.findall(r"```yaml\n# (blobsize/[\w/]+\.yaml)\n(.*?)```", text, flags=re.S):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text(body)
     (ini,) = re.findall(r"```ini\n(.*?)```", text, flags=re.S)
     entry = re.search(r"cosmobench\.plugins =\s*\n\s+(\S+ = \S+)", ini).group(1)
     info = dest / "blobsize-0.1.dist-info"

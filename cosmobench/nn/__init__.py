@@ -1,69 +1,130 @@
-"""Networks by architecture (not by task), chosen by name through :data:`NETS`.
+"""Networks by architecture (not by task), registered once with :func:`register_net`.
 
-===============  =========================================  =====================================
-name             class / factory                            inputs -> outputs
-===============  =========================================  =====================================
-``cnn``          :class:`cosmobench.nn.cnn.SmallCNN`         ``(B, C, H, W)`` -> logits ``(B, K)``
-``e2cnn``        :class:`cosmobench.nn.equivariant.E2CNN`    ``(B, C, H, W)`` -> logits ``(B, K)``
-``resnet18``     :func:`cosmobench.nn.resnet.resnet18`       ``(B, C, H, W)`` -> logits ``(B, K)``
-``mdn``          :class:`cosmobench.nn.mdn.MDN`              ``(B, F)`` -> mixture ``(B, K)`` x 3
-``unet``         :class:`cosmobench.nn.unet.UNet`            ``(B, C, H, W)`` -> ``(B, C', H, W)``
-===============  =========================================  =====================================
+A network module declares its hyper-parameters as a settings dataclass
+(:mod:`cosmobench.settings`) and registers the class (or factory) beside it::
 
-Entries are ``"module:attr"`` strings, imported on first use, so importing this package is
-cheap and e2cnn/torchvision load only for the models that need them. A task builds its network
-with ``build_net(name, model_cfg, **shape)``: ``model_cfg`` is the resolved ``model`` config
-node (its keys, except ``name``, are the constructor's keyword arguments; their defaults live
-in the task's registration, not in the constructors) and ``shape`` the data-dependent
-arguments (e.g. ``n_bands``, ``n_classes``, ``image_size``). A task that reuses a network under
-its own model name registers the same keys; a new architecture is one new module here plus one
-line in :data:`NETS`.
+    @dataclass
+    class SmallCNNConfig:
+        channels: list[int] = setting([24, 48, 96], "nonempty list[positive int]", help="...")
+
+    @register_net("cnn", SmallCNNConfig, kind="image_classifier")
+    class SmallCNN(nn.Module):
+        def __init__(self, cfg: SmallCNNConfig, *, n_bands: int, n_classes: int, image_size: int): ...
+
+The constructor takes the config object and the data-dependent ``shape`` keywords of its
+``kind``. Every task that asks for a kind (``register_task(nets=KIND)``) offers every network
+of that kind as a model, so a new architecture is one new file here (plus its test).
+
+Kinds and their shape keywords:
+
+======================  ===========================================  =================================
+kind                    shape keywords                               input -> output
+======================  ===========================================  =================================
+``image_classifier``    ``n_bands``, ``n_classes``, ``image_size``   ``(B, C, H, W)`` -> logits ``(B, K)``
+``tabular_density``     ``in_features``, ``loc``, ``scale``          ``(B, F)`` -> mixture ``(B, K)`` x 3
+``image_to_image``      ``in_channels``, ``out_channels``            ``(B, C, H, W)`` -> ``(B, C', H, W)``
+``deblender``           ``n_bands``                                  see :mod:`cosmobench.nn.deblender`
+======================  ===========================================  =================================
+
+Listing the networks does not import them: the ``@register_net`` decorators of this
+package's modules are read from their source (:func:`registered_nets`), and torch, e2cnn and
+torchvision load only when a network is built. Plugins call :func:`register_net` at import.
 """
 from __future__ import annotations
 
+import ast
+import dataclasses
+import functools
 import importlib
-import inspect
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
-NETS: dict[str, str] = {
-    "cnn": "cosmobench.nn.cnn:SmallCNN",
-    "e2cnn": "cosmobench.nn.equivariant:E2CNN",
-    "resnet18": "cosmobench.nn.resnet:resnet18",
-    "mdn": "cosmobench.nn.mdn:MDN",
-    "unet": "cosmobench.nn.unet:UNet",
-}
+KINDS = ("image_classifier", "tabular_density", "image_to_image", "deblender")
 
 
-def net_class(name: str, choices: Iterable[str] | None = None):
-    """The class (or factory) registered as ``name`` in :data:`NETS`; ConfigError if unknown
-    or not among ``choices`` (the task's models)."""
-    from cosmobench.errors import ConfigError
-    allowed = list(choices) if choices is not None else list(NETS)
-    if name not in allowed or name not in NETS:
-        raise ConfigError(f"no model {name!r}; choose one of {', '.join(allowed)}")
-    module, attr = NETS[name].split(":")
+@dataclass(frozen=True)
+class NetEntry:
+    """A registered network: ``ref`` and ``config`` are ``"module:attr"`` of the class (or
+    factory) and of its settings dataclass."""
+
+    name: str
+    ref: str
+    config: str
+    kind: str
+
+
+_RUNTIME: dict[str, NetEntry] = {}
+
+
+def register_net(name: str, config: type, *, kind: str):
+    """Class decorator registering a network ``name`` of ``kind`` with its settings dataclass."""
+    if kind not in KINDS:
+        raise ValueError(f"network {name!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+    def deco(obj):
+        _RUNTIME[name] = NetEntry(name, f"{obj.__module__}:{obj.__qualname__}",
+                                  f"{config.__module__}:{config.__qualname__}", kind)
+        return obj
+    return deco
+
+
+def _literal(node: ast.AST) -> Any:
+    return ast.literal_eval(node)
+
+
+@functools.lru_cache(maxsize=1)
+def _scanned() -> dict[str, NetEntry]:
+    """``@register_net`` entries of this package's modules, read from their source."""
+    out: dict[str, NetEntry] = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        module = f"{__name__}.{path.stem}"
+        text = path.read_text(encoding="utf-8")
+        if "@register_net(" not in text:
+            continue
+        for node in ast.parse(text, filename=str(path)).body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                continue
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register_net":
+                    name, cfg = _literal(dec.args[0]), dec.args[1]
+                    kind = _literal(next(k.value for k in dec.keywords if k.arg == "kind"))
+                    out[name] = NetEntry(name, f"{module}:{node.name}", f"{module}:{ast.unparse(cfg)}", kind)
+    return out
+
+
+def registered_nets(kind: str | None = None) -> dict[str, NetEntry]:
+    """Registered networks (of ``kind``), in registration order: this package's, then plugins'."""
+    nets = {**_scanned(), **_RUNTIME}
+    return {n: e for n, e in nets.items() if kind is None or e.kind == kind}
+
+
+def _load(ref: str):
+    module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def build_net(name: str, cfg: Mapping[str, Any], choices: Iterable[str] | None = None, **shape):
-    """Network ``name`` built from the model config node ``cfg`` and the data ``shape`` kwargs.
+def net_config_class(name: str) -> type:
+    return _load(registered_nets()[name].config)
 
-    Every keyword the constructor needs must be in ``cfg`` or ``shape``; an unknown or missing
-    key is a ConfigError naming it."""
+
+def build_net(name: str, cfg: Mapping[str, Any], **shape):
+    """Network ``name`` from the resolved ``model`` config node ``cfg`` (its keys that the
+    network's settings dataclass declares; other keys belong to the task) and the data
+    ``shape`` keywords of its kind."""
     from cosmobench.errors import ConfigError
-    cls = net_class(name, choices)
-    kwargs = {k: v for k, v in cfg.items() if k != "name"}
-    params = inspect.signature(cls).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            raise ConfigError(f"model {name!r} has no setting model.{unknown[0]}; "
-                              f"settings: {', '.join(k for k in params if k not in shape)}")
-    missing = [k for k, p in params.items() if p.default is p.empty and p.kind is not p.VAR_KEYWORD
-               and p.kind is not p.VAR_POSITIONAL and k not in kwargs and k not in shape]
-    if missing:
-        raise ConfigError(f"model {name!r} needs model.{missing[0]} (set it in the task's registered defaults)")
-    return cls(**shape, **kwargs)
+    from cosmobench.settings import build
+    entry = registered_nets().get(name)
+    if entry is None:
+        raise ConfigError(f"no network {name!r}; registered: {', '.join(registered_nets())}")
+    return _load(entry.ref)(build(_load(entry.config), cfg), **shape)
+
+
+def config_dict(cfg) -> dict[str, Any]:
+    """A settings dataclass as a plain dict (for logging and hyper-parameters)."""
+    return dataclasses.asdict(cfg)
 
 
 def count_parameters(net) -> int:
@@ -71,4 +132,5 @@ def count_parameters(net) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-__all__ = ["NETS", "net_class", "build_net", "count_parameters"]
+__all__ = ["KINDS", "NetEntry", "register_net", "registered_nets", "net_config_class", "build_net",
+           "config_dict", "count_parameters"]

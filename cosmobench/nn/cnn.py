@@ -16,12 +16,15 @@ layout so that it is a like-for-like baseline of :class:`~cosmobench.nn.equivari
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from cosmobench.errors import ConfigError
+from cosmobench.nn import register_net
+from cosmobench.settings import setting
 
 
 def pool_params(size: int) -> tuple[int, int, int]:
@@ -35,12 +38,27 @@ def pooled_size(size: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
+@dataclass
+class ConvHead:
+    """Settings shared by the conv-block classifiers (:class:`SmallCNN`, ``E2CNN``)."""
+
+    kernel_sizes: list[int] | None = setting(None, "list[positive int] or null", unit="px",
+                                             help="odd kernel size per block (null: 5, then 3s)")
+    hidden: int = setting(64, "positive int", help="width of the MLP head")
+    dropout: float = setting(0.0, "0 <= float < 1", help="dropout before the last linear layer")
+
+
+@dataclass
+class SmallCNNConfig(ConvHead):
+    """Hyper-parameters of :class:`SmallCNN`."""
+
+    channels: list[int] = setting([24, 48, 96], "nonempty list[positive int]", help="output channels per block")
+
+
 def block_layout(channels: Sequence[int], kernel_sizes: Sequence[int] | None) -> tuple[list[int], list[int]]:
-    """Validated channels and odd kernel sizes per conv block (``kernel_sizes=None``: 5 for the
-    first block, then 3s)."""
+    """Channels and odd kernel sizes per conv block (``kernel_sizes=None``: 5 for the first
+    block, then 3s); ConfigError unless there is one odd kernel size per block."""
     channels = [int(c) for c in channels]
-    if not channels or min(channels) < 1:
-        raise ConfigError(f"model.channels must be a non-empty list of positive ints, got {channels}")
     kernel_sizes = [int(k) for k in (kernel_sizes or [5] + [3] * (len(channels) - 1))]
     if len(kernel_sizes) != len(channels) or any(k % 2 == 0 or k < 1 for k in kernel_sizes):
         raise ConfigError(f"model.kernel_sizes must give one odd size per block, got {kernel_sizes}")
@@ -49,28 +67,19 @@ def block_layout(channels: Sequence[int], kernel_sizes: Sequence[int] | None) ->
 
 def mlp_head(n_in: int, hidden: int, dropout: float, n_classes: int) -> nn.Sequential:
     """``Linear -> ReLU -> Dropout -> Linear`` classifier head."""
-    if int(hidden) < 1:
-        raise ConfigError(f"model.hidden must be a positive int, got {hidden}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
     return nn.Sequential(nn.Linear(n_in, int(hidden)), nn.ReLU(inplace=True),
                          nn.Dropout(float(dropout)), nn.Linear(int(hidden), n_classes))
 
 
+@register_net("cnn", SmallCNNConfig, kind="image_classifier")
 class SmallCNN(nn.Module):
     """Plain CNN: conv-BN-ReLU blocks, 2x pooling between blocks (:func:`pool_params`), global
-    average pooling, MLP head.
+    average pooling, MLP head. ``n_bands``: input channels; ``n_classes``: output logits;
+    ``image_size``: input H = W (px); hyper-parameters in :class:`SmallCNNConfig`."""
 
-    Args (all from the ``model`` config node; defaults live in the task registration):
-        n_bands: input channels.  n_classes: output logits.  image_size: input H = W (px).
-        channels: output channels per block.  kernel_sizes: odd kernel size per block or None.
-        hidden: width of the MLP head.  dropout: dropout before the last linear layer.
-    """
-
-    def __init__(self, n_bands: int, n_classes: int, image_size: int, *, channels: Sequence[int],
-                 kernel_sizes: Sequence[int] | None, hidden: int, dropout: float):
+    def __init__(self, cfg: SmallCNNConfig, *, n_bands: int, n_classes: int, image_size: int):
         super().__init__()
-        channels, kernel_sizes = block_layout(channels, kernel_sizes)
+        channels, kernel_sizes = block_layout(cfg.channels, cfg.kernel_sizes)
         layers: list[nn.Module] = []
         c_in, size = int(n_bands), int(image_size)
         for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
@@ -81,11 +90,11 @@ class SmallCNN(nn.Module):
                 size = pooled_size(size)
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.head = mlp_head(c_in, hidden, dropout, n_classes)
+        self.head = mlp_head(c_in, cfg.hidden, cfg.dropout, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n_bands, H, W)`` -> logits ``(B, n_classes)``."""
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-__all__ = ["SmallCNN", "pool_params", "pooled_size", "block_layout", "mlp_head"]
+__all__ = ["SmallCNN", "SmallCNNConfig", "ConvHead", "pool_params", "pooled_size", "block_layout", "mlp_head"]

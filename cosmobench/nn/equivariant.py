@@ -19,14 +19,16 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cosmobench.errors import ConfigError
 from cosmobench.nn.e2cnn_compat import e2cnn  # noqa: F401  (applies the numpy-2 shim first)
-from cosmobench.nn.cnn import block_layout, mlp_head, pool_params, pooled_size
+from cosmobench.nn import register_net
+from cosmobench.nn.cnn import ConvHead, block_layout, mlp_head, pool_params, pooled_size
+from cosmobench.settings import setting
 from e2cnn import gspaces  # noqa: E402
 from e2cnn import nn as enn  # noqa: E402
 
@@ -76,18 +78,23 @@ class CachedFilterR2Conv(enn.R2Conv):
             self.train(False)
 
 
+@dataclass
+class E2CNNConfig(ConvHead):
+    """Hyper-parameters of :class:`E2CNN`."""
+
+    group: str = setting("D8", "str matching (?i)[CD][1-9][0-9]*",
+                         help="C<N> (N rotations) or D<N> (rotations and reflections)")
+    channels: list[int] = setting([8, 16, 32], "nonempty list[positive int]",
+                                  help="regular fields per block (each has |G| channels)")
+
+
+@register_net("e2cnn", E2CNNConfig, kind="image_classifier")
 class E2CNN(nn.Module):
     """E(2)-equivariant CNN with group-pooled, invariant output.
 
-    Input ``(B, n_bands, H, W)`` float, output logits ``(B, n_classes)``.
-
-    Args (all from the ``model`` config node; defaults live in the task registration):
-        n_bands: input channels (trivial fields).  n_classes: output logits.
-        image_size: input H = W in pixels (sets the pooling pattern).
-        group: ``C<N>`` (rotations) or ``D<N>`` (rotations + reflections).
-        channels: regular fields per block (each field has ``|G|`` channels).
-        kernel_sizes: odd kernel size per block (None: 5 for the first block, then 3).
-        hidden: width of the invariant MLP head.  dropout: dropout before the last linear layer.
+    Input ``(B, n_bands, H, W)`` float, output logits ``(B, n_classes)``; ``n_bands`` trivial
+    input fields, ``image_size`` = H = W in pixels (sets the pooling pattern); hyper-parameters
+    in :class:`E2CNNConfig`.
     """
 
     #: images per inference forward pass (``ImageClassificationTask.inference_chunk``): the
@@ -95,12 +102,11 @@ class E2CNN(nn.Module):
     #: galaxies/s for the whole batch of 256 at 3x64x64, bf16, 2 threads)
     inference_chunk = 16
 
-    def __init__(self, n_bands: int, n_classes: int, image_size: int, *, group: str, channels: Sequence[int],
-                 kernel_sizes: Sequence[int] | None, hidden: int, dropout: float):
+    def __init__(self, cfg: E2CNNConfig, *, n_bands: int, n_classes: int, image_size: int):
         super().__init__()
-        flips, n = parse_group(group)
+        flips, n = parse_group(cfg.group)
         self.gspace = gspaces.FlipRot2dOnR2(N=n) if flips else gspaces.Rot2dOnR2(N=n)
-        channels, kernel_sizes = block_layout(channels, kernel_sizes)
+        channels, kernel_sizes = block_layout(cfg.channels, cfg.kernel_sizes)
         self.in_type = enn.FieldType(self.gspace, int(n_bands) * [self.gspace.trivial_repr])
         layers, ftype, size = [], self.in_type, int(image_size)
         for i, (c, k) in enumerate(zip(channels, kernel_sizes)):
@@ -114,7 +120,7 @@ class E2CNN(nn.Module):
             ftype = out
         self.features = enn.SequentialModule(*layers)
         self.gpool = enn.GroupPooling(ftype)
-        self.head = mlp_head(len(self.gpool.out_type), hidden, dropout, n_classes)
+        self.head = mlp_head(len(self.gpool.out_type), cfg.hidden, cfg.dropout, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n_bands, H, W)`` -> invariant logits ``(B, n_classes)``."""
@@ -181,4 +187,4 @@ class ExportedE2CNN(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-__all__ = ["E2CNN", "ExportedE2CNN", "CachedFilterR2Conv", "parse_group"]
+__all__ = ["E2CNN", "E2CNNConfig", "ExportedE2CNN", "CachedFilterR2Conv", "parse_group"]

@@ -8,11 +8,15 @@ returns parameters in the original units of ``y``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from cosmobench.nn import register_net
+from cosmobench.settings import setting
 
 
 def mixture_log_prob(y: torch.Tensor, log_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -70,19 +74,26 @@ class MDNHead(nn.Module):
         return log_w, mu, sigma
 
 
+@dataclass
+class MDNConfig:
+    """Hyper-parameters of :class:`MDN`."""
+
+    n_components: int = setting(8, "positive int", help="Gaussian components of the mixture")
+    hidden: list[int] = setting([128, 128, 128], "nonempty list[positive int]", help="widths of the MLP layers")
+    dropout: float = setting(0.0, "0 <= float < 1", help="dropout after each hidden layer")
+
+
+@register_net("mdn", MDNConfig, kind="tabular_density")
 class MDN(nn.Module):
     """MLP + :class:`MDNHead`. ``forward(x)`` with ``x`` ``(N, in_features)`` ->
-    ``(log_w, mu, sigma)`` each ``(N, n_components)``.
+    ``(log_w, mu, sigma)`` each ``(N, n_components)``; ``in_features`` and the target
+    standardisation ``loc``/``scale`` (units of the target) come from the data."""
 
-    ``n_components``, ``hidden`` (widths of the MLP layers) and ``dropout`` come from the
-    ``model`` config node (defaults in the task registration); ``in_features`` and the target
-    standardisation ``loc``/``scale`` from the data."""
-
-    def __init__(self, in_features: int, *, n_components: int, hidden: Sequence[int], dropout: float,
-                 loc: float = 0.0, scale: float = 1.0, min_sigma: float = 1e-3):
+    def __init__(self, cfg: MDNConfig, *, in_features: int, loc: float = 0.0, scale: float = 1.0,
+                 min_sigma: float = 1e-3):
         super().__init__()
-        self.trunk, width = mlp(in_features, [int(h) for h in hidden], float(dropout))
-        self.head = MDNHead(width, n_components, loc=loc, scale=scale, min_sigma=min_sigma)
+        self.trunk, width = mlp(in_features, [int(h) for h in cfg.hidden], float(cfg.dropout))
+        self.head = MDNHead(width, cfg.n_components, loc=loc, scale=scale, min_sigma=min_sigma)
 
     def forward(self, x: torch.Tensor):
         return self.head(self.trunk(x))

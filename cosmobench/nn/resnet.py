@@ -1,11 +1,20 @@
 """torchvision ResNet adapted to small astronomical images (any number of bands)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from cosmobench.errors import ConfigError
+from cosmobench.nn import register_net
+from cosmobench.settings import setting
 
-STEM_STRIDES = (1, 2, 4)
+
+@dataclass
+class ResNetConfig:
+    """Hyper-parameters of :func:`resnet18`."""
+
+    stem_stride: int | None = setting(None, [1, 2, 4, None],
+                                      help="downsampling of the stem (null: auto, ~16 px before layer1)")
 
 
 def auto_stem_stride(image_size: int) -> int:
@@ -14,7 +23,8 @@ def auto_stem_stride(image_size: int) -> int:
     return 4 if image_size >= 64 else (2 if image_size >= 24 else 1)
 
 
-def resnet18(n_bands: int, n_classes: int, image_size: int, *, stem_stride: int | None) -> nn.Module:
+@register_net("resnet18", ResNetConfig, kind="image_classifier")
+def resnet18(cfg: ResNetConfig, *, n_bands: int, n_classes: int, image_size: int) -> nn.Module:
     """torchvision ResNet-18 (``weights=None``: random init, no download) adapted to the data.
 
     Input ``(B, n_bands, H, W)``, output logits ``(B, n_classes)``. The stem is replaced so
@@ -24,10 +34,7 @@ def resnet18(n_bands: int, n_classes: int, image_size: int, *, stem_stride: int 
     """
     from torchvision.models import resnet18 as tv_resnet18
 
-    if stem_stride is None:
-        stem_stride = auto_stem_stride(int(image_size))
-    if stem_stride not in STEM_STRIDES:
-        raise ConfigError(f"model.stem_stride must be 1, 2 or 4 (or null for auto), got {stem_stride}")
+    stem_stride = cfg.stem_stride if cfg.stem_stride is not None else auto_stem_stride(int(image_size))
     net = tv_resnet18(weights=None, num_classes=n_classes)
     if stem_stride == 4:
         net.conv1 = nn.Conv2d(n_bands, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -37,4 +44,4 @@ def resnet18(n_bands: int, n_classes: int, image_size: int, *, stem_stride: int 
     return net
 
 
-__all__ = ["resnet18", "auto_stem_stride", "STEM_STRIDES"]
+__all__ = ["resnet18", "ResNetConfig", "auto_stem_stride"]

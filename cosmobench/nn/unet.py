@@ -25,15 +25,15 @@ independent of the batch), ``"instance"`` or ``"none"``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosmobench.errors import ConfigError
+from cosmobench.nn import register_net
+from cosmobench.settings import setting
 
-_NORMS = ("batch", "group", "instance", "none")
-_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_UPSAMPLE = ("transpose", "bilinear")
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
 
@@ -61,37 +61,31 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+@dataclass
+class UNetConfig:
+    """Hyper-parameters of :class:`UNet`."""
+
+    base_channels: int = setting(16, "positive int", help="channels of level 0; level l has base_channels * 2**l")
+    depth: int = setting(3, "non-negative int", help="number of 2x down-samplings (0: a plain two-block CNN)")
+    norm: str = setting("batch", ["batch", "group", "instance", "none"], help="normalisation after each conv")
+    activation: str = setting("relu", ["relu", "gelu", "silu", "leaky_relu"], help="activation after each conv")
+    padding_mode: str = setting("zeros", ["zeros", "reflect", "replicate", "circular"],
+                                help="padding of the 3x3 convs and of the size padding (circular: periodic maps)")
+    upsample: str = setting("transpose", ["transpose", "bilinear"],
+                            help="2x2 transposed conv, or bilinear + 1x1 conv")
+    dropout: float = setting(0.0, "0 <= float < 1", help="Dropout2d after the first conv of each block")
+
+
+@register_net("unet", UNetConfig, kind="image_to_image")
 class UNet(nn.Module):
-    """Fully convolutional U-Net, any input size (see the module docstring).
+    """Fully convolutional U-Net, any input size (see the module docstring): ``in_channels``
+    (bands plus any conditioning channels) -> ``out_channels``; hyper-parameters in
+    :class:`UNetConfig` (any object with its attributes, e.g. a task config embedding it)."""
 
-    Args:
-        in_channels: input channels (e.g. bands, plus any conditioning channels).
-        out_channels: output channels.
-        base_channels: channels of the first level; level ``l`` has ``base_channels * 2**l``.
-        depth: number of 2x down-samplings (``0`` gives a plain two-block CNN).
-        norm: ``"batch"``, ``"group"``, ``"instance"`` or ``"none"``.
-        activation: ``"relu"``, ``"gelu"``, ``"silu"`` or ``"leaky_relu"``.
-        padding_mode: padding of the 3x3 convolutions and of the internal size padding:
-            ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (periodic maps).
-        upsample: ``"transpose"`` (2x2 transposed convolution) or ``"bilinear"`` (+ 1x1 conv).
-        dropout: ``Dropout2d`` probability after the first convolution of each block.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, base_channels: int = 32, depth: int = 3,
-                 norm: str = "batch", activation: str = "relu", padding_mode: str = "zeros",
-                 upsample: str = "transpose", dropout: float = 0.0):
+    def __init__(self, cfg: UNetConfig, *, in_channels: int, out_channels: int):
         super().__init__()
-        for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
-                                 ("base_channels", base_channels, 1), ("depth", depth, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"UNet {name} must be an integer >= {low}, got {value!r}")
-        for name, value, choices in (("norm", norm, _NORMS), ("activation", activation, tuple(_ACTIVATIONS)),
-                                     ("padding_mode", padding_mode, _PADDING_MODES),
-                                     ("upsample", upsample, _UPSAMPLE)):
-            if value not in choices:
-                raise ConfigError(f"UNet {name}={value!r} is not known; choose one of {', '.join(choices)}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ConfigError(f"UNet dropout must be in [0, 1), got {dropout!r}")
+        base_channels, depth, norm, activation = cfg.base_channels, cfg.depth, cfg.norm, cfg.activation
+        padding_mode, upsample, dropout = cfg.padding_mode, cfg.upsample, cfg.dropout
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
         self.padding_mode = padding_mode
         widths = [base_channels * 2 ** level for level in range(depth + 1)]
@@ -143,4 +137,4 @@ class UNet(nn.Module):
         return self.head(x)[..., top:top + H, left:left + W]
 
 
-__all__ = ["UNet", "ConvBlock"]
+__all__ = ["UNet", "UNetConfig", "ConvBlock"]
