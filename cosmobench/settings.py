@@ -135,28 +135,44 @@ def _is_package(module: str) -> bool:
     return _module_source(module)[0].name == "__init__.py"
 
 
-def _constants(tree: ast.Module) -> dict[str, Any]:
-    out = {}
+_MISSING = object()
+
+
+def _constant(module: str, name: str, seen: frozenset = frozenset()) -> Any:
+    """The value of the module-level literal constant ``name`` of ``module`` (defined there or
+    imported by name), or ``_MISSING``."""
+    if (module, name) in seen:
+        return _MISSING
+    _, tree = _module_source(module)
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
-        for t in targets:
-            if isinstance(t, ast.Name):
-                try:
-                    out[t.id] = ast.literal_eval(node.value)
-                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                    pass
-    return out
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            try:
+                return ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return _MISSING
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    try:
+                        return _constant(_resolve_module(module, node.level, node.module), alias.name,
+                                         seen | {(module, name)})
+                    except (ConfigError, SyntaxError):
+                        return _MISSING
+    return _MISSING
 
 
-def _literal(node: ast.AST, constants: dict[str, Any], where: str) -> Any:
-    if isinstance(node, ast.Name) and node.id in constants:
-        return copy.deepcopy(constants[node.id])
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError) as exc:
-        raise ValueError(f"{where}: a setting's default and arguments must be literals "
-                         f"(got {ast.unparse(node)!r})") from exc
+def _literal(node: ast.AST, module: str, where: str) -> Any:
+    value = _constant(module, node.id) if isinstance(node, ast.Name) else _MISSING
+    if value is not _MISSING:
+        value = copy.deepcopy(value)
+    else:
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError) as exc:
+            raise ValueError(f"{where}: a setting's default and arguments must be literals "
+                             f"(got {ast.unparse(node)!r})") from exc
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -186,7 +202,6 @@ def _declared(module: str, name: str) -> tuple[Setting, ...]:
     for base in reversed(cls.bases):  # dataclass order: later bases first, then the class itself
         if isinstance(base, ast.Name) and base.id not in ("object", "Generic"):
             out.update({s.name: s for s in _declared(module, base.id)})
-    constants = _constants(_module_source(module)[1])
     for node in cls.body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
             continue
@@ -205,13 +220,13 @@ def _declared(module: str, name: str) -> tuple[Setting, ...]:
             raise ValueError(f"{where}: declare settings with setting(...), not field(...)")
         check = unit = help_ = None
         if _is_setting_call(value):
-            args = [_literal(a, constants, where) for a in value.args]
-            kw = {k.arg: _literal(k.value, constants, where) for k in value.keywords}
+            args = [_literal(a, module, where) for a in value.args]
+            kw = {k.arg: _literal(k.value, module, where) for k in value.keywords}
             default = args[0] if args else kw.pop("default")
             check = args[1] if len(args) > 1 else kw.get("check")
             unit, help_ = kw.get("unit"), kw.get("help")
         else:
-            default = _literal(value, constants, where)
+            default = _literal(value, module, where)
         if check is None:
             check = check_from_annotation(annotation)
         out[key] = Setting(key, default, check, unit, help_, annotation, owner)
@@ -237,7 +252,8 @@ def runtime_declared(cls: type) -> dict[str, Setting]:
         if not f.init:
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        annotation = f.type if isinstance(f.type, str) else \
+            f.type.__name__ if isinstance(f.type, type) else str(f.type).replace("typing.", "")
         check = f.metadata.get("check")
         if check is None:
             check = check_from_annotation(annotation)

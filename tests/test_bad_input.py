@@ -298,17 +298,24 @@ def test_missing_logger_package_is_a_config_error(monkeypatch):
     assert C.resolve("photoz", "knn", overrides=["logger=csv"])["logger"] == "csv"
 
 
-def test_constraint_syntax_errors_fail_at_registration():
-    from cosmobench.registry import TaskSpec
+def test_constraint_syntax_errors_name_the_setting(toy_plugin, monkeypatch, tmp_path):
+    """A malformed constraint in a settings class is an error naming its owner and key."""
+    from cosmobench import constraints as K
     for bad in ("positve int", "int >= x", "list[int", "str > 3", "", 5):
         with pytest.raises(ValueError, match="constraint"):
-            TaskSpec(name="t", datamodule="a:b", module="a:b", models={"m": {}}, primary_metric="x",
-                     constraints={"data.k": bad})
-    spec = TaskSpec(name="t", datamodule="a:b", module="a:b", models={"m": {}}, primary_metric="x",
-                    constraints={"data.k": "0 < float <= 1 or null"}, model_constraints={"m": {"model.w": [1, 2]}})
-    c = spec.constraints_for("m")
-    assert c["data.k"].ok(1) and c["data.k"].ok(None) and not c["data.k"].ok(0) and not c["data.k"].ok(True)
-    assert c["model.w"].ok(2) and not c["model.w"].ok(2.0) and not c["model.w"].ok("2")
+            K.parse(bad)
+    (tmp_path / "cb_badcheck.py").write_text(
+        "from dataclasses import dataclass\nfrom cosmobench.settings import setting\n\n\n@dataclass\n"
+        "class Bad:\n    k: float = setting(0.5, 'positve float')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = toy_plugin.get_task("toy")
+    monkeypatch.setitem(spec.own_models, "linear", "cb_badcheck:Bad")
+    with pytest.raises(ValueError, match="cb_badcheck:Bad: constraint of 'model.k'"):
+        C.resolve("toy", "linear")
+    k = K.parse("0 < float <= 1 or null")
+    assert k.ok(1) and k.ok(None) and not k.ok(0) and not k.ok(True)
+    w = K.parse([1, 2])
+    assert w.ok(2) and not w.ok(2.0) and not w.ok("2")
 
 
 def test_env_does_not_leak_into_saved_config(root, monkeypatch):

@@ -26,18 +26,30 @@ def test_list_does_not_import_heavy_packages(root):
 
 def test_spec_validation():
     with pytest.raises(ValueError, match="mode"):
-        registry.TaskSpec("x", "a:b", "a:b", {"m": {}}, "acc", mode="up")
+        registry.TaskSpec("x", "a:b", "a:b", "a:b", "acc", mode="up", own_models={"m": None})
     with pytest.raises(ValueError, match="module:attr"):
-        registry.TaskSpec("x", "ab", "a:b", {"m": {}}, "acc")
+        registry.TaskSpec("x", "ab", "a:b", "a:b", "acc", own_models={"m": None})
+    with pytest.raises(ValueError, match="no models"):
+        registry.TaskSpec("x", "a:b", "a:b", "a:b", "acc")
 
 
 def test_plugin_entry_point_in_process(toy_plugin):
     spec = registry.get_task("toy")
     assert spec.models.keys() == {"linear", "mean"}
     with pytest.raises(ValueError, match="already registered"):
-        registry.register_task("toy", "a:b", "a:b", {"m": {}}, "mse")
-    registry.register_model("toy", "other", {"model": {}})
+        registry.register_task("toy", "a:b", "a:b", "a:b", "mse", models={"m": None})
+    registry.register_model("toy", "other")
     assert "other" in registry.get_task("toy").models
+
+
+def test_tasks_get_every_network_of_their_kind():
+    """A network registered in cosmobench.nn is a model of every task asking for its kind."""
+    from cosmobench.nn import registered_nets
+    image = set(registered_nets("image_classifier"))
+    assert {"cnn", "e2cnn", "resnet18"} <= image
+    for name in ("morphology", "lensfinding"):
+        assert image <= set(registry.get_task(name).models)
+    assert "mdn" in registry.get_task("photoz").models and "mdn" not in registry.get_task("morphology").models
 
 
 def test_plugin_task_trains_through_cli(root):
@@ -47,15 +59,3 @@ def test_plugin_task_trains_through_cli(root):
                   root, plugin=True)
     assert out.returncode == 0, out.stderr
     assert (root / "toy" / "mean").is_dir() and "mse" in out.stdout
-
-
-def test_data_source_choices_match_the_datamodules():
-    """The registry states each task's ``data.source`` choices without importing it (for fast
-    validation); they must be "sim" plus exactly the sources its datamodule reads."""
-    for spec in registry.list_tasks():
-        dm = registry.load_ref(spec.datamodule)
-        choices = spec.constraints.get("data.source")
-        if choices is None:  # a task without real data has no choice to state
-            assert dm.real_sources == (), spec.name
-            continue
-        assert list(getattr(choices, "values", choices)) == ["sim", *dm.real_sources], spec.name

@@ -3,12 +3,15 @@
 It is discovered through the ``cosmobench.plugins`` entry point declared in the
 ``toyplug-0.1.dist-info`` folder beside it (tests put that folder on PYTHONPATH).
 """
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, DataSettings, SimSplits, sample_rng
 from cosmobench.registry import register_task
+from cosmobench.settings import setting
 from cosmobench.task import BaseTask, FittedBaseline
 
 N_FEATURES = 4
@@ -16,11 +19,15 @@ COEF = np.array([1.0, -2.0, 0.5, 3.0])
 
 
 def register():
-    register_task(name="toy", datamodule="toyplug:ToyData", module="toyplug:ToyTask",
+    register_task(name="toy", datamodule="toyplug:ToyData", module="toyplug:ToyTask", data="toyplug:ToySettings",
                   primary_metric="mse", mode="min", description="toy linear regression (test plugin)",
-                  defaults={"data": {"n_train": 256, "n_val": 64, "n_test": 128, "batch_size": 32, "noise": 0.1},
-                            "trainer": {"max_epochs": 3}, "optim": {"lr": 0.05}},
-                  models={"linear": {"model": {}}, "mean": {"model": {}, "trainer": {"max_epochs": 1}}})
+                  models={"linear": None, "mean": None}, experiments="toyplug.experiments")
+
+
+@dataclass
+class ToySettings(DataSettings, SimSplits):
+    source: str = setting("sim", ["sim"], help="the built-in simulator")
+    noise: float = setting(0.1, "non-negative float", help="standard deviation of the noise on y")
 
 
 class ToyData(BaseDataModule):
