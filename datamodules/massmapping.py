@@ -41,52 +41,58 @@ Sources
   or a glob pattern (several maps); ``data.kappa_path`` the matching convergence files;
   ``data.mask_path`` optional; ``data.gamma2_sign`` as above. Split by file.
 
-Augmentation (``data.augment=true``): each training map gets one of the eight D4 elements
-(:func:`cosmobench.augment.apply_augmentation`), the shear as a spin-2 field
-(:func:`~cosmobench.augment.d4_transform_spin2`), convergence and mask as scalars (flat only).
+Augmentation (``data.augment=true``; on for the ``unet`` model in
+``experiments/massmapping/unet.yaml``): each flat training map gets one of the eight D4
+elements (:class:`~cosmobench.datamodule.ImageDataModule`'s augmentation), the shear as a
+spin-2 field (:func:`~cosmobench.augment.d4_transform_spin2`), convergence, mask and noise
+as scalars; HEALPix maps are not augmented.
+
+Settings: :class:`MassMappingData` (the ``data`` node) inherits those of the simulators
+(:mod:`cosmobench.sim.cosmology`, :mod:`cosmobench.sim.healpix`) and of the loaders
+(:mod:`cosmobench.datamodule`); the metric protocol is the ``eval`` node
+(:class:`cosmobench.metrics.massmapping.MassMappingEval`).
 """
 from __future__ import annotations
 
 import glob
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.augment import apply_augmentation, d4_transform, d4_transform_spin2
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, progress, sample_rng, split_indices
+from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, ImageDataModule, SimSplits, progress,
+                                   sample_rng, split_indices)
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.settings import build, setting
 from cosmobench.sim import cosmology as cosmo
+from cosmobench.sim.cosmology import ConvergenceField, Cosmology, FlatMask, FlatMaps, ShearNoise
+from cosmobench.sim.healpix import HealpixFootprint, PatchSettings
 
 log = logging.getLogger(__name__)
 
 
-def _nz(cfg) -> tuple[np.ndarray, np.ndarray]:
-    z = np.linspace(0.0, 4.0, 401)[1:]
-    return z, cosmo.smail_nz(z, z0=float(cfg["nz_z0"]), alpha=float(cfg["nz_alpha"]))
+@dataclass
+class MassMappingData(PatchSettings, HealpixFootprint, FlatMask, ShearNoise, FlatMaps, ConvergenceField, Cosmology,
+                      FileSplits, SimSplits, DataSettings):
+    """The ``data`` node of massmapping (module docstring): the loaders', the simulators' and
+    the real-data readers' settings and the augmentation switch (keys listed from the last
+    base to this class)."""
 
-
-def _cosmo_kwargs(cfg) -> dict:
-    return dict(Omega_m=float(cfg["omega_m"]), sigma8=float(cfg["sigma8"]), h=float(cfg["h"]),
-                n_s=float(cfg["n_s"]), Omega_b=float(cfg["omega_b"]))
-
-
-def flat_mask(rng: np.random.Generator, n: int, pixel_arcmin: float, holes: int, radius: list[float],
-              edge: int) -> np.ndarray:
-    """Mask ``(n, n)`` float (1 = observed): ``holes`` circles of radius uniform in ``radius``
-    (arcmin) at uniform positions, and an ``edge`` px unobserved border."""
-    m = np.ones((n, n))
-    if holes:
-        yy, xx = np.mgrid[:n, :n]
-        for _ in range(int(holes)):
-            cy, cx = rng.uniform(0, n, 2)
-            r = rng.uniform(*radius) / pixel_arcmin
-            m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2] = 0.0
-    if edge:
-        e = int(edge)
-        m[:e], m[-e:], m[:, :e], m[:, -e:] = 0.0, 0.0, 0.0, 0.0
-    return m
+    source: str = setting("sim", ["sim", "flat", "healpix"],
+                          help="sim (built-in simulator), flat shear maps or HEALPix FITS maps")
+    sky: str = setting("flat", ["flat", "healpix"], help="data.source=sim: flat maps or full-sky HEALPix maps")
+    augment: bool = setting(False, "bool", help="D4 augmentation of flat training maps (shear as a spin-2 field)")
+    kappa_path: str | None = setting(None, "str or null",
+                                     help="true convergence file (healpix: a glob pattern) matching data.path")
+    mask_path: str | None = setting(None, "str or null", help="optional mask file (1 = observed)")
+    noise_path: str | None = setting(None, "str or null", help="optional per-pixel shear noise std file (flat)")
+    axis_order: str = setting("auto", ["auto", "chw", "hwc"],
+                              help="flat shear files: component axis first (chw), last (hwc) or detected")
+    spatial_order: str = setting("yx", ["yx", "xy"], help="flat files: rows are y (yx) or x (xy, transposed)")
+    gamma2_sign: float = setting(1.0, [1.0, -1.0, 1, -1],
+                                 help="-1 for catalogues whose x axis runs the other way (RA to the left)")
 
 
 # --------------------------------------------------------------------------- real-data readers
@@ -204,17 +210,23 @@ def _read_healpix_scalar(path: Path, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------- datamodule
 
 
-class MassMappingDataModule(BaseDataModule):
-    """Shear maps -> convergence (module docstring). ``cfg`` is the ``data`` config node."""
+class MassMappingDataModule(ImageDataModule):
+    """Shear maps -> convergence (module docstring). ``cfg`` is the ``data`` config node
+    (:class:`MassMappingData`)."""
 
-    real_sources = ("flat", "healpix")
+    augment_fields = {"gamma": "spin2", "kappa": "scalar", "mask": "scalar", "noise": "scalar"}
 
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__(cfg, seed)
-        source = self.cfg["source"]
-        self.sky = "healpix" if source == "healpix" or (source == "sim" and self.cfg["sky"] == "healpix") else "flat"
+        self.settings = build(MassMappingData, self.cfg)
+        source = self.settings.source
+        self.sky = "healpix" if source == "healpix" or (source == "sim" and self.settings.sky == "healpix") else "flat"
         self.stats: dict[str, Any] = {}
         self.single_input = False
+
+    def augments(self) -> bool:
+        """``data.augment``, for flat maps only (D4 acts on the pixel grid)."""
+        return self.settings.augment and self.sky == "flat"
 
     @property
     def export_suffix(self) -> str:  # type: ignore[override]
@@ -225,46 +237,43 @@ class MassMappingDataModule(BaseDataModule):
         if self.sky == "healpix":
             from cosmobench.sim.healpix import pixel_arcmin
             return pixel_arcmin(self.nside())
-        return float(self.cfg["pixel_arcmin"])
+        return float(self.settings.pixel_arcmin)
 
     def nside(self) -> int:
-        return int(self.stats.get("nside") or self.cfg["nside"])
+        return int(self.stats.get("nside") or self.settings.nside)
 
     def sigma_pix(self) -> float:
-        return cosmo.shape_noise_sigma(float(self.cfg["sigma_e"]), float(self.cfg["n_gal"]), self.pixel_arcmin())
+        return cosmo.shape_noise_sigma(self.settings.sigma_e, self.settings.n_gal, self.pixel_arcmin())
 
     def shift(self) -> float:
-        c = self.cfg
-        if c["lognormal_shift"] is not None:
-            return float(c["lognormal_shift"])
-        return cosmo.lognormal_shift(float(c["omega_m"]), float(c["h"]), _nz(c), float(c["omega_b"]))
+        s = self.settings
+        return float(s.lognormal_shift) if s.lognormal_shift is not None else s.shift()
 
     def _cl(self):
-        kw, nz = _cosmo_kwargs(self.cfg), _nz(self.cfg)
+        kw, nz = self.settings.ccl_params(), self.settings.nz()
         return lambda ell: cosmo.convergence_cl(ell, nz=nz, **kw)
 
     # --- simulation -------------------------------------------------------------------
     def _observe(self, rng, kappa, g1, g2, mask, sigma):
-        if self.cfg["reduced_shear"]:
+        if self.settings.reduced_shear:
             if np.any(kappa >= 1):
                 raise InputError("reduced shear undefined where kappa >= 1 (strong lensing)")
             g1, g2 = g1 / (1 - kappa), g2 / (1 - kappa)
         noise = rng.standard_normal((2,) + kappa.shape) * sigma
-        gamma = (np.stack([g1, g2]) + noise) * mask
-        return gamma
+        return (np.stack([g1, g2]) + noise) * mask
 
     def simulate_flat(self, split: str, n: int) -> dict[str, np.ndarray]:
-        c = self.cfg
-        size, pix = int(c["map_size"]), float(c["pixel_arcmin"])
-        sim = cosmo.FlatFieldSimulator(self._cl(), (size, size), pix, c["field"],
-                                       self.shift() if c["field"] == "lognormal" else None, int(c["box_factor"]))
+        s = self.settings
+        size, pix = s.map_size, float(s.pixel_arcmin)
+        sim = cosmo.FlatFieldSimulator(self._cl(), (size, size), pix, s.field,
+                                       self.shift() if s.field == "lognormal" else None, s.box_factor)
         sigma = self.sigma_pix()
         out = {"gamma": np.empty((n, 2, size, size), np.float32), "kappa": np.empty((n, 1, size, size), np.float32),
                "mask": np.empty((n, 1, size, size), np.float32)}
         for i in progress(range(n), n, f"simulating {split} shear maps", min_total=200):
             rng = sample_rng(self.seed, split, i)
             kappa, g1, g2 = sim.sample(rng)
-            mask = flat_mask(rng, size, pix, int(c["mask_holes"]), list(c["mask_hole_radius"]), int(c["mask_edge"]))
+            mask = cosmo.flat_mask(rng, size, pix, s.mask_holes, list(s.mask_hole_radius), s.mask_edge)
             out["gamma"][i] = self._observe(rng, kappa, g1, g2, mask, sigma)
             out["kappa"][i, 0], out["mask"][i, 0] = kappa, mask
         return out
@@ -272,11 +281,10 @@ class MassMappingDataModule(BaseDataModule):
     def simulate_healpix(self, split: str, n: int) -> dict[str, np.ndarray]:
         from cosmobench.sim import healpix as hpx
 
-        c = self.cfg
-        nside = int(c["nside"])
-        sim = hpx.HealpixFieldSimulator(self._cl(), nside, c["field"],
-                                        self.shift() if c["field"] == "lognormal" else None)
-        mask = hpx.footprint_mask(nside, c["footprint"], float(c["footprint_deg"]))
+        s = self.settings
+        sim = hpx.HealpixFieldSimulator(self._cl(), s.nside, s.field,
+                                        self.shift() if s.field == "lognormal" else None)
+        mask = hpx.footprint_mask(s.nside, s.footprint, float(s.footprint_deg))
         sigma = self.sigma_pix()
         npix = len(mask)
         out = {"gamma": np.empty((n, 2, npix), np.float32), "kappa": np.empty((n, 1, npix), np.float32),
@@ -290,39 +298,39 @@ class MassMappingDataModule(BaseDataModule):
 
     # --- real data --------------------------------------------------------------------
     def _load_flat(self, need_kappa: bool, path: str | Path | None = None) -> dict[str, np.ndarray]:
-        c = self.cfg
-        gamma, self.single_input = read_flat_shear(path or self.require_path(), c["axis_order"],
-                                                   c["spatial_order"], float(c["gamma2_sign"]))
+        s = self.settings
+        gamma, self.single_input = read_flat_shear(path or self.require_path(), s.axis_order, s.spatial_order,
+                                                   s.gamma2_sign)
         m, shape = len(gamma), gamma.shape[-2:]
         if shape[0] != shape[1]:
             raise InputError(f"shear maps must be square, got {shape[0]}x{shape[1]}")
         out = {"gamma": gamma}
         mask = np.ones((m,) + shape)
-        if c["mask_path"]:
-            mask = (_read_flat_scalar(c["mask_path"], m, shape, c["spatial_order"], "mask") > 0).astype(float)
+        if s.mask_path:
+            mask = (_read_flat_scalar(s.mask_path, m, shape, s.spatial_order, "mask") > 0).astype(float)
         out["gamma"] = gamma * mask[:, None]
         out["mask"] = mask[:, None]
-        if c["noise_path"]:
-            noise = _read_flat_scalar(c["noise_path"], m, shape, c["spatial_order"], "noise map")
+        if s.noise_path:
+            noise = _read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
             if np.any(noise[mask > 0] <= 0):
-                raise InputError(f"{c['noise_path']}: the noise map must be > 0 in observed pixels")
+                raise InputError(f"{s.noise_path}: the noise map must be > 0 in observed pixels")
             out["noise"] = noise[:, None]
         if need_kappa:
-            if not c["kappa_path"]:
+            if not s.kappa_path:
                 raise InputError("data.source=flat needs data.kappa_path (true convergence maps) to train or score")
-            out["kappa"] = _read_flat_scalar(c["kappa_path"], m, shape, c["spatial_order"], "convergence")[:, None]
+            out["kappa"] = _read_flat_scalar(s.kappa_path, m, shape, s.spatial_order, "convergence")[:, None]
         return {k: v.astype(np.float32) for k, v in out.items()}
 
     def _load_healpix_files(self, shear_files: list[Path], kappa_files: list[Path] | None) -> dict[str, np.ndarray]:
-        c = self.cfg
+        s = self.settings
         gammas, masks, kappas = [], [], []
-        extra_mask = _read_healpix_scalar(Path(c["mask_path"]).expanduser(), "mask") if c["mask_path"] else None
+        extra_mask = _read_healpix_scalar(Path(s.mask_path).expanduser(), "mask") if s.mask_path else None
         for i, f in enumerate(shear_files):
-            g, m = read_healpix_shear(f, float(c["gamma2_sign"]))
+            g, m = read_healpix_shear(f, s.gamma2_sign)
             m = np.ones(g.shape[1]) if m is None else m
             if extra_mask is not None:
                 if len(extra_mask) != g.shape[1]:
-                    raise InputError(f"{c['mask_path']}: mask has {len(extra_mask)} pixels, the shear map {g.shape[1]}")
+                    raise InputError(f"{s.mask_path}: mask has {len(extra_mask)} pixels, the shear map {g.shape[1]}")
                 m = m * (extra_mask > 0)
             m = (m > 0).astype(float)
             gammas.append(g * m), masks.append(m[None])
@@ -342,13 +350,13 @@ class MassMappingDataModule(BaseDataModule):
         return {k: v.astype(np.float32) for k, v in out.items()}
 
     def _load_healpix(self) -> dict[str, np.ndarray]:
-        c = self.cfg
-        if not c["path"]:
+        s = self.settings
+        if not s.path:
             raise InputError("data.source=healpix needs data.path=FILE (or a glob pattern)")
-        shear = _expand(c["path"], "data.path")
-        if not c["kappa_path"]:
+        shear = _expand(s.path, "data.path")
+        if not s.kappa_path:
             raise InputError("data.source=healpix needs data.kappa_path (true convergence maps) to train or score")
-        kappa = _expand(c["kappa_path"], "data.kappa_path")
+        kappa = _expand(s.kappa_path, "data.kappa_path")
         if len(kappa) != len(shear):
             raise InputError(f"data.path matches {len(shear)} files but data.kappa_path {len(kappa)}")
         return self._load_healpix_files(shear, kappa)
@@ -357,7 +365,7 @@ class MassMappingDataModule(BaseDataModule):
     def fingerprint(self) -> str:
         """Data config + seed, and for real data the content of every input file (shear,
         convergence, mask, noise; glob patterns expanded)."""
-        if self.cfg["source"] == "sim":
+        if self.settings.source == "sim":
             return super().fingerprint()
         import hashlib
         import json
@@ -370,32 +378,28 @@ class MassMappingDataModule(BaseDataModule):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _check_cfg(self) -> None:
-        c = self.cfg
-        lo, hi = (list(c["mask_hole_radius"]) + [0, 0])[:2]
-        if len(c["mask_hole_radius"]) != 2 or not 0 < lo <= hi:
+        """What single-key constraints cannot say (they were checked when the config was resolved)."""
+        s = self.settings
+        if len(s.mask_hole_radius) != 2 or s.mask_hole_radius[0] > s.mask_hole_radius[1]:
             raise ConfigError(f"data.mask_hole_radius must be [r_min, r_max] arcmin with 0 < r_min <= r_max, "
-                              f"got {list(c['mask_hole_radius'])}")
-        if int(c["mask_edge"]) * 2 >= int(c["map_size"]):
-            raise ConfigError(f"data.mask_edge={c['mask_edge']} masks the whole {c['map_size']} px map")
-        if float(c["gamma2_sign"]) not in (1.0, -1.0):
-            raise ConfigError(f"data.gamma2_sign must be 1 or -1, got {c['gamma2_sign']}")
-        if not float(c["omega_b"]) < float(c["omega_m"]):
-            raise ConfigError(f"data.omega_b={c['omega_b']} must be < data.omega_m={c['omega_m']}")
-        if self.sky == "healpix":
-            nside = int(c["nside"])
-            if nside & (nside - 1):
-                raise ConfigError(f"data.nside must be a power of 2, got {nside}")
+                              f"got {list(s.mask_hole_radius)}")
+        if s.mask_edge * 2 >= s.map_size:
+            raise ConfigError(f"data.mask_edge={s.mask_edge} masks the whole {s.map_size} px map")
+        if not s.omega_b < s.omega_m:
+            raise ConfigError(f"data.omega_b={s.omega_b} must be < data.omega_m={s.omega_m}")
+        if self.sky == "healpix" and s.nside & (s.nside - 1):
+            raise ConfigError(f"data.nside must be a power of 2, got {s.nside}")
 
     def build(self):
         self._check_cfg()
-        c = self.cfg
-        if c["source"] == "sim":
+        s = self.settings
+        if s.source == "sim":
             sim = self.simulate_healpix if self.sky == "healpix" else self.simulate_flat
-            splits = {s: sim(s, int(c[f"n_{s}"])) for s in ("train", "val", "test")}
+            splits = {split: sim(split, n) for split, n in (("train", s.n_train), ("val", s.n_val), ("test", s.n_test))}
         else:
             data = self._load_healpix() if self.sky == "healpix" else self._load_flat(need_kappa=True)
-            idx = split_indices(len(data["gamma"]), float(c["val_fraction"]), float(c["test_fraction"]), self.seed)
-            splits = {s: {k: v[i] for k, v in data.items()} for s, i in idx.items()}
+            idx = split_indices(len(data["gamma"]), s.val_fraction, s.test_fraction, self.seed)
+            splits = {split: {k: v[i] for k, v in data.items()} for split, i in idx.items()}
         train = splits["train"]
         m = train["mask"] > 0
         kin = train["kappa"][m]
@@ -407,31 +411,16 @@ class MassMappingDataModule(BaseDataModule):
         })
         if not self.stats["kappa_std"] > 0:
             raise InputError("the training convergence maps are constant inside the mask")
-        return {s: ArrayDataset(d) for s, d in splits.items()}
+        return {split: ArrayDataset(d) for split, d in splits.items()}
 
     def info(self) -> dict[str, Any]:
         self.setup()
-        c = self.cfg
         out = {"sky": self.sky, "pixel_arcmin": self.pixel_arcmin(), "sigma_pix": self.stats["sigma_pix"],
                "kappa_std": self.stats["kappa_std"], "gamma_std": self.stats["gamma_std"],
-               "shape": self.stats["shape"], "peak_thresholds": [float(t) for t in c["peak_thresholds"]],
-               "peak_smoothing_pix": float(c["peak_smoothing_pix"]), "power_bins": int(c["power_bins"]),
-               "patch_size": int(c["patch_size"])}
+               "shape": self.stats["shape"], "patch_size": self.settings.patch_size}
         if self.sky == "healpix":
             out["nside"] = self.nside()
         return out
-
-    # --- augmentation -------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        trainer = getattr(self, "trainer", None)
-        if self.cfg["augment"] and self.sky == "flat" and trainer is not None and trainer.training and "gamma" in batch:
-            batch = dict(batch)
-            ep = trainer.current_epoch
-            batch["gamma"] = apply_augmentation(batch["gamma"], batch["idx"], self.seed, ep, d4_transform_spin2)
-            for k in ("kappa", "mask", "noise"):
-                if k in batch:
-                    batch[k] = apply_augmentation(batch[k], batch["idx"], self.seed, ep, d4_transform)
-        return batch
 
     # --- predict ------------------------------------------------------------------------
     def read_input(self, path):
@@ -447,7 +436,7 @@ class MassMappingDataModule(BaseDataModule):
             data = self._load_flat(need_kappa=False, path=p)
         ds = ArrayDataset(data)
         # how MassMappingTask.write_predictions writes the maps back in the input's layout
-        ds.meta = {"sky": self.sky, "single": self.single_input, "spatial_order": self.cfg["spatial_order"]}
+        ds.meta = {"sky": self.sky, "single": self.single_input, "spatial_order": self.settings.spatial_order}
         return ds
 
     def export(self, split: str, path) -> Path:

@@ -2,7 +2,8 @@
 
 Models (``model.name``):
 
-* ``unet`` (default): :class:`cosmobench.nn.unet.UNet` on the channels ``gamma1 / s``,
+* ``unet`` (default; any network of kind ``image_to_image`` of :mod:`cosmobench.nn` is a model
+  the same way): :class:`cosmobench.nn.unet.UNet` on the channels ``gamma1 / s``,
   ``gamma2 / s``, ``mask`` and the unsmoothed Kaiser–Squires E-mode ``kappa_KS / s``
   (``s`` = train-split rms of the observed shear; KS is a fixed linear layer, so the network
   does not have to learn the non-local inversion), output ``kappa / s_kappa`` (train-split
@@ -12,9 +13,11 @@ Models (``model.name``):
   input) it runs on gnomonic patches (:class:`cosmobench.sim.healpix.GnomonicPatches`,
   ``data.patch_size`` px at the HEALPix pixel scale, or at the training pixel scale for a U-Net
   trained on flat maps, so a flat-trained U-Net serves the full sky) that tile the mask: training draws
-  ``model.patches_per_map`` random patches per map and step; test/predict run on every patch and
-  re-assemble them (apodised mean) into a HEALPix map.
-* ``ks``: Kaiser–Squires with Gaussian smoothing (standard deviation ``model.smoothing_arcmin``;
+  ``model.patches_per_map`` random patches per map and step (:class:`PatchTraining`); test/predict
+  run on every patch and re-assemble them (apodised mean) into a HEALPix map. Trained with the
+  D4 spin-2 augmentation (``data.augment: true`` in ``experiments/massmapping/unet.yaml``).
+* ``ks``: Kaiser–Squires with Gaussian smoothing (standard deviation ``model.smoothing_arcmin``,
+  :class:`KSSettings`;
   null = chosen on the training split: the value of a grid from 0.5 to 8 pixels with the lowest
   MSE inside the mask). Flat: FFT (:func:`cosmobench.sim.cosmology.ks_inverse`); sphere: healpy
   spin-2 transforms (:func:`cosmobench.sim.healpix.ks_inverse`). A :class:`FittedBaseline`.
@@ -28,25 +31,46 @@ Models (``model.name``):
   iteration). A :class:`FittedBaseline`.
 
 Metrics and their definitions: :mod:`cosmobench.metrics.massmapping` (``nmse`` primary,
-``pearson_r``, ``power_ratio_dev``, ``peak_err_<nu>``, ``peak_count_err``).
+``pearson_r``, ``power_ratio_dev``, ``peak_err_<nu>``, ``peak_count_err``); their protocol is
+the ``eval`` node (:class:`~cosmobench.metrics.massmapping.MassMappingEval`).
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import InputError
 from cosmobench.metrics import massmapping as mm
+from cosmobench.nn import build_net
 from cosmobench.plots import pyplot, save
+from cosmobench.settings import build, setting
 from cosmobench.sim import cosmology as cosmo
 from cosmobench.task import BaseTask, FittedBaseline
 
 KS_GRID_PIX = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  #: KS smoothing candidates (pixels) for smoothing=null
 N_FIT_MAPS = 64  #: training maps used to choose the KS smoothing
+
+
+@dataclass
+class PatchTraining:
+    """What massmapping adds to the ``model`` node of its networks."""
+
+    patches_per_map: int = setting(8, "positive int",
+                                   help="HEALPix training: random gnomonic patches per map and step")
+
+
+@dataclass
+class KSSettings:
+    """The ``model`` node of the ``ks`` baseline."""
+
+    smoothing_arcmin: float | None = setting(None, "non-negative float or null", unit="arcmin",
+                                             help="Gaussian smoothing (standard deviation); null: chosen on the "
+                                                  "training maps")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -69,8 +93,6 @@ class KSBaseline(FittedBaseline):
         super().__init__()
         self.pixel_arcmin = float(pixel_arcmin)
         self.smoothing = None if smoothing_arcmin is None else float(smoothing_arcmin)
-        if self.smoothing is not None and self.smoothing < 0:
-            raise ConfigError(f"model.smoothing_arcmin must be >= 0, got {smoothing_arcmin}")
 
     def reconstruct(self, gamma: np.ndarray, mask: np.ndarray, smoothing: float, pixel_arcmin: float) -> np.ndarray:
         if gamma.ndim == 4:  # flat
@@ -184,7 +206,8 @@ class WienerBaseline(FittedBaseline):
 
 
 class MassMappingTask(BaseTask):
-    """Mass mapping (module docstring). ``data_info`` from :meth:`MassMappingDataModule.info`."""
+    """Mass mapping (module docstring). ``data_info`` from :meth:`MassMappingDataModule.info`;
+    the metric protocol from the ``eval`` node (:class:`~cosmobench.metrics.massmapping.MassMappingEval`)."""
 
     extra_predict_suffixes = (".npy",)  # a flat NPY shear map gives an NPY convergence map
 
@@ -196,22 +219,19 @@ class MassMappingTask(BaseTask):
         self.gamma_scale = float(info["gamma_std"]) or 1.0
         self.sigma_pix = float(info["sigma_pix"])
         self.patch_size = int(info["patch_size"])
-        self.thresholds = [float(t) for t in info.get("peak_thresholds", mm.DEFAULT_THRESHOLDS)]
-        self.peak_smoothing_pix = float(info.get("peak_smoothing_pix", 2.0))
-        self.power_bins = int(info.get("power_bins", 12))
         self._tilings: dict[str, object] = {}
         self._ks_kernels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        cfg = self.model_cfg
-        if self.model_name == "unet":
-            from cosmobench.nn.unet import UNet
-            self.patches_per_map = int(cfg["patches_per_map"])
-            return UNet(4, 1, base_channels=int(cfg["base_channels"]), depth=int(cfg["depth"]), norm=cfg["norm"],
-                        padding_mode=cfg["padding_mode"], dropout=float(cfg["dropout"]))
         if self.model_name == "ks":
-            return KSBaseline(cfg["smoothing_arcmin"], self.pixel_arcmin)
+            return KSBaseline(self.model_cfg["smoothing_arcmin"], self.pixel_arcmin)
         if self.model_name == "wiener":
             return WienerBaseline(self.sigma_pix, self.pixel_arcmin)
-        raise self.unknown_model()
+        # a network of kind image_to_image: (gamma1, gamma2, mask, kappa_KS) -> kappa
+        self.patches_per_map = self.model_cfg["patches_per_map"]
+        return build_net(self.model_name, self.model_cfg, in_channels=4, out_channels=1)
+
+    def protocol(self) -> mm.MassMappingEval:
+        """The metric protocol (the ``eval`` node)."""
+        return build(mm.MassMappingEval, self.eval_cfg)
 
     # --- U-Net on flat maps -------------------------------------------------------------
     def _ks_torch(self, gamma: torch.Tensor) -> torch.Tensor:
@@ -340,7 +360,7 @@ class MassMappingTask(BaseTask):
           ``.npz`` (array ``kappa``, same shapes), ``.npy`` (the same array), or a table (``map``, ``row``, ``col``, ``kappa`` per
           observed pixel). The input's ``data.spatial_order`` is kept.
         """
-        from cosmobench.io import write_table
+        from cosmobench.io import atomic_path, write_table
 
         meta = getattr(loader.dataset, "meta", {"sky": "flat", "single": False, "spatial_order": "yx"})
         parts = [self.predict_outputs(b) for b in loader]
@@ -350,78 +370,81 @@ class MassMappingTask(BaseTask):
         mask = torch.cat([p["mask"] for p in parts])[:, 0].numpy() > 0
         out = Path(output)
         suffix = out.suffix.lower()
-        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
         if meta["sky"] == "flat" and meta["spatial_order"] == "xy":
             kappa, mask = np.swapaxes(kappa, -1, -2), np.swapaxes(mask, -1, -2)
-        if suffix in (".fits", ".fit") and meta["sky"] == "healpix":
-            import healpy as hp
-            m = np.where(mask, kappa, hp.UNSEEN)
-            names = ["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))]
-            hp.write_map(str(tmp), m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32, column_names=names)
-        elif suffix in (".fits", ".fit", ".npz", ".npy"):
-            k = kappa[0] if meta["single"] else kappa
-            if suffix == ".npz":
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, kappa=k)
+        healpix_map = suffix in (".fits", ".fit") and meta["sky"] == "healpix"
+        k = kappa[0] if meta["single"] else kappa
+        if suffix == ".npz":
+            return [write_table({"kappa": k}, out)]
+        if not healpix_map and suffix not in (".fits", ".fit", ".npy"):  # a table of the observed pixels
+            idx = np.nonzero(mask)
+            cols = ({"pixel": idx[1]} if meta["sky"] == "healpix" else {"map": idx[0], "row": idx[1], "col": idx[2]})
+            if meta["sky"] == "healpix" and len(kappa) > 1:
+                cols = {"map": idx[0], **cols}
+            cols["kappa"] = kappa[idx]
+            return [write_table(cols, out)]
+        with atomic_path(out) as tmp:
+            if healpix_map:
+                import healpy as hp
+                m = np.where(mask, kappa, hp.UNSEEN)
+                names = ["KAPPA"] if len(m) == 1 else [f"KAPPA{i}" for i in range(len(m))]
+                hp.write_map(str(tmp), m[0] if len(m) == 1 else m, overwrite=True, dtype=np.float32,
+                             column_names=names)
             elif suffix == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, k)
             else:
                 from astropy.io import fits
                 fits.PrimaryHDU(k).writeto(tmp, overwrite=True)
-        else:
-            idx = np.nonzero(mask)
-            cols = ({"pixel": idx[1]} if meta["sky"] == "healpix" else {"map": idx[0], "row": idx[1], "col": idx[2]})
-            if meta["sky"] == "healpix" and len(kappa) > 1:
-                cols = {"map": idx[0], **cols}
-            cols["kappa"] = kappa[idx]
-            write_table(cols, tmp)
-        tmp.replace(out)
         return [out]
 
     # --- metrics ------------------------------------------------------------------------
-    def _smooth(self, maps: np.ndarray, flat: bool, pix: float) -> np.ndarray:
-        s = self.peak_smoothing_pix * pix
+    @staticmethod
+    def _smooth(maps: np.ndarray, flat: bool, pix: float, smoothing_pix: float) -> np.ndarray:
+        s = smoothing_pix * pix
         if flat:
             return cosmo.gaussian_smooth(maps, s, pix)
         from cosmobench.sim.healpix import smooth
         return np.stack([smooth(m, s) for m in maps])
 
-    def spectra(self, maps: np.ndarray, mask: np.ndarray, flat: bool, pix: float):
+    @staticmethod
+    def spectra(maps: np.ndarray, mask: np.ndarray, flat: bool, pix: float, n_bins: int):
         """``(ell, C (n_maps, n_bins))`` of masked maps (flat estimator or ``anafast``)."""
         if flat:
-            bins = cosmo.default_ell_bins(maps.shape[-2:], pix, self.power_bins)
+            bins = cosmo.default_ell_bins(maps.shape[-2:], pix, n_bins)
             ell, cl, _ = cosmo.flat_power_spectrum(maps * mask, pix, bins)
             return ell, cl
         import healpy as hp
         nside = _nside(maps.shape[-1])
         lmax = 3 * nside - 1
-        edges = np.unique(np.geomspace(8, lmax + 1, self.power_bins + 1).astype(int))
+        edges = np.unique(np.geomspace(8, lmax + 1, n_bins + 1).astype(int))
         raw = np.array([hp.anafast(m * w, lmax=lmax) for m, w in zip(maps, mask)])
         ell = np.arange(lmax + 1)
         cl = np.stack([raw[:, lo:hi].mean(1) for lo, hi in zip(edges[:-1], edges[1:])], 1)
         return np.array([ell[lo:hi].mean() for lo, hi in zip(edges[:-1], edges[1:])]), cl
 
     def compute_metrics(self, out):
+        ev = self.protocol()
         pred, true, mask = out["kappa_hat"][:, 0], out["kappa"][:, 0], out["mask"][:, 0]
         flat = pred.ndim == 3
         pix = self.pixel_arcmin if flat else _pixel_arcmin_of(pred.shape[-1])
         metrics = {"nmse": mm.nmse(pred, true, mask), "pearson_r": mm.pearson_r(pred, true, mask)}
-        ell, cl_hat = self.spectra(pred, mask, flat, pix)
-        _, cl_true = self.spectra(true, mask, flat, pix)
+        ell, cl_hat = self.spectra(pred, mask, flat, pix, ev.power_bins)
+        _, cl_true = self.spectra(true, mask, flat, pix, ev.power_bins)
         ratio, dev = mm.power_ratio(cl_hat, cl_true)
         metrics["power_ratio_dev"] = dev
-        sp, st = self._smooth(pred, flat, pix), self._smooth(true, flat, pix)
+        sp = self._smooth(pred, flat, pix, ev.peak_smoothing_pix)
+        st = self._smooth(true, flat, pix, ev.peak_smoothing_pix)
         if flat:
             pk_p, pk_t = mm.flat_peaks(sp, mask), mm.flat_peaks(st, mask)
         else:
             pk_p = np.stack([mm.healpix_peaks(a, w) for a, w in zip(sp, mask)])
             pk_t = np.stack([mm.healpix_peaks(a, w) for a, w in zip(st, mask)])
-        sigma = (mm.noise_sigma_smoothed(self.sigma_pix, self.peak_smoothing_pix) if self.sigma_pix > 0
+        sigma = (mm.noise_sigma_smoothed(self.sigma_pix, ev.peak_smoothing_pix) if self.sigma_pix > 0
                  else float(st[mask > 0].std()))
-        n_p = mm.peak_counts(sp, pk_p, self.thresholds, sigma)
-        n_t = mm.peak_counts(st, pk_t, self.thresholds, sigma)
-        metrics.update(mm.peak_count_errors(n_p, n_t, self.thresholds))
+        n_p = mm.peak_counts(sp, pk_p, ev.peak_thresholds, sigma)
+        n_t = mm.peak_counts(st, pk_t, ev.peak_thresholds, sigma)
+        metrics.update(mm.peak_count_errors(n_p, n_t, ev.peak_thresholds))
         self._plot_data = {"ell": ell, "cl_hat": cl_hat.mean(0), "cl_true": cl_true.mean(0), "ratio": ratio,
                            "nu_hat": sp[pk_p] / sigma, "nu_true": st[pk_t] / sigma, "flat": flat}
         return metrics
@@ -472,7 +495,7 @@ class MassMappingTask(BaseTask):
         bins = np.linspace(-2, hi, 33)
         ax.hist(pd["nu_true"], bins=bins, histtype="step", color="k", label="truth")
         ax.hist(pd["nu_hat"], bins=bins, histtype="step", color="C0", label=self.model_name)
-        for t in self.thresholds:
+        for t in self.protocol().peak_thresholds:
             ax.axvline(t, color="gray", ls=":", lw=1)
         ax.set(yscale="log", xlabel="peak S/N", ylabel="peaks (test set)", title="peak counts")
         ax.legend()

@@ -9,11 +9,13 @@ All metrics pool every pixel of every test map that lies inside the survey mask
 * ``pearson_r``: Pearson correlation of ``kappa_hat`` and ``kappa`` over the same pixels.
 * ``power_ratio_dev``: the power spectra of ``kappa_hat`` and of ``kappa`` (masked maps,
   pseudo-C_ell: flat :func:`cosmobench.sim.cosmology.flat_power_spectrum`, sphere
-  ``healpy.anafast``) are summed over the test maps in ell bins; ``ratio_b = C_hat_b / C_b``;
-  reported: the mean over bins of ``|ratio_b - 1|`` (0 = the reconstruction has the true power at
-  every scale; the Wiener filter is expected to lose power, ratio < 1, where noise dominates).
-* ``peak_err_<nu>`` for each S/N threshold ``nu`` and ``peak_count_err`` (their mean): both maps
-  are smoothed with the same Gaussian (standard deviation ``peak_smoothing_arcmin``); a peak is
+  ``healpy.anafast``) are summed over the test maps in ``eval.power_bins`` ell bins;
+  ``ratio_b = C_hat_b / C_b``; reported: the mean over bins of ``|ratio_b - 1|`` (0 = the
+  reconstruction has the true power at every scale; the Wiener filter is expected to lose
+  power, ratio < 1, where noise dominates).
+* ``peak_err_<nu>`` for each S/N threshold ``nu`` of ``eval.peak_thresholds`` and
+  ``peak_count_err`` (their mean): both maps are smoothed with the same Gaussian (standard
+  deviation ``eval.peak_smoothing_pix`` pixels); a peak is
   a pixel higher than all its 8 (flat) or HEALPix neighbours, with all neighbours inside the mask
   (flat: not on the map border); its S/N is ``kappa_smoothed / sigma_noise``, where
   ``sigma_noise = sigma_pix / (2 sqrt(pi) s)`` is the standard deviation of white shape noise of
@@ -28,9 +30,22 @@ uses ``scipy.ndimage.maximum_filter``, the spherical one ``healpy.get_all_neighb
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-DEFAULT_THRESHOLDS = (2.0, 3.0, 4.0)
+from cosmobench.settings import setting
+
+
+@dataclass
+class MassMappingEval:
+    """The ``eval`` node of massmapping: the protocol of the power-spectrum and peak metrics."""
+
+    peak_thresholds: list[float] = setting([2.0, 3.0, 4.0], "nonempty list[float]",
+                                           help="peak S/N thresholds nu of peak_err_<nu>")
+    peak_smoothing_pix: float = setting(2.0, "positive float", unit="px",
+                                        help="Gaussian smoothing (standard deviation) before the peak search")
+    power_bins: int = setting(12, "int >= 2", help="ell bins of the power spectra (power_ratio_dev)")
 
 
 def _in_mask(kappa: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -2,7 +2,10 @@
 lognormal convergence fields, the Kaiser–Squires operators and a power-spectrum estimator.
 
 Shared by the ``massmapping`` task (simulated shear maps) and the ``sbi`` task
-(binned C_ell data and lognormal maps as a function of (Omega_m, sigma8)).
+(binned C_ell data and lognormal maps as a function of (Omega_m, sigma8)). The settings of
+the flat-sky simulator (the massmapping ``data`` node inherits them) are declared here:
+:class:`Cosmology`, :class:`ConvergenceField`, :class:`FlatMaps`, :class:`ShearNoise` and
+:class:`FlatMask`.
 
 Physical model
 --------------
@@ -53,23 +56,102 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from cosmobench.settings import setting
+
 ARCMIN = np.pi / (180.0 * 60.0)  #: one arcminute in radians
 ELL_TABLE = np.geomspace(2.0, 1.0e5, 160)  #: multipoles at which spectra are tabulated
 
-# fiducial cosmology (Planck-2018-like flat LCDM) used for defaults
-FIDUCIAL = {"Omega_m": 0.31, "sigma8": 0.81, "h": 0.677, "n_s": 0.965, "Omega_b": 0.049}
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class Cosmology:
+    """Flat ΛCDM parameters (Planck-2018-like fiducial values) and the Smail source n(z) of
+    the convergence spectrum (:func:`convergence_cl`, :func:`smail_nz`)."""
+
+    omega_m: float = setting(0.31, "0 < float < 1", help="total matter density Omega_m (> omega_b)")
+    sigma8: float = setting(0.81, "positive float", help="rms linear matter fluctuation in 8 Mpc/h spheres")
+    h: float = setting(0.677, "positive float", unit="100 km/s/Mpc", help="Hubble constant H0 / (100 km/s/Mpc)")
+    n_s: float = setting(0.965, "positive float", help="primordial spectral index")
+    omega_b: float = setting(0.049, "positive float", help="baryon density Omega_b (< omega_m)")
+    nz_z0: float = setting(0.11, "positive float", help="Smail n(z) scale z0 (LSST SRD year 10)")
+    nz_alpha: float = setting(0.68, "positive float", help="Smail n(z) exponent alpha (LSST SRD year 10)")
+
+    def ccl_params(self) -> dict[str, float]:
+        """Keyword arguments of :func:`convergence_cl` and :func:`make_cosmology`."""
+        return dict(Omega_m=float(self.omega_m), sigma8=float(self.sigma8), h=float(self.h),
+                    n_s=float(self.n_s), Omega_b=float(self.omega_b))
+
+    def nz(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source ``(z, n(z))``: :func:`smail_nz` on the grid of :func:`default_nz`."""
+        z, _ = default_nz()
+        return z, smail_nz(z, z0=float(self.nz_z0), alpha=float(self.nz_alpha))
+
+    def shift(self) -> float:
+        """The empty-beam lognormal shift of this cosmology and n(z) (:func:`lognormal_shift`)."""
+        return lognormal_shift(float(self.omega_m), float(self.h), self.nz(), float(self.omega_b))
+
+
+@dataclass
+class ConvergenceField:
+    """The one-point model of the simulated convergence (:class:`FlatFieldSimulator`,
+    :class:`cosmobench.sim.healpix.HealpixFieldSimulator`)."""
+
+    field: str = setting("lognormal", ["lognormal", "gaussian"],
+                         help="shifted lognormal (kappa >= -shift) or Gaussian convergence")
+    lognormal_shift: float | None = setting(None, "positive float or null",
+                                            help="lognormal shift lambda (null: the empty-beam value, "
+                                                 "lognormal_shift())")
+
+
+@dataclass
+class FlatMaps:
+    """Geometry of simulated flat-sky maps (module docstring, "Flat-sky conventions")."""
+
+    map_size: int = setting(128, "int >= 8", unit="px", help="side of the square maps")
+    pixel_arcmin: float = setting(2.0, "positive float", unit="arcmin",
+                                  help="pixel side (flat simulations and flat real maps)")
+    box_factor: int = setting(2, "positive int",
+                              help="each map is the centre of a periodic box this many times larger")
+
+
+@dataclass
+class ShearNoise:
+    """Observed shear: white shape noise :func:`shape_noise_sigma` per pixel and component,
+    optionally reduced shear ``g = gamma / (1 - kappa)``."""
+
+    sigma_e: float = setting(0.26, "non-negative float", help="intrinsic ellipticity dispersion per component")
+    n_gal: float = setting(30.0, "positive float", unit="arcmin^-2", help="effective source density")
+    reduced_shear: bool = setting(False, "bool", help="observe the reduced shear gamma / (1 - kappa)")
+
+
+@dataclass
+class FlatMask:
+    """Survey mask of simulated flat maps (:func:`flat_mask`)."""
+
+    mask_holes: int = setting(0, "non-negative int", help="circular holes per map (bright-star masks)")
+    mask_hole_radius: list[float] = setting([2.0, 6.0], "list[positive float]", unit="arcmin",
+                                            help="[r_min, r_max]: hole radii are uniform in this range")
+    mask_edge: int = setting(0, "non-negative int", unit="px", help="unobserved border width")
+
+
+#: fiducial cosmology (the declared defaults of :class:`Cosmology`)
+FIDUCIAL = {"Omega_m": Cosmology.omega_m, "sigma8": Cosmology.sigma8, "h": Cosmology.h, "n_s": Cosmology.n_s,
+            "Omega_b": Cosmology.omega_b}
 
 
 # --------------------------------------------------------------------------- n(z), spectra
 
 
-def smail_nz(z, z0: float = 0.11, alpha: float = 0.68, beta: float = 2.0) -> np.ndarray:
+def smail_nz(z, z0: float = Cosmology.nz_z0, alpha: float = Cosmology.nz_alpha, beta: float = 2.0) -> np.ndarray:
     """Smail-type source distribution ``n(z) ∝ z^beta exp[-(z/z0)^alpha]`` (unnormalised).
 
     Defaults are the LSST DESC SRD year-10 source sample (Mandelbaum et al. 2018):
@@ -225,10 +307,10 @@ class ClGrid:
                     table[i, j] = np.log(_cl_table((om, s8, fixed["h"], fixed["n_s"], fixed["Omega_b"]), nzt,
                                                    (transfer_function, nonlinear)))
             if path is not None:
+                from cosmobench.io import atomic_path
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-                np.save(tmp, table)
-                os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+                with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # readers never see half a file
+                    np.save(fh, table)
         self.log_table = table
         self._interp = RegularGridInterpolator((self.omega_m, np.log(self.sigma8)), table, method="cubic",
                                                bounds_error=True)
@@ -540,3 +622,23 @@ def shape_noise_cl(sigma_e: float, n_gal_arcmin2: float) -> float:
     """White shape-noise power of the convergence (and of each shear E/B component):
     ``N = sigma_e^2 / n_gal`` per steradian (``n_gal`` converted from arcmin^-2)."""
     return float(sigma_e ** 2 / (n_gal_arcmin2 / ARCMIN ** 2))
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def flat_mask(rng: np.random.Generator, n: int, pixel_arcmin: float, holes: int, radius: list[float],
+              edge: int) -> np.ndarray:
+    """Mask ``(n, n)`` float (1 = observed): ``holes`` circles of radius uniform in ``radius``
+    (arcmin) at uniform positions, and an ``edge`` px unobserved border (:class:`FlatMask`)."""
+    m = np.ones((n, n))
+    if holes:
+        yy, xx = np.mgrid[:n, :n]
+        for _ in range(int(holes)):
+            cy, cx = rng.uniform(0, n, 2)
+            r = rng.uniform(*radius) / pixel_arcmin
+            m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2] = 0.0
+    if edge:
+        e = int(edge)
+        m[:e], m[-e:], m[:, :e], m[:, -e:] = 0.0, 0.0, 0.0, 0.0
+    return m

@@ -11,7 +11,7 @@ Conventions
   ``gamma_E,lm = -f_l kappa_lm`` (healpy's E has a minus sign relative to the spin-weighted
   coefficients, ``a_E = -(a_2 + a_-2)/2``), ``f_l = sqrt((l+2)(l-1) / (l(l+1)))``, ``gamma_B = 0``
   — the full-sky Kaiser–Squires relation (Wallis et al. 2017). These signs are fixed by the test
-  that spherical and flat KS agree on a gnomonic patch (``tests/test_massmapping_healpix.py``).
+  that spherical and flat KS agree on a gnomonic patch (``tests/test_massmapping.py``).
 * **Gnomonic patches.** A patch of ``n x n`` pixels of side ``reso`` (arcmin) centred on the unit
   vector ``c`` lies on the tangent plane with ``x`` along east ``e_phi(c)`` and ``y`` along
   north ``-e_theta(c)``; pixel ``(i, j)`` (row, column) sits at ``X = (j - (n-1)/2) reso``,
@@ -29,13 +29,37 @@ Conventions
 
 Written here: the Legendre transform of the lognormal spectrum, the harmonic filters and the
 patch geometry (healpy has the transforms and pixel queries, but no lognormal generator and no
-projection that returns pixel weights together with the spin-2 rotation).
+projection that returns pixel weights together with the spin-2 rotation). Settings of the
+HEALPix simulator (the massmapping ``data`` node inherits them): :class:`HealpixFootprint`,
+:class:`PatchSettings`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from cosmobench.settings import setting
+
 ARCMIN = np.pi / (180.0 * 60.0)
+
+
+@dataclass
+class HealpixFootprint:
+    """Resolution and survey footprint of simulated HEALPix maps (:func:`footprint_mask`)."""
+
+    nside: int = setting(64, "int >= 8", help="HEALPix resolution (a power of 2; lmax = 3 nside - 1)")
+    footprint: str = setting("band", ["full", "band", "cap"],
+                             help="full sky, |latitude| > footprint_deg, or within footprint_deg of the pole")
+    footprint_deg: float = setting(30.0, "0 <= float <= 180", unit="deg", help="latitude cut or cap radius")
+
+
+@dataclass
+class PatchSettings:
+    """Gnomonic patches on which a flat-map network runs on the sphere (:class:`GnomonicPatches`)."""
+
+    patch_size: int = setting(64, "int >= 8", unit="px",
+                              help="side of the square gnomonic patches that tile a HEALPix mask")
 
 
 def default_lmax(nside: int) -> int:
@@ -215,7 +239,8 @@ def white_noise_cl(sigma_pix: float, nside: int) -> float:
 # --------------------------------------------------------------------------- masks
 
 
-def footprint_mask(nside: int, kind: str = "band", deg: float = 30.0) -> np.ndarray:
+def footprint_mask(nside: int, kind: str = HealpixFootprint.footprint,
+                   deg: float = HealpixFootprint.footprint_deg) -> np.ndarray:
     """Survey footprint (float 0/1): ``full`` sky, ``band`` = ``|latitude| > deg`` (a galactic-plane
     cut), ``cap`` = within ``deg`` of the north pole (a contiguous survey, e.g. 40 deg ≈ 5,000 deg^2)."""
     import healpy as hp
