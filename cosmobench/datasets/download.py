@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -197,7 +198,8 @@ def _quiet_pooch():
 def _progressbar(label: str):
     from tqdm.auto import tqdm
 
-    return tqdm(desc=label, total=0, unit="B", unit_scale=True, ncols=79, leave=True, file=sys.stderr)
+    # total=1: pooch tests the bar for truth (tqdm: total > 0) before it sets the real total
+    return tqdm(desc=label, total=1, unit="B", unit_scale=True, ncols=79, leave=True, file=sys.stderr)
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -220,7 +222,8 @@ def _attempt(f: DataFile, url: str, tmp_root: Path, progress: bool) -> Path:
         got = Path(pooch.retrieve(url, known_hash=f.known_hash, fname="download", path=d, downloader=downloader))
     except ValueError as exc:  # pooch: "... does not match the known hash: expected X but got Y ..."
         if "does not match" in str(exc):
-            detail = str(exc).split("hash:", 1)[-1].split(".", 1)[0].strip()
+            m = re.search(r"expected (\S+) but got (\S+?)\.?(\s|$)", str(exc))
+            detail = f"expected {m.group(1).split(':')[-1]} but got {m.group(2)}" if m else _short(exc, 300)
             raise _Mismatch(f"sha256 mismatch ({detail})") from None
         raise
     finally:
@@ -281,7 +284,7 @@ class FetchReport:
 
 
 def fetch(ds: Dataset | str, *, force: bool = False, progress: bool = True,
-          say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> FetchReport:
+          say: Callable[[str], None] = print) -> FetchReport:
     """Download every missing file of ``ds`` (all with ``force``), checked; files already in
     the cache are not re-downloaded (and need no network). Raises a one-line ``InputError``
     if a file cannot be fetched or fails its check; files fetched before stay (they passed)."""
