@@ -348,7 +348,7 @@ def test_import_is_cheap():
 # --------------------------------------------------------------------------- the shipped registry
 
 def test_registry_covers_every_task_with_real_hashes():
-    real = {n: d for n, d in DATASETS.items() if not n.startswith("t-")}
+    real = {n: d for n, d in DATASETS.items() if not n.startswith("t-")}  # t-*: this file's fixtures
     assert len(real) >= 6
     assert {d.task for d in real.values()} == set(catalog.TASKS)
     for d in real.values():
@@ -393,3 +393,10 @@ def test_dataclass_rules():
     with pytest.raises(TypeError):
         d.loader["input"] = "other"  # plain data, read-only
     assert d.size == sum(f.size for f in d.files)
+
+
+def test_docs_table_lists_every_data_set():
+    text = (Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([^`]+)` \| (\w+) \|", text, re.M)}
+    shipped = {n: d.task for n, d in DATASETS.items() if not n.startswith("t-")}
+    assert rows == shipped
