@@ -5,7 +5,7 @@ Dataset items (dict of tensors, see :class:`~cosmobench.datamodule.ArrayDataset`
 * ``mag``, ``magerr`` (n_bands,) float32: AB magnitudes and their 1-sigma errors;
 * ``x`` (2 n_bands,) float32: model features (:func:`photoz_features`):
   ``n_bands - 1`` adjacent colours ``m_b - m_{b+1}``, the reference-band magnitude
-  ``m_ref`` (``data.ref_band``, default i) and ``log10(magerr_b)`` for every band;
+  ``m_ref`` (``data.ref_band``) and ``log10(magerr_b)`` for every band;
 * ``z`` () float32: spectroscopic / true redshift (absent in predict inputs without it);
 * ``idx``: index within the split.
 
@@ -14,10 +14,10 @@ Dataset items (dict of tensors, see :class:`~cosmobench.datamodule.ArrayDataset`
 
 Sources:
 
-* ``sim`` (default): :func:`cosmobench.sim.photometry.simulate_catalog` with
-  ``data.mag_limit`` (i band), ``data.depth_5sigma`` (ugriz), ``data.z_max`` and the Smail
-  n(z) parameters ``data.nz_alpha/nz_beta/nz_z0``. Split s is generated in chunks of
-  :data:`CHUNK` galaxies, chunk c from ``sample_rng(seed, s, c)``, so sample i of a split
+* ``sim``: :func:`cosmobench.sim.photometry.simulate_catalog` with the survey settings
+  :class:`~cosmobench.sim.photometry.PhotometrySurvey` (``data.mag_limit`` (i band),
+  ``data.depth_5sigma`` (ugriz), ``data.z_max``, the Smail n(z) ``data.nz_alpha/nz_beta/nz_z0``).
+  Split s is generated in chunks of :data:`CHUNK` galaxies, chunk c from ``sample_rng(seed, s, c)``, so sample i of a split
   depends only on (seed, split, i). Non-detections are clipped to S/N = 1 (see the
   simulator docstring), so every magnitude is finite.
 * ``catalog``: ``data.path`` = CSV, ECSV, FITS or Parquet table
@@ -32,13 +32,13 @@ Valid values (catalogues; every rule is applied to both files and the dropped ro
 counted per reason in one WARNING line and in ``self.dropped``):
 
 * non-detections: a magnitude or error equal to one of ``data.nondetection_values``
-  (default ``[99, -99]``, the SDSS/many-surveys convention) marks a non-detection in that
-  band. ``data.nondetection=limit`` (default) replaces it by the S/N = 1 upper limit
+  (by default the SDSS/many-surveys sentinels) marks a non-detection in that
+  band. ``data.nondetection=limit`` replaces it by the S/N = 1 upper limit
   ``m = depth_5sigma_b + 2.5 log10(5)`` with error ``2.5/ln 10 = 1.0857`` mag -- exactly what
   the simulator does, so ``data.depth_5sigma`` must give the survey's 5-sigma depth per
   band; ``data.nondetection=drop`` drops the row;
-* magnitudes must be finite and within ``data.mag_valid_range`` (default ``[10, 40]`` AB
-  mag, wider than any survey's range; values like 1e30 or an un-listed sentinel fall out);
+* magnitudes must be finite and within ``data.mag_valid_range`` (AB mag; by default wider
+  than any survey's range, so values like 1e30 or an un-listed sentinel fall out);
   errors finite and > 0;
 * ``z_spec`` must be finite and within ``[0, data.z_max]``.
 
@@ -48,21 +48,43 @@ invalid rows are kept (in file order) with NaN predictions.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng
+from cosmobench.datamodule import (ArrayDataset, BaseDataModule, DataSettings, FileSplits, FixedTestFile, SimSplits,
+                                   sample_rng)
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.io import numeric_column, read_table, write_table
-from cosmobench.sim.photometry import BANDS, simulate_catalog
+from cosmobench.settings import build, setting
+from cosmobench.sim.photometry import BANDS, PhotometrySurvey, simulate_catalog
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000   #: simulated galaxies per independent random chunk
-NONDETECTION_MODES = ("limit", "drop")
 SN1_MAGERR = 2.5 / np.log(10.0)  #: magnitude error of an S/N = 1 measurement (1.0857 mag)
+
+
+@dataclass
+class PhotoZData(PhotometrySurvey, DataSettings, SimSplits, FileSplits, FixedTestFile):
+    """The ``data`` node of photoz: the simulator's survey (:class:`PhotometrySurvey`),
+    splits, and the layout and validity rules of real catalogues (module docstring)."""
+
+    source: str = setting("sim", ["sim", "catalog"], help="sim (the ugriz simulator) or catalog (data.path, a table)")
+    mag_columns: list[str] = setting(["mag_u", "mag_g", "mag_r", "mag_i", "mag_z"], "nonempty list[str]",
+                                     help="catalogue columns of the AB magnitudes, blue to red")
+    err_columns: list[str] = setting(["magerr_u", "magerr_g", "magerr_r", "magerr_i", "magerr_z"], "list[str]",
+                                     help="catalogue columns of the 1-sigma magnitude errors, as data.mag_columns")
+    z_column: str = setting("z_spec", "str", help="catalogue column of the spectroscopic redshift")
+    ref_band: int = setting(3, "non-negative int", help="band whose magnitude is a feature (index; 3: i)")
+    mag_valid_range: list[float] = setting([10.0, 40.0], "list[float]", unit="AB mag",
+                                           help="[brightest, faintest] valid catalogue magnitude")
+    nondetection_values: list[float] = setting([99.0, -99.0], "list[float]",
+                                               help="catalogue magnitudes/errors that mark a non-detection")
+    nondetection: str = setting("limit", ["limit", "drop"],
+                                help="non-detections: S/N = 1 upper limit from data.depth_5sigma, or drop the row")
 
 
 def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.ndarray:
@@ -80,9 +102,7 @@ def feature_names(bands: list[str], ref_band: int) -> list[str]:
 
 
 class PhotoZDataModule(BaseDataModule):
-    """ugriz photometry -> redshift. ``cfg`` is the ``data`` config node (see module docstring)."""
-
-    real_sources = ("catalog",)
+    """ugriz photometry -> redshift. ``cfg`` is the ``data`` config node (:class:`PhotoZData`)."""
 
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__(cfg, seed)
@@ -104,25 +124,16 @@ class PhotoZDataModule(BaseDataModule):
         return ref
 
     def _check_cfg(self) -> None:
+        """Checks across keys (single values were checked against their declared constraints)."""
         c = self.cfg
-        if not float(c["z_max"]) > 0.05:
-            raise ConfigError(f"data.z_max must be > 0.05, got {c['z_max']}")
         lo, hi = (list(c["mag_valid_range"]) + [None, None])[:2]
         if lo is None or hi is None or not lo < hi:
             raise ConfigError(f"data.mag_valid_range must be [brightest, faintest] valid magnitudes, got "
                               f"{c['mag_valid_range']}")
-        if c["nondetection"] not in NONDETECTION_MODES:
-            raise ConfigError(f"data.nondetection={c['nondetection']!r} is not known; choose "
-                              f"{', '.join(NONDETECTION_MODES)}")
         if c["source"] == "sim":
             depth = list(c["depth_5sigma"])
             if len(depth) != len(BANDS):
                 raise ConfigError(f"data.depth_5sigma needs {len(BANDS)} values (ugriz), got {depth}")
-            for k in ("nz_z0", "nz_beta"):
-                if not float(c[k]) > 0:
-                    raise ConfigError(f"data.{k} must be > 0, got {c[k]}")
-            if not float(c["nz_alpha"]) > -1:
-                raise ConfigError(f"data.nz_alpha must be > -1, got {c['nz_alpha']}")
         else:
             mags, errs = list(c["mag_columns"]), list(c["err_columns"])
             if len(mags) < 2 or len(mags) != len(errs):
@@ -134,12 +145,8 @@ class PhotoZDataModule(BaseDataModule):
     # --- simulation -------------------------------------------------------------------
     def simulate(self, split: str, n: int) -> dict[str, np.ndarray]:
         """``n`` galaxies of ``split``: chunk c drawn from ``sample_rng(seed, split, c)``."""
-        c = self.cfg
-        kw = dict(mag_limit=float(c["mag_limit"]), depth_5sigma=[float(d) for d in c["depth_5sigma"]],
-                  z_max=float(c["z_max"]), nz_alpha=float(c["nz_alpha"]), nz_beta=float(c["nz_beta"]),
-                  nz_z0=float(c["nz_z0"]))
-        chunks = [simulate_catalog(sample_rng(self.seed, split, i), CHUNK, **kw)
-                  for i in range(-(-n // CHUNK))]
+        survey = build(PhotometrySurvey, self.cfg)
+        chunks = [simulate_catalog(sample_rng(self.seed, split, i), CHUNK, survey) for i in range(-(-n // CHUNK))]
         return {k: np.concatenate([ch[k] for ch in chunks])[:n] for k in ("mag", "magerr", "z")}
 
     # --- real data --------------------------------------------------------------------

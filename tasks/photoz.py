@@ -18,19 +18,30 @@ the PIT values vs U(0, 1)), ``nll`` (mean -log p(z_spec)).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import InputError
 from cosmobench.metrics import mixture as mx
 from cosmobench.metrics.photoz import OUTLIER_CUT, point_metrics
 from cosmobench.nn import build_net
 from cosmobench.nn.mdn import mixture_nll
 from cosmobench.plots import pyplot, save
+from cosmobench.settings import build, setting
 from cosmobench.task import BaseTask, FittedBaseline
+
+
+@dataclass
+class KNNSettings:
+    """The ``model`` node of the ``knn`` baseline (:class:`KNNPhotoZ`)."""
+
+    k: int = setting(30, "positive int", help="nearest training galaxies per posterior")
+    bandwidth: float = setting(0.02, "positive float",
+                               help="width of each neighbour's Gaussian in units of (1 + z_j)")
 
 
 class KNNPhotoZ(FittedBaseline):
@@ -38,12 +49,10 @@ class KNNPhotoZ(FittedBaseline):
     with widths ``bandwidth * (1 + z_j)``. Distances: Euclidean in the first ``n_dims``
     standardised features (colours + reference magnitude)."""
 
-    def __init__(self, k: int, bandwidth: float, x_mean: torch.Tensor, x_std: torch.Tensor, n_dims: int,
+    def __init__(self, cfg: KNNSettings, x_mean: torch.Tensor, x_std: torch.Tensor, n_dims: int,
                  chunk: int = 2048):
         super().__init__()
-        if k < 1 or bandwidth <= 0:
-            raise ConfigError(f"knn needs model.k >= 1 and model.bandwidth > 0, got k={k}, bandwidth={bandwidth}")
-        self.k, self.bandwidth, self.n_dims, self.chunk = int(k), float(bandwidth), int(n_dims), int(chunk)
+        self.k, self.bandwidth, self.n_dims, self.chunk = int(cfg.k), float(cfg.bandwidth), int(n_dims), int(chunk)
         self.register_buffer("x_mean", x_mean[:n_dims].clone())
         self.register_buffer("x_std", x_std[:n_dims].clone())
         self.train_x = torch.empty(0, n_dims)
@@ -85,16 +94,14 @@ class PhotoZTask(BaseTask):
         x_mean = torch.tensor(info["x_mean"], dtype=torch.float32)
         x_std = torch.tensor(info["x_std"], dtype=torch.float32)
         self.n_features = int(info["n_features"])
-        cfg = self.model_cfg
         if self.model_name == "mdn":
             self.register_buffer("x_mean", x_mean)
             self.register_buffer("x_std", x_std)
-            return build_net("mdn", cfg, in_features=self.n_features, loc=float(info["z_mean"]),
+            return build_net("mdn", self.model_cfg, in_features=self.n_features, loc=float(info["z_mean"]),
                              scale=float(info["z_std"]))
         if self.model_name == "knn":
-            n_bands = len(info.get("bands", [])) or self.n_features // 2
-            return KNNPhotoZ(int(cfg["k"]), float(cfg["bandwidth"]), x_mean, x_std,
-                             n_dims=n_bands)
+            # distances in the colours and the reference magnitude: the first n_bands of the 2 n_bands features
+            return KNNPhotoZ(build(KNNSettings, self.model_cfg), x_mean, x_std, n_dims=self.n_features // 2)
         raise self.unknown_model()
 
     # --- model outputs ----------------------------------------------------------------

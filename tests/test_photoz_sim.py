@@ -110,7 +110,7 @@ def test_smail_sampler_and_truncated_schechter():
 
 
 def test_catalog_respects_mag_limit_and_is_fast_enough_to_vectorise():
-    cat = ph.simulate_catalog(np.random.default_rng(3), 3000, mag_limit=24.0)
+    cat = ph.simulate_catalog(np.random.default_rng(3), 3000, ph.PhotometrySurvey(mag_limit=24.0))
     assert np.all(cat["mag_true"][:, 3] <= 24.0 + 1e-6)
     assert np.all(np.isfinite(cat["mag"])) and np.all(cat["magerr"] > 0)
     assert 0 < cat["z"].min() and cat["z"].max() <= 3.0
@@ -152,7 +152,7 @@ def test_datamodule_rejects_bad_config():
     with pytest.raises(ConfigError, match="ref_band"):
         _dm(ref_band=7)
     with pytest.raises(ConfigError, match="data.source"):
-        PhotoZDataModule(dict(SIM_CFG, source="hdf5"))
+        resolve("photoz", "mdn", overrides=["data.source=hdf5"])
 
 
 @pytest.mark.parametrize("model", ["mdn", "knn"])

@@ -9,8 +9,8 @@ import torch
 from cosmobench.config import resolve
 from cosmobench.datamodules.photoz import PhotoZDataModule
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.nn.mdn import MDN
-from cosmobench.tasks.photoz import KNNPhotoZ, PhotoZTask
+from cosmobench.nn.mdn import MDN, MDNConfig
+from cosmobench.tasks.photoz import KNNPhotoZ, KNNSettings, PhotoZTask
 
 TINY = ["data.n_train=2000", "data.n_val=300", "data.n_test=500", "data.batch_size=256",
         "trainer.max_epochs=3", "model.hidden=[32,32]", "model.n_components=3"]
@@ -74,7 +74,7 @@ def test_knn_fit_predict_and_state_round_trip(tiny_dm, tmp_path):
     cfg, dm = tiny_dm
     info = dm.info()
     train = {k: v.numpy() for k, v in dm.datasets["train"].arrays.items()}
-    knn = KNNPhotoZ(7, 0.02, torch.tensor(info["x_mean"]), torch.tensor(info["x_std"]), n_dims=5)
+    knn = KNNPhotoZ(KNNSettings(k=7, bandwidth=0.02), torch.tensor(info["x_mean"]), torch.tensor(info["x_std"]), n_dims=5)
     knn.fit(train)
     x = dm.datasets["test"].arrays["x"][:50]
     log_w, mu, sigma = knn(x)
@@ -86,12 +86,12 @@ def test_knn_fit_predict_and_state_round_trip(tiny_dm, tmp_path):
     # state -> torch.save -> torch.load(weights_only) -> new instance: same predictions
     knn.fitted = True
     torch.save(knn.get_extra_state(), tmp_path / "knn.pt")
-    other = KNNPhotoZ(7, 0.02, torch.tensor(info["x_mean"]), torch.tensor(info["x_std"]), n_dims=5)
+    other = KNNPhotoZ(KNNSettings(k=7, bandwidth=0.02), torch.tensor(info["x_mean"]), torch.tensor(info["x_std"]), n_dims=5)
     other.set_extra_state(torch.load(tmp_path / "knn.pt", weights_only=True))
     assert other.fitted
     torch.testing.assert_close(other(x)[1], mu)
     with pytest.raises(ConfigError):
-        KNNPhotoZ(0, 0.02, torch.zeros(5), torch.ones(5), n_dims=5)
+        resolve("photoz", "knn", overrides=["model.k=0"])
 
 
 def test_knn_task_through_trainer_and_checkpoint(tiny_dm, tmp_path):
@@ -128,7 +128,7 @@ def test_unknown_model_and_missing_info():
 
 
 def test_mdn_head_outputs_valid_mixture():
-    net = MDN(10, n_components=4, hidden=[16], dropout=0.0, loc=1.0, scale=0.5)
+    net = MDN(MDNConfig(n_components=4, hidden=[16], dropout=0.0), in_features=10, loc=1.0, scale=0.5)
     log_w, mu, sigma = net(torch.randn(8, 10))
     torch.testing.assert_close(log_w.exp().sum(1), torch.ones(8))
     assert torch.all(sigma > 0) and mu.shape == (8, 4)

@@ -36,7 +36,7 @@ Model
    ``0.0036 (lam_obs/1216)^3.46`` and ``0.0017 (lam_obs/1026)^3.46`` blueward of the
    redshifted lines, zero transmission below 912 (1 + z) Å.
 6. **Redshifts**: Smail-type n(z) ∝ z^alpha exp[-(z/z0)^beta] on (0.005, z_max]
-   (defaults alpha = 1.24, z0 = 0.51, beta = 1.01: the LSST i < 25.3 "gold" sample,
+   (the defaults of :class:`PhotometrySurvey` are the LSST i < 25.3 "gold" sample of
    Chang et al. 2013). This is the n(z) of the *selected* (magnitude-limited) sample.
 7. **Types**: red sequence (t ~ U(0, 0.35)) with probability 0.35 exp(-z/1.2),
    otherwise blue cloud t ~ U(0.35, 3) with density ∝ 1 + z·(t - 0.35)/2.65
@@ -62,9 +62,12 @@ break (z ~ 0-0.4) both redden u-g; at 1.4 < z < 2.5 no break falls in ugriz (the
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from cosmobench.settings import setting
 
 AB_ZP_NJY = 31.4            #: AB magnitude of 1 nJy
 MAG_ERR_FACTOR = 2.5 / np.log(10.0)   #: 1.0857: dm = 1.0857 dF/F
@@ -351,18 +354,35 @@ def add_flux_noise(rng: np.random.Generator, mag_true: np.ndarray, depth_5sigma:
     return njy_to_mag(flux), MAG_ERR_FACTOR * sigma / flux
 
 
-def simulate_catalog(rng: np.random.Generator, n: int, *, mag_limit: float = 25.3,
-                     depth_5sigma: Sequence[float] = (26.1, 27.4, 27.5, 26.8, 26.1),
-                     z_max: float = 3.0, nz_alpha: float = 1.24, nz_beta: float = 1.01,
-                     nz_z0: float = 0.51, limit_band: int = 3) -> dict[str, np.ndarray]:
-    """Simulate ``n`` magnitude-limited galaxies (see the module docstring for the model).
+@dataclass
+class PhotometrySurvey:
+    """Survey settings of :func:`simulate_catalog` (the ``data`` keys of the photoz
+    simulator); the defaults are an LSST-like i < 25.3 "gold" sample."""
+
+    mag_limit: float = setting(25.3, "float", unit="AB mag",
+                               help="limit on the noiseless magnitude of the limit band (i)")
+    depth_5sigma: list[float] = setting([26.1, 27.4, 27.5, 26.8, 26.1], "nonempty list[float]", unit="AB mag",
+                                        help="5-sigma point-source depth per band (ugriz; catalogues: the "
+                                             "S/N = 1 limit of non-detections)")
+    z_max: float = setting(3.0, "float > 0.05", help="largest redshift (simulated n(z); valid catalogue z_spec)")
+    nz_alpha: float = setting(1.24, "positive float", help="Smail n(z) ∝ z^alpha exp[-(z/z0)^beta]: alpha")
+    nz_beta: float = setting(1.01, "positive float", help="Smail n(z): beta")
+    nz_z0: float = setting(0.51, "positive float", help="Smail n(z): z0")
+
+
+def simulate_catalog(rng: np.random.Generator, n: int, survey: PhotometrySurvey | None = None,
+                     limit_band: int = 3) -> dict[str, np.ndarray]:
+    """Simulate ``n`` magnitude-limited galaxies of ``survey`` (default: :class:`PhotometrySurvey`'s
+    defaults; see the module docstring for the model).
 
     Returns ``z`` (n,), ``mag``/``magerr`` (n, 5) observed AB magnitudes and errors,
     ``mag_true`` (n, 5), ``type`` (n,), ``ebv`` (n,), ``abs_mag_b`` (n,).
     The random draws happen in a fixed order with sizes depending only on ``n``."""
+    survey = survey if survey is not None else PhotometrySurvey()
+    depth_5sigma, z_max = [float(d) for d in survey.depth_5sigma], float(survey.z_max)
     if len(depth_5sigma) != len(BANDS):
         raise ValueError(f"depth_5sigma needs {len(BANDS)} values ({''.join(BANDS)}), got {len(depth_5sigma)}")
-    z = sample_smail(rng, n, nz_alpha, nz_beta, nz_z0, z_max=z_max)
+    z = sample_smail(rng, n, float(survey.nz_alpha), float(survey.nz_beta), float(survey.nz_z0), z_max=z_max)
     red = rng.random(n) < 0.35 * np.exp(-z / 1.2)
     # blue-cloud type density ∝ 1 + z s  on s in [0, 1]  (s = (t - 0.35)/2.65): inverse CDF
     u = rng.random(n)
@@ -375,7 +395,7 @@ def simulate_catalog(rng: np.random.Generator, n: int, *, mag_limit: float = 25.
     coef = mixture_coefficients(t, ew, oiii)
     kcorr = k_corrections(z, coef, ebv, z_max)
     dm = distance_modulus(z)
-    m_faint = mag_limit - dm - kcorr[:, limit_band]     # faintest M_B passing the cut
+    m_faint = float(survey.mag_limit) - dm - kcorr[:, limit_band]     # faintest M_B passing the cut
     m_star = np.where(red, -20.8, -20.4) - z
     u_lum = rng.random(n)
     abs_mag = np.where(red, sample_schechter_truncated(u_lum, m_star, -0.5, m_faint),
