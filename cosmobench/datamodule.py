@@ -305,12 +305,16 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def shuffle_sampler(self, ds: Dataset) -> Sampler:
+        """Sampler of a shuffled (training) loader: :class:`EpochSeededSampler`."""
+        return EpochSeededSampler(len(ds), self.seed)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
         ds = self.datasets[split]
         nw = int(self.cfg["num_workers"])
         return DataLoader(ds, batch_size=int(self.cfg["batch_size"]),
-                          sampler=EpochSeededSampler(len(ds), self.seed) if shuffle else None,
+                          sampler=self.shuffle_sampler(ds) if shuffle else None,
                           shuffle=False, num_workers=nw, persistent_workers=nw > 0, collate_fn=collate_rows)
 
     def train_dataloader(self) -> DataLoader:
@@ -362,3 +366,11 @@ class ImageDataModule(BaseDataModule):
         from cosmobench.images import stack_images
         self.setup()
         return stack_images(self.datasets[split], key=key)
+
+
+@dataclass
+class ImageAugment:
+    """The ``data.augment`` switch of :class:`ImageDataModule` (inherited by the data settings
+    of the image tasks that offer it)."""
+
+    augment: bool = setting(False, "bool", help="exact D4 (rot90/flip) augmentation of training batches")

@@ -3,8 +3,9 @@ that maps ``(B, C, H, W)`` images to one of ``K`` classes).
 
 What a subclass gets:
 
-* networks by name (:data:`ImageClassificationTask.nets`, built by :func:`cosmobench.nn.build_net`
-  with ``n_bands``, ``n_classes``, ``image_size`` from ``data_info``);
+* every network registered with kind ``image_classifier`` (:func:`cosmobench.nn.register_net`),
+  built by :func:`cosmobench.nn.build_net` with ``n_bands``, ``n_classes``, ``image_size`` from
+  ``data_info``;
 * input normalisation ``(stretch(x / scale_b) - mean_b) / std_b`` with the train-split
   statistics of the datamodule's ``info()`` (:func:`cosmobench.images.band_statistics`:
   ``norm_scale``, ``norm_mean``, ``norm_std``, ``stretch``) held as buffers, so they live in
@@ -119,8 +120,6 @@ class InputNormalisation(nn.Module):
 class ImageClassificationTask(BaseTask):
     """Base LightningModule of image classification (see the module docstring)."""
 
-    #: model names (:data:`cosmobench.nn.NETS`) a subclass offers
-    nets: tuple[str, ...] = ("e2cnn", "cnn", "resnet18")
     #: report ``rotation_invariance_error`` (mean |p(Tx) - p(x)| over the 7 non-identity D4 elements)
     invariance_metric: bool = True
     #: test images (lowest ``idx``) kept for the example/saliency plot
@@ -135,7 +134,7 @@ class ImageClassificationTask(BaseTask):
             t = torch.tensor(info[f"norm_{name}"], dtype=torch.float32).view(1, -1, 1, 1)
             self.register_buffer(f"norm_{name}", t)
         self._examples: dict[str, torch.Tensor] = {}
-        return build_net(self.model_name, self.model_cfg, choices=self.nets, n_bands=int(info["n_bands"]),
+        return build_net(self.model_name, self.model_cfg, n_bands=int(info["n_bands"]),
                          n_classes=len(self.class_names), image_size=int(info["image_size"]))
 
     # --- forward --------------------------------------------------------------------------

@@ -135,6 +135,20 @@ def _load_fits_array(path: Path, key: str | int | None) -> np.ndarray:
         raise InputError(f"{path} is not a readable FITS file: {_one_line(exc)}") from None
 
 
+def stack_members(path: str | Path) -> list[str]:
+    """Names of the arrays of an ``.npz`` file or of the top-level datasets of an HDF5 file."""
+    path = Path(path).expanduser()
+    try:
+        if path.name.lower().endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                return list(z.files)
+        import h5py
+        with h5py.File(path, "r") as fh:
+            return [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path} is not a readable {path.suffix} file: {_one_line(exc)}") from None
+
+
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """The raw array stored in ``path`` (``.npy``, ``.npz``, ``.h5``/``.hdf5``, FITS; ``key``
     selects an npz member / HDF5 dataset / FITS HDU, default ``images`` or the only array).
@@ -437,6 +451,6 @@ def train_band_statistics(train: Dataset, stretch: str = "asinh",
 
 
 __all__ = ["STRETCHES", "NORM_MAX_IMAGES", "BORDER", "to_chw", "crop_resize", "check_finite_images",
-           "load_array", "read_image_stack", "read_image_file", "read_folder_catalog", "H5Images", "FileImages",
-           "LazyImageDataset", "apply_stretch", "sample_indices", "stack_images", "background_sigma",
-           "band_statistics", "train_band_statistics"]
+           "stack_members", "load_array", "read_image_stack", "write_image_stack", "read_image_file",
+           "read_folder_catalog", "H5Images", "FileImages", "LazyImageDataset", "apply_stretch", "sample_indices",
+           "stack_images", "background_sigma", "band_statistics", "train_band_statistics"]

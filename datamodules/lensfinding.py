@@ -32,24 +32,27 @@ its own labels in ``.npz``/``.h5``, or a second folder table); cutouts are centr
 one row per cutout: ``index`` (position in the stack / row of the table), ``score`` = p(lens) and
 ``pred_label`` (score >= 0.5).
 
-Normalisation (``(stretch(x / scale_b) - mean_b) / std_b``, train-split statistics) comes from
-:mod:`cosmobench.images`, the exact D4 augmentation of training batches (``data.augment``) from
-:class:`cosmobench.datamodule.ImageDataModule`.
+Normalisation statistics, ``info``, ``export`` and ``read_input`` come from
+:class:`cosmobench.image_data.ImageClassDataModule`, the exact D4 augmentation of training
+batches (``data.augment``) from :class:`cosmobench.datamodule.ImageDataModule`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Sampler
 
-from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, ImageDataModule, progress
+from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, progress
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.images import (FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
-                               read_folder_catalog, read_image_stack, train_band_statistics,
-                               write_image_stack)
+from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
+from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
+                               read_folder_catalog, read_image_stack)
+from cosmobench.settings import build, setting
+from cosmobench.sim.lensing import LensSimConfig
 
 CLASSES = ["non_lens", "lens"]
 #: completeness bins per property: edges spread evenly over the simulator's prior range
@@ -117,30 +120,33 @@ class EpochResampledSampler(EpochSeededSampler):
         return (self.epoch * self.n + i for i in super().__iter__())
 
 
-class LensFindingDataModule(ImageDataModule):
-    real_sources = ("stack", "folder")
+@dataclass
+class LensFindingData(LensSimConfig, ImageClassSettings):
+    """The ``data`` node of ``lensfinding``: the simulator's survey and priors
+    (:class:`LensSimConfig`), the image-classification settings, and these."""
+
+    source: str = setting("sim", ["sim", "stack", "folder"], help="sim, or a real-data source")
+    resample_train: bool = setting(False, "bool", help="sim: fresh simulated training cutouts every epoch")
+    label_path: str | None = setting(None, "str or null",
+                                     help="stack: table of the labels (column data.label_column), one row per cutout")
+
+
+class LensFindingDataModule(ImageClassDataModule):
     export_suffix = ".npy"
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
-        self.image_size = int(self.cfg["image_size"])
-        self.n_bands = int(self.cfg["n_bands"])
-        self.norm: dict[str, list[float]] = {}
+        self.class_names = list(CLASSES)
         self.sim_config()  # bad simulator settings fail before anything is written
         if self.cfg["resample_train"] and self.cfg["source"] != "sim":
             raise ConfigError(f"data.resample_train=true needs simulated data (data.source=sim), "
                               f"not data.source={self.cfg['source']}")
 
     # --- simulator ------------------------------------------------------------------------
-    def sim_config(self):
-        from cosmobench.sim.lensing import LensSimConfig
-        c = self.cfg
-        keys = ("pixel_scale", "zero_point", "sky_mag", "psf", "psf_fwhm", "moffat_beta", "read_noise", "gain",
-                "oversample", "lens_fraction", "hard_negative_fraction", "hard_negatives", "theta_e_range",
-                "lens_mag_range", "source_mag_range", "source_re_range", "shear_sigma", "clump_prob")
+    def sim_config(self) -> LensSimConfig:
+        """The simulator's settings from the ``data`` node."""
         try:
-            return LensSimConfig(image_size=self.image_size, n_bands=self.n_bands,
-                                 **{k: (tuple(c[k]) if isinstance(c[k], (list, tuple)) else c[k]) for k in keys})
+            return build(LensSimConfig, self.cfg)
         except ValueError as exc:
             raise ConfigError(f"bad lens-simulator setting: {exc}") from None
 
@@ -155,16 +161,15 @@ class LensFindingDataModule(ImageDataModule):
         return ArrayDataset({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
     # --- building -------------------------------------------------------------------------
-    def build(self) -> dict[str, Dataset]:
+    def build_splits(self) -> dict[str, Dataset]:
         source = self.cfg["source"]
-        if source == "sim":
-            datasets = {s: self.simulate_split(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
-            if self.cfg["resample_train"]:
-                datasets["train"] = ResampledSimDataset(datasets["train"], self.sim_config(), self.seed)
-        else:
-            datasets = self._build_stack() if source == "stack" else self._build_folder()
-        check_finite_images(datasets)
-        self.norm = train_band_statistics(datasets["train"], self.cfg["stretch"])
+        if source == "stack":
+            return self._build_stack()
+        if source == "folder":
+            return self._build_folder()
+        datasets = {s: self.simulate_split(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
+        if self.cfg["resample_train"]:
+            datasets["train"] = ResampledSimDataset(datasets["train"], self.sim_config(), self.seed)
         return datasets
 
     @staticmethod
@@ -185,7 +190,7 @@ class LensFindingDataModule(ImageDataModule):
             from cosmobench.io import read_table
             table = read_table(Path(label_path).expanduser(), [c["label_column"]])
             labels, where = np.asarray(table[c["label_column"]]), f"{label_path}:{c['label_column']}"
-        elif path.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf"):
+        elif path.name.lower().endswith((".npz",) + HDF5_SUFFIXES):
             labels = load_array(path, c["label_key"])  # the shared reader's npz member / HDF5 dataset
             where = f"{path}:{c['label_key']}"
         else:
@@ -241,52 +246,19 @@ class LensFindingDataModule(ImageDataModule):
             test = lazy(np.arange(len(tlabels)), tload, tlabels)
         return self._real_splits(lambda rows: lazy(rows, load, labels), len(labels), test)
 
-    def train_dataloader(self) -> DataLoader:
+    def shuffle_sampler(self, ds: Dataset) -> Sampler:
         """With ``data.resample_train`` (simulated data): fresh cutouts every epoch
-        (:class:`ResampledSimDataset` / :class:`EpochResampledSampler`); else the base loader."""
-        self.setup()
-        ds = self.datasets["train"]
-        if not isinstance(ds, ResampledSimDataset):
-            return super().train_dataloader()
-        nw = int(self.cfg["num_workers"])
-        return DataLoader(ds, batch_size=int(self.cfg["batch_size"]), sampler=EpochResampledSampler(len(ds), self.seed),
-                          shuffle=False, num_workers=nw, persistent_workers=nw > 0)
+        (:class:`ResampledSimDataset` / :class:`EpochResampledSampler`); else the base sampler."""
+        if isinstance(ds, ResampledSimDataset):
+            return EpochResampledSampler(len(ds), self.seed)
+        return super().shuffle_sampler(ds)
 
     # --- facts for the model ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        self.setup()
-        c = self.cfg
-        out = {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(CLASSES),
-               "stretch": c["stretch"], "norm_scale": self.norm["scale"], "norm_mean": self.norm["mean"],
-               "norm_std": self.norm["std"], "source": c["source"]}
-        if c["source"] == "sim":
+        out = super().info()
+        if self.cfg["source"] == "sim":
+            c = self.cfg
             out["completeness_edges"] = {
                 "theta_e": np.linspace(*c["theta_e_range"], N_COMPLETENESS_BINS + 1).tolist(),
                 "source_mag": np.linspace(*c["source_mag_range"], N_COMPLETENESS_BINS + 1).tolist()}
         return out
-
-    # --- predict --------------------------------------------------------------------------
-    def export(self, split: str, path) -> Path:
-        """Write the images of ``split`` (no labels) as an image stack ``(N, C, H, W)`` float32 in
-        the format of ``path``'s extension (:func:`cosmobench.images.write_image_stack`)."""
-        return write_image_stack(path, self.split_images(split))
-
-    def read_input(self, path) -> Dataset:
-        """Unlabelled cutouts for ``predict``: an image stack (``.npy``/``.npz``/``.h5``/FITS cube)
-        or a table of image files (``.csv``/``.ecsv``/``.parquet``, column ``data.file_column``).
-        Items: ``image`` and ``idx`` (= position in the stack / row in the table)."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise InputError(f"input file not found: {p}")
-        if p.suffix.lower() in (".csv", ".ecsv", ".parquet"):
-            cat = read_folder_catalog(p, self.cfg["file_column"])
-            rows = np.arange(len(cat["files"]))
-            return LazyImageDataset(rows, FileImages(cat["files"], self.n_bands), np.zeros(len(rows), np.int64),
-                                    None, self.cfg["crop"], self.image_size)
-        key = self.cfg["image_key"] if p.suffix.lower() in (".npz", ".h5", ".hdf5", ".hdf") else None
-        x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
-        check_finite_images(x, what=str(p))
-        if x.shape[-1] != self.image_size:
-            x = crop_resize(x, self.cfg["crop"], self.image_size)
-        return ArrayDataset({"image": x.contiguous().numpy()})
-

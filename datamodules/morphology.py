@@ -21,99 +21,72 @@ Sources (``data.source``):
     column names, the hard label is their argmax).
 
 Real images are centre-cropped to ``data.crop`` px (if set) and resized to
-``data.image_size`` (bilinear, antialiased); pixel values are kept in their own units.
-
-Normalisation: the task applies ``(stretch(x / scale_b) - mean_b) / std_b`` per band with
-``stretch`` = ``asinh`` or ``linear`` (``data.stretch``); ``scale_b`` (the background noise:
-1.4826 × MAD of the pixels in a 4-px border, for ``asinh``) and ``mean_b``/``std_b`` are
-computed on (at most ``cosmobench.images.NORM_MAX_IMAGES`` evenly spaced images of) the **train** split and
-returned by :meth:`info`; the task stores them in its checkpoint.
-
-Augmentation (``data.augment=true``): each training image is transformed by one of the eight
-exact rot90/flip elements of D4 chosen by a hash of ``(seed, epoch, idx)`` (independent of
-workers and batch order), in :meth:`on_after_batch_transfer`.
+``data.image_size``; normalisation statistics, ``info``, ``export`` and ``read_input`` come
+from :class:`cosmobench.image_data.ImageClassDataModule`, the exact D4 augmentation of training
+batches (``data.augment``) from :class:`cosmobench.datamodule.ImageDataModule`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from cosmobench.datamodule import ArrayDataset, ImageDataModule, progress, sample_rng
+from cosmobench.datamodule import ArrayDataset, progress, sample_rng
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.images import (STRETCHES, FileImages, H5Images, LazyImageDataset, check_finite_images,
-                               crop_resize, read_folder_catalog, read_image_stack, to_chw,
-                               train_band_statistics, write_image_stack)
+from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
+from cosmobench.images import FileImages, H5Images, LazyImageDataset, read_folder_catalog, to_chw
+from cosmobench.settings import build, setting
+from cosmobench.sim.galaxies import GalaxySample, Observation
 
 GALAXY10_CLASSES = [
     "disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
     "barred_spiral", "unbarred_tight_spiral", "unbarred_loose_spiral", "edge_on_without_bulge",
     "edge_on_with_bulge",
 ]
-LABEL_TYPES = ("hard", "soft")
 
 
-# ----------------------------------------------------------------------------- datamodule
+@dataclass
+class MorphologyData(GalaxySample, Observation, ImageClassSettings):
+    """The ``data`` node of ``morphology``: the simulator's survey (:class:`Observation`) and
+    classes (:class:`GalaxySample`), the image-classification settings, and these."""
+
+    source: str = setting("sim", ["sim", "galaxy10", "folder"], help="sim, or a real-data source")
+    label_type: str = setting("hard", ["hard", "soft"],
+                              help="train on class labels, or on vote fractions (sim: simulated votes)")
+    vote_columns: list[str] = setting([], "list[str]",
+                                      help="folder: vote-fraction columns, one per class (the class names)")
 
 
-class MorphologyDataModule(ImageDataModule):
-    real_sources = ("galaxy10", "folder")
+class MorphologyDataModule(ImageClassDataModule):
     export_suffix = ".h5"
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
-        c = self.cfg
-        self.image_size = int(c["image_size"])
-        self.n_bands = int(c["n_bands"])
-        if self.image_size < 8:
-            raise ConfigError(f"data.image_size must be >= 8 px, got {self.image_size}")
-        if self.n_bands < 1:
-            raise ConfigError(f"data.n_bands must be >= 1, got {self.n_bands}")
-        if c["stretch"] not in STRETCHES:
-            raise ConfigError(f"data.stretch={c['stretch']!r} is not known; choose {', '.join(STRETCHES)}")
-        if c["label_type"] not in LABEL_TYPES:
-            raise ConfigError(f"data.label_type={c['label_type']!r} is not known; choose hard or soft")
-        self.soft = c["label_type"] == "soft"
-        self.class_names: list[str] = []
-        self.norm: dict[str, list[float]] = {}
+        self.soft = self.cfg["label_type"] == "soft"
 
     # --- building -------------------------------------------------------------------------
-    def build(self) -> dict[str, Dataset]:
-        datasets = {"sim": self._build_sim, "galaxy10": self._build_galaxy10,
-                    "folder": self._build_folder}[self.cfg["source"]]()
-        check_finite_images(datasets)  # every split (lazy ones: per image as it is read)
-        self.norm = self._norm_stats(datasets["train"])
-        return datasets
+    def build_splits(self) -> dict[str, Dataset]:
+        return {"sim": self._build_sim, "galaxy10": self._build_galaxy10,
+                "folder": self._build_folder}[self.cfg["source"]]()
 
-    def observation(self):
-        """The simulator's :class:`~cosmobench.sim.galaxies.Observation` from the ``data`` node."""
-        from cosmobench.sim.galaxies import Observation
-        c = self.cfg
-        mag_range = c["mag_range"]
-        if len(mag_range) != 2 or mag_range[0] > mag_range[1]:
-            raise ConfigError(f"data.mag_range must be [bright, faint], got {mag_range}")
+    def observation(self) -> Observation:
+        """The simulator's survey from the ``data`` node."""
         try:
-            return Observation(
-                image_size=self.image_size, n_bands=self.n_bands, pixel_scale=float(c["pixel_scale"]),
-                psf=c["psf"], psf_fwhm=float(c["psf_fwhm"]), moffat_beta=float(c["moffat_beta"]),
-                zero_point=float(c["zero_point"]), sky_mag=float(c["sky_mag"]), read_noise=float(c["read_noise"]),
-                gain=float(c["gain"]), mag_range=(float(mag_range[0]), float(mag_range[1])),
-                oversample=int(c["oversample"]))
+            return build(Observation, self.cfg)
         except ValueError as exc:
             raise ConfigError(f"bad simulator setting: {exc}") from None
 
     def _build_sim(self) -> dict[str, Dataset]:
-        from cosmobench.sim.galaxies import CLASSES, simulate_galaxy, vote_fractions
-        classes = list(self.cfg["classes"])
-        unknown = [k for k in classes if k not in CLASSES]
-        if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ConfigError(f"data.classes must be >= 2 distinct names from {', '.join(CLASSES)}; got {classes}")
+        from cosmobench.sim.galaxies import simulate_galaxy, vote_fractions
+        sample = build(GalaxySample, self.cfg)
+        classes = list(sample.classes)
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ConfigError(f"data.classes must be >= 2 distinct names; got {classes}")
         self.class_names = classes
         obs = self.observation()
-        n_votes, vote_noise = int(self.cfg["n_votes"]), float(self.cfg["vote_noise"])
         out = {}
         for split in ("train", "val", "test"):
             n = int(self.cfg[f"n_{split}"])
@@ -126,7 +99,7 @@ class MorphologyDataModule(ImageDataModule):
                 images[i], params = simulate_galaxy(rng, classes[labels[i]], obs)
                 if self.soft:
                     votes[i] = vote_fractions(rng, int(labels[i]), params["mag"], classes, obs.mag_range,
-                                              vote_noise, n_votes)
+                                              sample.vote_noise, sample.n_votes)
             arrays = {"image": images, "label": labels}
             if self.soft:
                 arrays["votes"] = votes
@@ -173,7 +146,7 @@ class MorphologyDataModule(ImageDataModule):
 
     def _folder_file(self, path: Path) -> tuple[dict, tuple]:
         c = self.cfg
-        cat = read_folder_catalog(path, c["file_column"], c["label_column"], list(c["vote_columns"] or []))
+        cat = read_folder_catalog(path, c["file_column"], c["label_column"], c["vote_columns"])
         return cat, (FileImages(cat["files"], self.n_bands), cat["labels"], cat["votes"])
 
     def _build_folder(self) -> dict[str, Dataset]:
@@ -195,46 +168,5 @@ class MorphologyDataModule(ImageDataModule):
             test = (tload, remap[tlabels] if len(remap) else tlabels, tvotes)
         return self._real_splits(main, test)
 
-    # --- normalisation --------------------------------------------------------------------
-    def _norm_stats(self, train: Dataset) -> dict[str, list[float]]:
-        """Per-band stretch scale, mean and std on (a subset of) the train split."""
-        return train_band_statistics(train, self.cfg["stretch"])
-
     def info(self) -> dict[str, Any]:
-        self.setup()
-        return {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(self.class_names),
-                "stretch": self.cfg["stretch"], "norm_scale": self.norm["scale"],
-                "norm_mean": self.norm["mean"], "norm_std": self.norm["std"],
-                "label_type": self.cfg["label_type"], "source": self.cfg["source"]}
-
-    # --- predict --------------------------------------------------------------------------
-    def export(self, split: str, path) -> Path:
-        """Write the (preprocessed) images of ``split`` as an image stack ``(N, C, H, W)`` float32
-        in the format of ``path``'s extension (:func:`cosmobench.images.write_image_stack`)."""
-        return write_image_stack(path, self.split_images(split))
-
-    def read_input(self, path) -> Dataset:
-        """Stack of images (:func:`cosmobench.images.read_image_stack`: HDF5 dataset
-        ``data.image_key``, else ``images``; ``.npy``; ``.npz``; FITS cube) ``(N, H, W[, C])`` /
-        ``(N, C, H, W)`` -> dataset of float images. Images already of
-        ``data.image_size`` px are taken as preprocessed; others are centre-cropped to
-        ``data.crop`` (real-data sources) and resized as in training."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise InputError(f"input file not found: {p}")
-        key = self.cfg["image_key"]
-        if p.suffix.lower() in (".h5", ".hdf5", ".hdf"):
-            import h5py
-            try:
-                with h5py.File(p, "r") as fh:
-                    key = key if key in fh else "images"
-            except OSError as exc:
-                raise InputError(f"{p} is not a readable HDF5 file: {' '.join(str(exc).split())}") from None
-        else:
-            key = None
-        x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
-        check_finite_images(x, what=str(p))
-        if x.shape[-1] != self.image_size:
-            x = crop_resize(x, self.cfg["crop"] if self.cfg["source"] != "sim" else None, self.image_size)
-        return ArrayDataset({"image": x.contiguous().numpy()})
-
+        return {**super().info(), "label_type": self.cfg["label_type"]}

@@ -5,11 +5,13 @@ A :class:`~cosmobench.image_classification.ImageClassificationTask` with the cla
 cross-entropy, SmoothGrad, calibration metrics and the confusion/reliability/ROC plots come
 from the base class.
 
-Models (``model.name``, :data:`cosmobench.nn.NETS`): ``resnet18`` (default; torchvision ResNet-18,
-random init, adapted to small inputs), ``cnn`` (compact CNN in the style of Petrillo+2019 /
-Li+2020: a few conv-pool blocks and a small dense head), ``e2cnn`` (the equivariant CNN
-shared with ``morphology``, group D4 by default - exactly invariant to the pixel grid's rot90/flips:
-lenses have no preferred orientation).
+Models (``model.name``): every network registered with kind ``image_classifier``
+(:mod:`cosmobench.nn`); lensfinding's own choices of their settings are in
+``experiments/lensfinding/<model>.yaml``: ``resnet18`` (default; torchvision ResNet-18, random
+init, adapted to small inputs, stem stride 2), ``cnn`` (compact CNN in the style of
+Petrillo+2019 / Li+2020: a few conv-pool blocks and a small dense head), ``e2cnn`` (the
+equivariant CNN shared with ``morphology``, group D4 - exactly invariant to the pixel grid's
+rot90/flips: lenses have no preferred orientation).
 
 Metrics (definitions in :mod:`cosmobench.metrics.lensfinding`): ``auroc`` (primary),
 ``tpr_at_fpr_1e-2``, ``tpr0``, ``tpr10``, ``average_precision``; on simulated data also the
@@ -44,7 +46,8 @@ PROPERTY_LABELS = {"theta_e": "Einstein radius θ_E [arcsec]", "source_mag": "un
 
 
 class LensFindingTask(ImageClassificationTask):
-    nets = ("resnet18", "cnn", "e2cnn")
+    """Lens finder (see the module docstring)."""
+
     invariance_metric = True
 
     # --- test -----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A thin :class:`~cosmobench.image_classification.ImageClassificationTask`: normal
 the datamodule's train-split statistics, cross-entropy on hard labels or vote fractions
 (``data.label_type=soft``), SmoothGrad, calibration metrics and plots all come from there.
 
-Models (``model.name``, :data:`cosmobench.nn.NETS`): ``e2cnn`` (E(2)-equivariant CNN, group
+Models (``model.name``): every network registered with kind ``image_classifier``
+(:mod:`cosmobench.nn`), with its declared settings: ``e2cnn`` (E(2)-equivariant CNN, group
 ``model.group``, invariant by group pooling, :mod:`cosmobench.nn.equivariant`), ``cnn`` (plain
 CNN of comparable size, :mod:`cosmobench.nn.cnn`), ``resnet18`` (torchvision, random init,
 :mod:`cosmobench.nn.resnet`).
@@ -22,5 +23,4 @@ from cosmobench.image_classification import ImageClassificationTask
 class MorphologyTask(ImageClassificationTask):
     """Galaxy morphology classifier (see the module docstring)."""
 
-    nets = ("e2cnn", "cnn", "resnet18")
     invariance_metric = True

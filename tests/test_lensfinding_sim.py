@@ -198,8 +198,9 @@ def test_colours_lens_red_source_blue():
 def test_bad_simulator_settings():
     with pytest.raises(ValueError, match="theta_e_range"):
         Lz.LensSimConfig(image_size=24, pixel_scale=0.2)
-    with pytest.raises(ValueError, match="unknown hard negatives"):
-        Lz.LensSimConfig(hard_negatives=("ring", "blob"))
+    from cosmobench.config import resolve
+    with pytest.raises(ValueError, match="data.hard_negatives"):  # the declared constraint (a ConfigError)
+        resolve("lensfinding", "cnn", overrides=["data.hard_negatives=[ring,blob]"])
     with pytest.raises(ValueError, match="n_bands"):
         Lz.LensSimConfig(psf_fwhm=(0.7, 0.8))
 

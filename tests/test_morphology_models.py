@@ -1,5 +1,6 @@
 """Networks of the morphology task: e2cnn shim, exact invariance, baselines' shapes."""
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,13 +117,13 @@ def test_bad_model_settings():
         make_net("cnn", 3, 2, 16, "model.channels=[4,4]", "model.kernel_sizes=[4,3]")
     with pytest.raises(ConfigError, match="stem_stride"):
         make_net("resnet18", 3, 2, 16, "model.stem_stride=3")
-    with pytest.raises(ConfigError, match="no model 'vit'"):
+    with pytest.raises(ConfigError, match="no network 'vit'"):
         build_net("vit", {}, n_bands=3, n_classes=2, image_size=16)
-    with pytest.raises(ConfigError, match="no model 'mdn'; choose one of e2cnn, cnn"):
-        build_net("mdn", {}, choices=("e2cnn", "cnn"), n_bands=3, n_classes=2, image_size=16)
-    with pytest.raises(ConfigError, match="no setting model.widht"):
-        build_net("cnn", {**model_cfg("cnn"), "widht": 3}, n_bands=3, n_classes=2, image_size=16)
-    with pytest.raises(ConfigError, match="needs model.hidden"):
+    with pytest.raises(ConfigError, match="no model 'mdn'; choose one of "):
+        resolve("morphology", "mdn")
+    with pytest.raises(ConfigError, match="model.widht"):
+        model_cfg("cnn", "model.widht=3")
+    with pytest.raises(KeyError, match="hidden"):
         build_net("cnn", {"channels": [4], "kernel_sizes": None, "dropout": 0.0}, n_bands=3, n_classes=2,
                   image_size=16)
 
@@ -142,3 +143,54 @@ def test_e2cnn_state_dict_excludes_cached_filters_and_reload_refreshes_them():
     sd = dict(a.state_dict())
     sd["features.0.filter"] = torch.zeros(1)
     b.load_state_dict(sd)
+
+
+TINY_NET = '''
+from dataclasses import dataclass
+
+from torch import nn
+
+from cosmobench.nn import register_net
+from cosmobench.settings import setting
+
+
+@dataclass
+class TinyNetConfig:
+    width: int = setting(4, "positive int", help="channels of the one convolution")
+
+
+@register_net("tinynet", TinyNetConfig, kind="image_classifier")
+class TinyNet(nn.Module):
+    def __init__(self, cfg, *, n_bands, n_classes, image_size):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n_bands, cfg.width, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(cfg.width, n_classes))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_a_new_image_classifier_network_is_a_model_of_both_tasks(tmp_path, monkeypatch):
+    """Registering a network of kind image_classifier (a plugin's one file) makes it a model of
+    morphology and lensfinding, with its declared settings, without touching a task file."""
+    import importlib
+
+    import cosmobench
+    from cosmobench import nn as cnn_registry
+    from cosmobench.config import resolve
+    from cosmobench.registry import get_task
+
+    (tmp_path / "cb_tinynet_plugin.py").write_text(TINY_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("cb_tinynet_plugin")
+    try:
+        conf = Path(__file__).parent / "conf"
+        for task in ("morphology", "lensfinding"):
+            assert "tinynet" in get_task(task).models
+            assert resolve(task, "tinynet", overrides=["model.width=3"])["model"] == {"name": "tinynet", "width": 3}
+            result = cosmobench.train(task, "tinynet", overrides=["model.width=3", "logger=none", "plots=false"],
+                                      config_file=conf / f"{task}.yaml", root=tmp_path / "runs")
+            assert result.metrics["accuracy"] >= 0 and np.isfinite(result.metrics["nll"])
+    finally:
+        cnn_registry._RUNTIME.pop("tinynet", None)

@@ -51,7 +51,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cosmobench.settings import setting
 from cosmobench.sim import profiles as P
+from cosmobench.sim.profiles import Camera
 
 CLASSES = ("elliptical", "spiral", "barred_spiral", "edge_on", "irregular", "merger")
 
@@ -72,26 +74,25 @@ def band_wavelengths(n_bands: int) -> np.ndarray:
 
 
 @dataclass
-class Observation:
+class Observation(Camera):
     """Survey set-up shared by all galaxies of a dataset (see module docstring for units)."""
 
-    image_size: int = 64
-    n_bands: int = 3
-    pixel_scale: float = 0.262          # arcsec / px
-    psf: str = "moffat"                 # moffat | gaussian
-    psf_fwhm: float = 1.2               # arcsec, reference band; scales as lambda^-0.2
-    moffat_beta: float = 3.5
-    zero_point: float = 30.0            # m = zp - 2.5 log10(counts)
-    sky_mag: float = 21.0               # sky surface brightness, mag / arcsec^2 (all bands)
-    read_noise: float = 5.0             # electrons / px
-    gain: float = 1.0                   # electrons / count
-    mag_range: tuple[float, float] = (16.0, 18.5)   # total magnitude, reference band
-    oversample: int = 3
+    pixel_scale: float = setting(0.262, "positive float", unit="arcsec/px", help="pixel size")
+    psf: str = setting("moffat", ["moffat", "gaussian"], help="PSF profile")
+    psf_fwhm: float = setting(1.2, "positive float", unit="arcsec",
+                              help="PSF FWHM in the reference band; scales as lambda^-0.2")
+    zero_point: float = setting(30.0, "float", unit="mag", help="magnitude of 1 count: m = zp - 2.5 log10(counts)")
+    sky_mag: float = setting(21.0, "float", unit="mag/arcsec^2", help="sky surface brightness (all bands)")
+    mag_range: list[float] = setting([16.0, 18.5], "list[float]", unit="mag",
+                                     help="[bright, faint]: total magnitude (reference band), uniform")
+    oversample: int = setting(3, "positive int", help="sub-pixels per pixel side when rendering")
     wavelengths: np.ndarray = field(init=False)
     psfs: list[np.ndarray] = field(init=False)
     sky: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        if len(self.mag_range) != 2 or self.mag_range[0] > self.mag_range[1]:
+            raise ValueError(f"mag_range must be [bright, faint], got {list(self.mag_range)}")
         self.wavelengths = band_wavelengths(self.n_bands)
         self.lambda_ref = float(self.wavelengths[len(self.wavelengths) // 2])
         fwhm_px = self.psf_fwhm / self.pixel_scale * (self.wavelengths / self.lambda_ref) ** -0.2
@@ -106,6 +107,19 @@ class Observation:
     def colour(self, alpha: float) -> np.ndarray:
         """Relative band fluxes of a component of colour slope ``alpha`` (1 at the reference band)."""
         return (self.wavelengths / self.lambda_ref) ** alpha
+
+
+@dataclass
+class GalaxySample:
+    """Which classes a simulated dataset draws (with equal probability) and the volunteer-vote
+    model of its soft labels (:func:`vote_fractions`)."""
+
+    classes: list[str] = setting(["elliptical", "spiral", "barred_spiral", "edge_on", "irregular", "merger"],
+                                 "nonempty list[one of elliptical, spiral, barred_spiral, edge_on, irregular, merger]",
+                                 help="at least two distinct classes of CLASSES")
+    n_votes: int = setting(40, "positive int", help="simulated volunteers per galaxy (soft labels)")
+    vote_noise: float = setting(0.15, "non-negative float",
+                                help="volunteers' error rate at the bright end of mag_range (doubles at the faint end)")
 
 
 class _Builder:
@@ -354,5 +368,5 @@ def vote_fractions(rng: np.random.Generator, label: int, mag: float, classes, ma
     return rng.multinomial(n_votes, p / p.sum()) / n_votes
 
 
-__all__ = ["CLASSES", "Observation", "simulate_galaxy", "vote_fractions", "band_wavelengths",
+__all__ = ["CLASSES", "Observation", "GalaxySample", "simulate_galaxy", "vote_fractions", "band_wavelengths",
            "confusion_matrix_prior"]

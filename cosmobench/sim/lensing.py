@@ -87,7 +87,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cosmobench.settings import setting
 from cosmobench.sim import profiles as P
+from cosmobench.sim.profiles import Camera
 
 HARD_NEGATIVES = ("ring", "companion", "spiral", "edge_on")
 #: sample kinds: 0 lens, 1 plain non-lens, 2.. the hard negatives in HARD_NEGATIVES order
@@ -141,73 +143,61 @@ def ray_trace(x, y, theta_e, q, phi, gamma1=0.0, gamma2=0.0, x0=0.0, y0=0.0):
 # --------------------------------------------------------------------------- survey + simulator
 
 
-def _per_band(value, n: int, name: str) -> tuple[float, ...]:
+def _per_band(value, n: int, name: str) -> list[float]:
     vals = [float(v) for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])]
     if len(vals) == 1:
         vals = vals * n
     if len(vals) != n:
         raise ValueError(f"{name} needs 1 or n_bands={n} values, got {len(vals)}")
-    return tuple(vals)
+    return vals
 
 
-def _range(value, name: str, lo: float = -math.inf) -> tuple[float, float]:
-    a, b = (float(v) for v in value)
-    if not (lo <= a <= b):
-        raise ValueError(f"{name} must be [low, high] with {lo} <= low <= high, got {list(value)}")
-    return a, b
+def _range(value, name: str) -> list[float]:
+    if len(value) != 2 or value[0] > value[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+    return [float(v) for v in value]
 
 
 @dataclass
-class LensSimConfig:
-    """Survey and prior settings of :class:`LensSimulator` (units in the module docstring)."""
+class LensSimConfig(Camera):
+    """Survey and prior settings of :class:`LensSimulator` (units in the module docstring).
+    Per-band settings take one value per band, or one value for all bands."""
 
-    image_size: int = 64
-    n_bands: int = 3
-    pixel_scale: float = 0.2                       # arcsec / px
-    zero_point: tuple = (33.5, 34.0, 33.0)         # AB mag of 1 count, per band
-    sky_mag: tuple = (22.0, 21.0, 20.0)            # mag / arcsec^2, per band
-    psf: str = "gaussian"                          # gaussian | moffat
-    psf_fwhm: tuple = (0.9, 0.7, 0.8)              # arcsec, per band
-    moffat_beta: float = 3.5
-    read_noise: float = 5.0                        # electrons / px
-    gain: float = 1.0                              # electrons / count
-    oversample: int = 2                            # sub-pixels per pixel side (0.1" at 0.2"/px)
-    lens_fraction: float = 0.5
-    hard_negative_fraction: float = 0.5            # of the negatives
-    hard_negatives: tuple = HARD_NEGATIVES
-    theta_e_range: tuple = (0.8, 3.0)              # arcsec
-    lens_mag_range: tuple = (17.5, 20.0)           # reference band
-    source_mag_range: tuple = (21.0, 24.5)         # unlensed, reference band
-    source_re_range: tuple = (0.15, 0.6)           # arcsec
-    shear_sigma: float = 0.05
-    clump_prob: float = 0.5
+    pixel_scale: float = setting(0.2, "positive float", unit="arcsec/px", help="pixel size")
+    zero_point: list[float] = setting([33.5, 34.0, 33.0], "nonempty list[float]", unit="mag",
+                                      help="per band: AB magnitude of 1 count")
+    sky_mag: list[float] = setting([22.0, 21.0, 20.0], "nonempty list[float]", unit="mag/arcsec^2",
+                                   help="per band: sky surface brightness")
+    psf: str = setting("gaussian", ["gaussian", "moffat"], help="PSF profile")
+    psf_fwhm: list[float] = setting([0.9, 0.7, 0.8], "nonempty list[positive float]", unit="arcsec",
+                                    help="per band: PSF FWHM")
+    oversample: int = setting(2, "positive int", help="sub-pixels per pixel side (0.1\" at 0.2\"/px)")
+    lens_fraction: float = setting(0.5, "probability", help="fraction of the samples that are lenses")
+    hard_negative_fraction: float = setting(0.5, "probability", help="fraction of the negatives that are hard negatives")
+    hard_negatives: list[str] = setting(["ring", "companion", "spiral", "edge_on"],
+                                        "list[one of ring, companion, spiral, edge_on]",
+                                        help="kinds of hard negatives, drawn uniformly")
+    theta_e_range: list[float] = setting([0.8, 3.0], "list[positive float]", unit="arcsec",
+                                         help="[low, high]: Einstein radius, uniform")
+    lens_mag_range: list[float] = setting([17.5, 20.0], "list[float]", unit="mag",
+                                          help="[low, high]: lens-light magnitude (reference band), uniform")
+    source_mag_range: list[float] = setting([21.0, 24.5], "list[float]", unit="mag",
+                                            help="[low, high]: unlensed source magnitude (reference band), uniform")
+    source_re_range: list[float] = setting([0.15, 0.6], "list[positive float]", unit="arcsec",
+                                           help="[low, high]: source half-light radius, uniform")
+    shear_sigma: float = setting(0.05, "non-negative float", help="std of each external-shear component")
+    clump_prob: float = setting(0.5, "probability", help="probability that a source has star-forming clumps")
     wavelengths: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from cosmobench.sim.galaxies import band_wavelengths
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
-        if self.n_bands < 1:
-            raise ValueError(f"n_bands must be >= 1, got {self.n_bands}")
-        if self.pixel_scale <= 0 or self.oversample < 1:
-            raise ValueError("pixel_scale must be > 0 and oversample >= 1")
         for name in ("zero_point", "sky_mag", "psf_fwhm"):
             setattr(self, name, _per_band(getattr(self, name), self.n_bands, name))
-        if min(self.psf_fwhm) <= 0:
-            raise ValueError(f"psf_fwhm must be > 0 arcsec, got {self.psf_fwhm}")
-        for name in ("lens_fraction", "hard_negative_fraction", "clump_prob"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        unknown = [k for k in self.hard_negatives if k not in HARD_NEGATIVES]
-        if unknown:
-            raise ValueError(f"unknown hard negatives {unknown}; choose from {', '.join(HARD_NEGATIVES)}")
         if self.hard_negative_fraction > 0 and not self.hard_negatives:
             raise ValueError("hard_negative_fraction > 0 needs at least one hard negative kind")
-        self.hard_negatives = tuple(self.hard_negatives)
-        self.theta_e_range = _range(self.theta_e_range, "theta_e_range", 0.0)
-        self.lens_mag_range = _range(self.lens_mag_range, "lens_mag_range")
-        self.source_mag_range = _range(self.source_mag_range, "source_mag_range")
-        self.source_re_range = _range(self.source_re_range, "source_re_range", 1e-3)
+        self.hard_negatives = list(self.hard_negatives)
+        for name in ("theta_e_range", "lens_mag_range", "source_mag_range", "source_re_range"):
+            setattr(self, name, _range(getattr(self, name), name))
         half = (self.image_size - 1) / 2 * self.pixel_scale
         if 1.8 * self.theta_e_range[1] > half:  # outer image of a source at 0.8 theta_E: 1.8 theta_E
             raise ValueError(f"theta_e_range upper end {self.theta_e_range[1]}\" does not fit a "

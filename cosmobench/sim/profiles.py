@@ -27,11 +27,28 @@ Conventions (functions are vectorised; numpy float64 unless stated):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammaincinv
+
+from cosmobench.settings import setting
+
+
+@dataclass
+class Camera:
+    """Cutout geometry and detector shared by the image simulators (the survey settings
+    classes :class:`cosmobench.sim.galaxies.Observation` and
+    :class:`cosmobench.sim.lensing.LensSimConfig` add pixel scale, PSF, zero points and sky)."""
+
+    image_size: int = setting(64, "int >= 8", unit="px", help="side of the square cutout")
+    n_bands: int = setting(3, "positive int", help="bands, evenly spaced from 480 nm (g) to 920 nm (z) "
+                                                   "(one band: 620 nm); the middle one is the reference band")
+    moffat_beta: float = setting(3.5, "float > 1", help="Moffat PSF index (psf=moffat)")
+    read_noise: float = setting(5.0, "non-negative float", unit="e-/px", help="read noise")
+    gain: float = setting(1.0, "positive float", unit="e-/count", help="detector gain")
 
 
 # --------------------------------------------------------------------------- namespaces

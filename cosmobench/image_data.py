@@ -1,0 +1,116 @@
+"""Datamodules of the image-classification tasks (``morphology``, ``lensfinding``): what they share.
+
+:class:`ImageClassSettings` declares the ``data`` keys both tasks have (input stretch, D4
+augmentation, crop of real images, and the keys and columns of real-data files), with the
+loader and split settings every task has; a task's data settings class inherits it and its
+simulator's settings. :class:`ImageClassDataModule` holds the code both datamodules run the
+same way: the train-split normalisation statistics, :meth:`~ImageClassDataModule.info`,
+:meth:`~ImageClassDataModule.export` and :meth:`~ImageClassDataModule.read_input`; a task
+implements :meth:`~ImageClassDataModule.build_splits` and sets
+:attr:`~ImageClassDataModule.class_names`.
+
+Conventions: images ``(C, H, W)`` float32 in their own units (counts, nanomaggies, 8-bit
+values), square, ``data.image_size`` px, ``data.n_bands`` bands. Real images are centre-cropped
+to ``data.crop`` px (if set) and resized to ``data.image_size`` (bilinear, antialiased). The task
+normalises them with ``(stretch(x / scale_b) - mean_b) / std_b`` per band
+(:mod:`cosmobench.images`), statistics of (at most ``cosmobench.images.NORM_MAX_IMAGES`` evenly
+spaced images of) the **train** split, returned by :meth:`~ImageClassDataModule.info`.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, FixedTestFile, ImageAugment,
+                                   ImageDataModule, SimSplits)
+from cosmobench.errors import InputError
+from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize,
+                               read_folder_catalog, read_image_stack, stack_members, train_band_statistics,
+                               write_image_stack)
+from cosmobench.settings import setting
+
+#: suffixes of a table of image files that :meth:`ImageClassDataModule.read_input` accepts
+TABLE_SUFFIXES = (".csv", ".ecsv", ".parquet")
+
+
+@dataclass
+class ImageClassSettings(ImageAugment, FixedTestFile, FileSplits, SimSplits, DataSettings):
+    """``data`` settings shared by the image-classification tasks."""
+
+    stretch: str = setting("asinh", ["asinh", "linear"],
+                           help="input normalisation: asinh(x / background noise) or x, then standardised per band")
+    crop: int | None = setting(None, "positive int or null", unit="px",
+                               help="real images: centre crop before the resize to data.image_size (null: none)")
+    image_key: str = setting("images", "str", help="real data: HDF5 dataset / npz member / FITS HDU of the images")
+    label_key: str = setting("labels", "str", help="real data: HDF5 dataset / npz member of the labels")
+    file_column: str = setting("file", "str", help="table of image files: column of the paths (relative to the table)")
+    label_column: str = setting("label", "str", help="table of image files: column of the labels")
+
+
+class ImageClassDataModule(ImageDataModule):
+    """Datamodule of an image-classification task (see the module docstring)."""
+
+    def __init__(self, cfg, seed: int = 0):
+        super().__init__(cfg, seed)
+        self.image_size = int(self.cfg["image_size"])
+        self.n_bands = int(self.cfg["n_bands"])
+        #: class names (index = label); set by :meth:`build_splits`
+        self.class_names: list[str] = []
+        self.norm: dict[str, list[float]] = {}
+
+    @abstractmethod
+    def build_splits(self) -> dict[str, Dataset]:
+        """The train/val/test datasets (items ``image`` ``(C, size, size)``, ``label``, ``idx``);
+        sets :attr:`class_names`."""
+
+    def build(self) -> dict[str, Dataset]:
+        datasets = self.build_splits()
+        check_finite_images(datasets)  # every split (lazy ones: per image as it is read)
+        self.norm = train_band_statistics(datasets["train"], self.cfg["stretch"])
+        return datasets
+
+    def info(self) -> dict[str, Any]:
+        self.setup()
+        return {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(self.class_names),
+                "stretch": self.cfg["stretch"], "norm_scale": self.norm["scale"], "norm_mean": self.norm["mean"],
+                "norm_std": self.norm["std"], "source": self.cfg["source"]}
+
+    def export(self, split: str, path) -> Path:
+        """Write the images of ``split`` (no labels) as an image stack ``(N, C, H, W)`` float32 in
+        the format of ``path``'s extension (:func:`cosmobench.images.write_image_stack`)."""
+        return write_image_stack(path, self.split_images(split))
+
+    def read_input(self, path) -> Dataset:
+        """Unlabelled images for ``predict``: an image stack (``.npy``, ``.npz``, ``.h5``/``.hdf5``,
+        FITS cube; :func:`cosmobench.images.read_image_stack`, member ``data.image_key`` if the file
+        has it, else ``images`` or its only array) ``(N, H, W[, C])`` / ``(N, C, H, W)``, or a table
+        of image files (``.csv``/``.ecsv``/``.parquet``, column ``data.file_column``). Items:
+        ``image`` and ``idx`` (position in the stack / row of the table). Images of
+        ``data.image_size`` px are taken as preprocessed; others are centre-cropped to
+        ``data.crop`` (real-data sources) and resized as in training."""
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise InputError(f"input file not found: {p}")
+        crop = self.cfg["crop"] if self.cfg["source"] != "sim" else None
+        if p.suffix.lower() in TABLE_SUFFIXES:
+            cat = read_folder_catalog(p, self.cfg["file_column"])
+            rows = np.arange(len(cat["files"]))
+            return LazyImageDataset(rows, FileImages(cat["files"], self.n_bands), np.zeros(len(rows), np.int64),
+                                    None, crop, self.image_size)
+        key = self.cfg["image_key"]
+        if not (p.name.lower().endswith((".npz",) + HDF5_SUFFIXES) and key in stack_members(p)):
+            key = None
+        x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
+        check_finite_images(x, what=str(p))
+        if x.shape[-1] != self.image_size:
+            x = crop_resize(x, crop, self.image_size)
+        return ArrayDataset({"image": x.contiguous().numpy()})
+
+
+__all__ = ["ImageClassSettings", "ImageClassDataModule", "TABLE_SUFFIXES"]
