@@ -133,26 +133,26 @@ def _cmd_predict(args) -> int:
     if args.checkpoint is None and args.model is None:
         raise ConfigError("predict needs --checkpoint CKPT (or -m MODEL for a baseline that needs no training)")
     if args.print_config:  # with a checkpoint: its run's config, as predict uses it
-        from cosmobench.runner import checkpoint_config
+        from cosmobench.checkpoints import checkpoint_config
         cfg = checkpoint_config(args.task, args.checkpoint, args.model, args.overrides)[0] if args.checkpoint \
             else C.resolve(args.task, args.model, overrides=args.overrides)
         print(C.to_yaml(cfg), end="")
         return 0
-    from cosmobench.runner import predict
+    from cosmobench.predict import predict
     out = predict(args.task, args.checkpoint, args.input, args.output, model=args.model, overrides=args.overrides,
-                  overwrite=args.overwrite, precision=args.precision,
-                  compile=args.compile)
+                  overwrite=args.overwrite, precision=args.precision, compile=args.compile)
     print(f"wrote {out}")
     return 0
 
 
 def _cmd_test(args) -> int:
-    from cosmobench import runner
     if args.print_config:
         from cosmobench import config as C
-        print(C.to_yaml(runner.checkpoint_config(args.task, args.checkpoint, args.model, args.overrides,
-                                                 args.config)[0]), end="")
+        from cosmobench.checkpoints import checkpoint_config
+        print(C.to_yaml(checkpoint_config(args.task, args.checkpoint, args.model, args.overrides,
+                                          args.config)[0]), end="")
         return 0
+    from cosmobench import runner
     res = runner.test(args.task, args.checkpoint, args.model, args.overrides, args.config, root=args.root)
     print(f"run dir: {res.run_dir}")
     for k, v in sorted(res.metrics.items()):
@@ -162,7 +162,7 @@ def _cmd_test(args) -> int:
 
 def _cmd_bench(args) -> int:
     from cosmobench import bench, leaderboard
-    from cosmobench.runner import default_root
+    from cosmobench.results import default_root
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     if args.suite and "=" in args.suite and not Path(args.suite).exists():  # an override, not a suite
         args.overrides, args.suite = [args.suite, *args.overrides], None
@@ -197,10 +197,8 @@ def _cmd_bench(args) -> int:
 
 def _cmd_results(args) -> int:
     from cosmobench import leaderboard
-    from cosmobench.results import read_rows
-    from cosmobench.runner import default_root
+    from cosmobench.results import default_root, read_rows, rescan
     if args.rescan is not None:
-        from cosmobench.results import rescan
         root = default_root(args.rescan or args.root)
         added, unfinished = rescan(root)
         print(f"recorded {len(added)} run(s) from {root}" + (f": {', '.join(added)}" if added else "")
@@ -217,7 +215,7 @@ def _cmd_results(args) -> int:
 
 def _cmd_leaderboard(args) -> int:
     from cosmobench import leaderboard
-    from cosmobench.runner import default_root
+    from cosmobench.results import default_root
     root = default_root(args.root)
     if args.task:
         from cosmobench.registry import get_task
@@ -292,7 +290,7 @@ def _error_line(exc: BaseException) -> tuple[int, str]:
 
 def _check_paths(args) -> None:
     """Paths named on the command line that can be checked before any work."""
-    from cosmobench.runner import default_root
+    from cosmobench.results import default_root
     root = default_root(args.root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--root {root} is not a directory (runs and results.sqlite go in a directory)")

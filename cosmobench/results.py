@@ -53,6 +53,11 @@ CREATE INDEX IF NOT EXISTS runs_task_model ON runs (task, model);
 DB_NAME = "results.sqlite"
 
 
+def default_root(root: str | Path | None = None) -> Path:
+    """ROOT of run dirs and the store: ``root`` (``--root``), else ``$COSMOBENCH_HOME``, else ``./runs``."""
+    return Path(root or os.environ.get("COSMOBENCH_HOME") or "runs")
+
+
 @dataclass
 class RunRow:
     """One row of the results store."""

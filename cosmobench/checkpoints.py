@@ -1,0 +1,107 @@
+"""A task's classes and trained checkpoints: loaded safely, with the config they were trained with.
+
+Every checkpoint is loaded with an explicit ``weights_only=True`` (ours and Lightning's),
+so protection does not depend on torch's default (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+cannot relax an explicit argument): a checkpoint that holds a pickled Python object is
+refused with a one-line :class:`~cosmobench.errors.InputError`. A checkpoint of a run lives
+in ``RUN/checkpoints/``; the run's ``config.yaml`` beside it supplies the settings it was
+trained with (:func:`checkpoint_config`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from cosmobench import config as C
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.registry import TaskSpec
+
+
+def load_classes(spec: TaskSpec):
+    """Import the task's datamodule and module classes; a missing package is a clear error."""
+    try:
+        return spec.load_datamodule_class(), spec.load_module_class()
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"task {spec.name!r} needs the package {exc.name!r}: pip install it") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, terminal colours removed."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, read with an explicit ``weights_only=True`` (tensors and
+    plain containers only: a pickled object that would run code is refused). An unreadable,
+    truncated or unsafe file is an InputError with a one-line reason."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
+        unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if unsafe:
+            raise InputError(f"refusing to load checkpoint {path}: it holds the Python object {unsafe.group(1)}, "
+                             f"not just tensors (cosmobench loads checkpoints with weights_only=True)") from None
+        raise InputError(f"cannot read checkpoint {path} (truncated or not a checkpoint?): {one_line(exc)}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise InputError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def load_module(task_cls, task: str, ckpt: Path):
+    """The task's LightningModule from a checkpoint: a safe read first (refuses pickled
+    code, truncated files; one-line errors), then Lightning's load, also weights_only."""
+    load_checkpoint(ckpt)
+    try:
+        return task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a checkpoint of another model/task is bad input
+        raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {one_line(exc)}") from None
+
+
+def saved_identity(run_cfg: dict) -> tuple[str | None, str | None]:
+    """(task, model name) of a saved run ``config.yaml`` (a file that may be foreign)."""
+    model = run_cfg.get("model")
+    return run_cfg.get("task"), model.get("name") if isinstance(model, dict) else None
+
+
+def checkpoint_model(ckpt: dict) -> str | None:
+    """Model name stored in a checkpoint's hyper-parameters, if any."""
+    hp = ckpt.get("hyper_parameters")
+    model = hp.get("model") if isinstance(hp, dict) else None
+    return model.get("name") if isinstance(model, dict) else None
+
+
+def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = None, overrides: Iterable[str] = (),
+                      config_file: str | Path | None = None) -> tuple[dict, Path]:
+    """Resolved config for applying a trained checkpoint: the defaults of its model, then
+    the run's ``config.yaml`` beside it (``RUN/checkpoints/x.ckpt`` -> ``RUN/config.yaml``,
+    if there is one), ``config_file`` and ``overrides``. The model is the run's (or the one
+    in the checkpoint's hyper-parameters, or ``model``); a conflicting ``model`` is an error."""
+    ckpt = Path(checkpoint).expanduser()
+    if not ckpt.is_file():
+        raise InputError(f"checkpoint not found: {ckpt}")
+    run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
+    run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
+    saved_task, saved = saved_identity(run_cfg) if run_cfg is not None else (task, None)
+    if saved_task != task:
+        raise ConfigError(f"checkpoint {ckpt} belongs to task {saved_task!r}, not {task!r}")
+    saved = saved or checkpoint_model(load_checkpoint(ckpt))
+    if saved and model and saved != model:
+        raise ConfigError(f"checkpoint {ckpt} holds model {saved!r}, not {model!r} (leave -m out)")
+    if not (saved or model):
+        raise ConfigError(f"checkpoint {ckpt} does not name its model: give -m MODEL")
+    layers = [(str(run_cfg_path), _user_layer(run_cfg))] if run_cfg else []
+    cfg = C.resolve(task, saved or model, config_file=config_file, overrides=overrides, extra_layers=layers)
+    return cfg, ckpt
+
+
+def _user_layer(run_cfg: dict) -> dict:
+    """A saved run config as a layer (without the keys chosen on the command line)."""
+    layer = {k: v for k, v in run_cfg.items() if k not in ("task", "resume")}
+    layer["model"] = {k: v for k, v in (run_cfg.get("model") or {}).items() if k != "name"}
+    return layer
