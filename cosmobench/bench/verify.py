@@ -1,0 +1,74 @@
+"""``cosmobench bench --verify``: re-run stored jobs and compare their metrics exactly.
+
+For each (task, model) of the suite, the first job that has an ``ok`` row is re-run into a
+scratch root (``ROOT/verify/<timestamp>``) in a fresh local worker, and every metric is
+compared exactly (NaN equals NaN) with the stored row; a difference, a failed re-run or a
+(task, model) without any ``ok`` row fails the check (the CLI exits 1).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from cosmobench.bench.launchers import LocalLauncher, stderr_log
+from cosmobench.bench.suites import Job, expand
+
+
+@dataclass
+class VerifyResult:
+    job: Job
+    status: str  # "same", "differs", "missing" (no stored ok row), "failed" (re-run failed)
+    diffs: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    error: str = ""
+
+
+def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seeds: int | None = None,
+           overrides: Iterable[str] = (), root: str | Path | None = None, log=None,
+           n_jobs: int | None = None) -> list[VerifyResult]:
+    """Re-run one stored seed per (task, model) of the suite and compare every metric exactly.
+
+    Give the ``n_jobs`` the suite ran with: it sets the CPU threads per worker, and a
+    different thread count may change floating-point reductions (``num_threads`` in the
+    config fixes it for a task)."""
+    from cosmobench.results import default_root, read_rows
+    root = default_root(root)
+    log = log or stderr_log
+    _, jobs = expand(suite, tasks, seeds, overrides)
+    ok_rows = {}
+    for r in read_rows(root, status="ok"):
+        ok_rows[(r.task, r.model, r.config_hash, r.seed)] = r  # latest ok row per job key
+    chosen: dict[tuple[str, str], Job] = {}
+    for j in jobs:
+        if (j.task, j.model) not in chosen and j.key in ok_rows:
+            chosen[(j.task, j.model)] = j
+    results: list[VerifyResult] = []
+    for j in jobs:  # a (task, model) with no stored ok row cannot be verified: that fails too
+        if (j.task, j.model) not in chosen and all((r.job.task, r.job.model) != (j.task, j.model) for r in results):
+            results.append(VerifyResult(j, "missing", error="no ok row stored for any of its jobs"))
+    scratch = root / "verify" / time.strftime("%Y%m%d-%H%M%S")
+    if chosen:
+        log(f"[verify] re-running {len(chosen)} job(s) into {scratch}")
+        launcher = LocalLauncher(scratch, n_jobs, log)
+
+        def on_done(job: Job, res: dict) -> None:
+            if res["status"] != "ok":
+                results.append(VerifyResult(job, "failed", error=res.get("error", "")))
+                return
+            stored = ok_rows[job.key].metrics
+            new = res["metrics"]
+            diffs = {k: (stored.get(k), new.get(k)) for k in sorted(set(stored) | set(new))
+                     if stored.get(k) != new.get(k) and not (_isnan(stored.get(k)) and _isnan(new.get(k)))}
+            results.append(VerifyResult(job, "differs" if diffs else "same", diffs))
+
+        launcher.run(list(chosen.values()), on_done)
+    for r in results:
+        detail = "; ".join(f"{k}: stored {a!r} vs re-run {b!r}" for k, a, b in
+                           ((k, *v) for k, v in r.diffs.items()))
+        log(f"[verify] {r.status:<8} {r.job.name} {detail or r.error}".rstrip())
+    return results
+
+
+def _isnan(v) -> bool:
+    return isinstance(v, float) and v != v
