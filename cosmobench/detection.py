@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosmobench.errors import ConfigError
+from cosmobench.settings import setting
 
 
 def _c64(a) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a, dtype=np.float64))
 
 
-def subtract_background(image: np.ndarray, mask: np.ndarray | None = None, box: int = 64,
-                        filter_size: int = 3) -> np.ndarray:
+def subtract_background(image: np.ndarray, mask: np.ndarray | None, box: int, filter_size: int = 3) -> np.ndarray:
     """``image - background`` per band, the background from ``sep.Background`` (SExtractor's
     sigma-clipped mode estimator on a mesh of ``box`` px cells, median-filtered over
     ``filter_size`` cells, bicubic interpolation); ``box`` is capped at the image size."""
@@ -38,25 +37,28 @@ def subtract_background(image: np.ndarray, mask: np.ndarray | None = None, box: 
 
 
 @dataclass
+class SEPDetection:
+    """Settings of SEP detection (the ``model`` node of both deblending models): SExtractor's
+    usual values."""
+
+    detect_thresh: float = setting(1.5, "positive float", unit="sigma",
+                                   help="detection threshold, in units of the band-summed per-pixel noise")
+    minarea: int = setting(5, "positive int", unit="px", help="smallest number of pixels above the threshold")
+    deblend_nthresh: int = setting(32, "positive int", help="SExtractor's DEBLEND_NTHRESH (multi-threshold levels)")
+    deblend_cont: float = setting(0.005, "probability", help="SExtractor's DEBLEND_MINCONT (contrast to split a source)")
+    max_sources: int = setting(30, "positive int", help="sources kept per scene (the brightest by SEP flux)")
+
+
 class Detector:
-    """SEP detection on the band-summed image with multi-threshold deblending.
+    """SEP detection on the band-summed image with multi-threshold deblending
+    (:class:`SEPDetection` settings).
 
     The detection image is ``D = sum_b I_b`` with per-pixel error ``sqrt(sum_b var_b)``;
-    ``thresh`` is in units of that error; the matched filter is ``kernel`` (e.g. the mean
-    PSF; SEP's default 3x3 kernel if ``None``); ``deblend_nthresh`` / ``deblend_cont`` are
-    SExtractor's DEBLEND_NTHRESH / DEBLEND_MINCONT; ``minarea`` px above threshold."""
+    ``detect_thresh`` is in units of that error; the matched filter is ``kernel`` (e.g. the
+    mean PSF; SEP's default 3x3 kernel if ``None``)."""
 
-    thresh: float = 1.5
-    minarea: int = 5
-    deblend_nthresh: int = 32
-    deblend_cont: float = 0.005
-    max_sources: int = 50
-
-    def __post_init__(self) -> None:
-        if self.thresh <= 0 or self.minarea < 1 or self.deblend_nthresh < 1 or not 0 <= self.deblend_cont <= 1 \
-                or self.max_sources < 1:
-            raise ConfigError(f"bad detection settings {self}: need thresh > 0, minarea >= 1, deblend_nthresh >= 1, "
-                              f"0 <= deblend_cont <= 1, max_sources >= 1")
+    def __init__(self, settings: SEPDetection):
+        self.settings = settings
 
     def __call__(self, image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None = None,
                  kernel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -65,20 +67,21 @@ class Detector:
         At most ``max_sources`` (the brightest by SEP flux) are kept."""
         import sep
 
+        cfg = self.settings
         det = _c64(np.asarray(image, dtype=np.float64).sum(axis=0))
         err = _c64(np.sqrt(np.clip(np.asarray(variance, dtype=np.float64).sum(axis=0), 1e-30, None)))
         m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
         kw = {} if kernel is None else {"filter_kernel": _c64(kernel)}
         try:
-            objs, seg = sep.extract(det, self.thresh, err=err, mask=m, minarea=self.minarea,
-                                    deblend_nthresh=self.deblend_nthresh, deblend_cont=self.deblend_cont,
+            objs, seg = sep.extract(det, cfg.detect_thresh, err=err, mask=m, minarea=cfg.minarea,
+                                    deblend_nthresh=cfg.deblend_nthresh, deblend_cont=cfg.deblend_cont,
                                     segmentation_map=True, **kw)
         except Exception as exc:  # sep raises plain Exceptions (e.g. object/pixel stack overflow)
             raise RuntimeError(f"SEP detection failed: {exc}") from exc
         xy = np.stack([objs["x"], objs["y"]], axis=1) if len(objs) else np.zeros((0, 2))
         seg = np.asarray(seg, dtype=np.int64)
-        if len(objs) > self.max_sources:
-            keep = np.sort(np.argsort(-objs["flux"])[:self.max_sources])
+        if len(objs) > cfg.max_sources:
+            keep = np.sort(np.argsort(-objs["flux"])[:cfg.max_sources])
             relabel = np.zeros(len(objs) + 1, dtype=np.int64)
             relabel[keep + 1] = np.arange(1, len(keep) + 1)
             xy, seg = xy[keep], relabel[seg]
@@ -123,4 +126,4 @@ def assign_segments(seg: np.ndarray, xy: np.ndarray, radius: float = 3.0) -> np.
     return out
 
 
-__all__ = ["subtract_background", "Detector", "segment_images", "assign_segments"]
+__all__ = ["subtract_background", "SEPDetection", "Detector", "segment_images", "assign_segments"]

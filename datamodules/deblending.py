@@ -1,13 +1,14 @@
 """Datamodule of the ``deblending`` task: multi-band scenes of blended galaxies.
 
 Simulator (``data.source=sim``, the only training source: deblenders are scored against the
-truth, which real cutouts do not have): :mod:`cosmobench.sim.blends` with the survey
-``data.n_bands`` bands, ``data.image_size``² px at ``data.pixel_scale`` arcsec/px, PSF
-``data.psf`` of FWHM ``data.psf_fwhm`` arcsec, sky ``data.sky_mag`` mag/arcsec², zero point
-``data.zero_point`` (counts), read noise ``data.read_noise`` e-, gain ``data.gain``; galaxies
-``data.n_min``..``data.n_max`` per scene, middle-band magnitude in ``data.mag_range``, a
-fraction ``data.overlap_fraction`` of the further galaxies placed in strong overlap. Scene ``i``
-of split ``s`` is a pure function of ``(seed, s, i)``.
+truth, which real cutouts do not have): :mod:`cosmobench.sim.blends`, settings
+:class:`~cosmobench.sim.blends.BlendSetup` (survey: ``data.n_bands`` bands,
+``data.image_size``² px at ``data.pixel_scale`` arcsec/px, PSF ``data.psf`` of FWHM
+``data.psf_fwhm`` arcsec, sky ``data.sky_mag`` mag/arcsec², zero point ``data.zero_point``,
+read noise ``data.read_noise`` e-, gain ``data.gain``; galaxies ``data.n_min``..``data.n_max``
+per scene, middle-band magnitude in ``data.mag_range``, a fraction ``data.overlap_fraction`` of
+the further galaxies placed in strong overlap). Scene ``i`` of split ``s`` is a pure function
+of ``(seed, s, i)``.
 
 Pipeline shared by simulated and real scenes (so both models and training see the same
 inputs): with ``data.background=sep`` the image is background-subtracted per band with
@@ -31,11 +32,11 @@ stacks, ``data.scene_column``; or ``npz`` to use the NPZ file's own ``catalog`` 
 Items are dicts of tensors: ``image`` ``(C, H, W)``, ``variance`` ``(C, H, W)``, ``mask``
 ``(H, W)`` bool, ``idx``; simulated items add the truth padded to ``data.n_max`` sources:
 ``truth_images`` ``(n_max, C, H, W)``, ``truth_xy`` ``(n_max, 2)`` (NaN padding),
-``truth_flux`` ``(n_max, C)``, ``truth_e`` ``(n_max, 2)``, ``blendedness`` ``(n_max,)``,
-``n_true``; catalogue items add ``cat_xy`` ``(K, 2)`` (NaN padding) and ``n_cat``.
+``truth_flux`` ``(n_max, C)``, ``n_true``; catalogue items add ``cat_xy`` ``(K, 2)`` (NaN padding) and ``n_cat``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,30 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cosmobench.datamodule import BaseDataModule, progress, sample_rng
+from cosmobench.datamodule import BaseDataModule, DataSettings, SimSplits, progress, sample_rng
 from cosmobench.detection import subtract_background
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.settings import build, setting
+from cosmobench.sim.blends import BlendSetup
 
-BACKGROUNDS = ("sep", "none")
+
+@dataclass
+class DeblendingData(BlendSetup, SimSplits, DataSettings):
+    """The ``data`` node: the loaders and split sizes, the simulator (:class:`BlendSetup`),
+    the pipeline shared by both models and the real-cutout catalogue (module docstring)."""
+
+    source: str = setting("sim", ["sim"], help="scenes to train and test on (the simulator: deblenders need the truth)")
+    background: str = setting("sep", ["sep", "none"],
+                              help="background subtraction of every scene: SEP's mesh estimate, or none")
+    back_size: int = setting(64, "int >= 8", unit="px", help="mesh cell size of the SEP background")
+    catalog: str | None = setting(None, "str or null",
+                                  help="predict: detection catalogue (table file, or npz: the cutout's own) "
+                                       "instead of SEP detection")
+    x_column: str = setting("x", "str", help="catalogue column of the x position")
+    y_column: str = setting("y", "str", help="catalogue column of the y position")
+    scene_column: str = setting("scene", "str", help="catalogue column of the scene index (stacks)")
+    catalog_origin: int = setting(0, [0, 1], unit="px",
+                                  help="pixel coordinate of the first pixel's centre (1: SExtractor/FITS)")
 
 
 class SceneDataset(Dataset):
@@ -87,8 +107,7 @@ class SceneDataset(Dataset):
                 return torch.cat([x[a:b].float(), torch.full((pad,) + tuple(x.shape[1:]), fill)])
 
             item.update(truth_images=padded(t["images"], 0.0), truth_xy=padded(t["xy"], float("nan")),
-                        truth_flux=padded(t["flux"], float("nan")), truth_e=padded(t["e"], float("nan")),
-                        blendedness=padded(t["blendedness"], float("nan")), n_true=torch.tensor(n))
+                        truth_flux=padded(t["flux"], float("nan")), n_true=torch.tensor(n))
         if self.catalog is not None:
             c = torch.as_tensor(self.catalog[i], dtype=torch.float32).reshape(-1, 2)
             item["cat_xy"] = torch.cat([c, torch.full((self.k_max - len(c), 2), float("nan"))])
@@ -217,38 +236,14 @@ class DeblendingDataModule(BaseDataModule):
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
-        c = self.cfg
-        if c["background"] not in BACKGROUNDS:
-            raise ConfigError(f"data.background={c['background']!r} is not known; choose {', '.join(BACKGROUNDS)}")
-        for key in ("mag_range", "disk_re_range", "bt_range"):
-            v = c[key]
-            if len(v) != 2 or not v[0] <= v[1]:
-                raise ConfigError(f"data.{key} must be [low, high] with low <= high, got {v}")
-        bins = list(c["blend_bins"])
-        if len(bins) < 2 or any(b <= a for a, b in zip(bins, bins[1:])) or bins[0] < 0 or bins[-1] > 1:
-            raise ConfigError(f"data.blend_bins must be increasing edges within [0, 1], got {bins}")
-        if c["catalog_origin"] not in (0, 1):
-            raise ConfigError(f"data.catalog_origin must be 0 or 1, got {c['catalog_origin']!r}")
-        self.n_bands, self.image_size = int(c["n_bands"]), int(c["image_size"])
+        self.n_bands, self.image_size = self.cfg["n_bands"], self.cfg["image_size"]
         self.setup_ = self.blend_setup()
 
-    def blend_setup(self):
-        from cosmobench.sim.blends import BlendSetup
-        from cosmobench.sim.galaxies import Observation
-        c = self.cfg
+    def blend_setup(self) -> BlendSetup:
         try:
-            obs = Observation(image_size=self.image_size, n_bands=self.n_bands, pixel_scale=float(c["pixel_scale"]),
-                              psf=c["psf"], psf_fwhm=float(c["psf_fwhm"]), moffat_beta=float(c["moffat_beta"]),
-                              zero_point=float(c["zero_point"]), sky_mag=float(c["sky_mag"]),
-                              read_noise=float(c["read_noise"]), gain=float(c["gain"]),
-                              mag_range=tuple(map(float, c["mag_range"])), oversample=int(c["oversample"]))
-            return BlendSetup(obs, n_min=int(c["n_min"]), n_max=int(c["n_max"]),
-                              overlap_fraction=float(c["overlap_fraction"]),
-                              disk_re_range=tuple(map(float, c["disk_re_range"])),
-                              bt_range=tuple(map(float, c["bt_range"])), margin=float(c["margin"]),
-                              footprint_nsigma=float(c["footprint_nsigma"]), moment_sigma=float(c["moment_sigma"]))
+            return build(BlendSetup, self.cfg)
         except ValueError as exc:
-            raise ConfigError(f"bad simulator setting: {exc}") from None
+            raise ConfigError(f"bad simulator setting (data.*): {exc}") from None
 
     def preprocess(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The shared pipeline step: background subtraction (``data.background``)."""
@@ -264,15 +259,14 @@ class DeblendingDataModule(BaseDataModule):
         for split in ("train", "val", "test"):
             n = int(self.cfg[f"n_{split}"])
             images = np.empty((n, self.n_bands, self.image_size, self.image_size), np.float32)
-            gal: dict[str, list] = {"images": [], "xy": [], "flux": [], "e": [], "blendedness": []}
+            gal: dict[str, list] = {"images": [], "xy": [], "flux": []}
             offsets = [0]
             for i in progress(range(n), n, f"simulating {split} scenes", min_total=200):
                 scene = simulate_scene(sample_rng(self.seed, split, i), st)
                 images[i] = self.preprocess(scene.image)
                 gal["images"].append(scene.isolated.astype(np.float32))
-                for k, v in (("xy", scene.xy), ("flux", scene.flux), ("e", scene.e),
-                             ("blendedness", scene.blendedness)):
-                    gal[k].append(v)
+                gal["xy"].append(scene.xy)
+                gal["flux"].append(scene.flux)
                 offsets.append(offsets[-1] + scene.n)
             truth = {k: np.concatenate(v).astype(np.float32) if n else np.zeros(0) for k, v in gal.items()}
             truth["offsets"] = np.asarray(offsets, dtype=np.int64)
@@ -281,14 +275,13 @@ class DeblendingDataModule(BaseDataModule):
         return out
 
     def info(self) -> dict[str, Any]:
-        """Shapes, the detection filter (mean PSF) and the evaluation protocol; nothing is
-        learned from the train split (the models normalise each source on its own)."""
-        c, st = self.cfg, self.setup_
+        """Shapes, the detection filter (mean PSF) and the per-band noise ``band_sigma``
+        (counts; the blendedness footprint threshold); nothing is learned from the train split
+        (the models normalise each source on its own)."""
+        st = self.setup_
         return {"n_bands": self.n_bands, "image_size": self.image_size, "n_max": st.n_max,
-                "psf_kernel": mean_psf_kernel(np.stack(st.obs.psfs)).tolist(),
-                "band_sigma": [float(s) for s in np.atleast_1d(st.band_sigma)],
-                "match_radius": float(c["match_radius"]), "moment_sigma": float(c["moment_sigma"]),
-                "blend_bins": [float(b) for b in c["blend_bins"]], "blended_threshold": float(c["blended_threshold"])}
+                "psf_kernel": mean_psf_kernel(np.stack(st.psfs)).tolist(),
+                "band_sigma": [float(s) for s in np.atleast_1d(st.band_sigma)]}
 
     # --- predict --------------------------------------------------------------------------
     def export(self, split: str, path) -> Path:
@@ -301,7 +294,7 @@ class DeblendingDataModule(BaseDataModule):
         items = [ds[i] for i in range(len(ds))]
         images = torch.stack([it["image"] for it in items]).numpy()
         variance = torch.stack([it["variance"] for it in items]).numpy()
-        psfs = np.stack(self.setup_.obs.psfs).astype(np.float32)
+        psfs = np.stack(self.setup_.psfs).astype(np.float32)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.name.lower().endswith(".npz"):
@@ -355,4 +348,4 @@ class DeblendingDataModule(BaseDataModule):
         return DataLoader(self.read_input(path), batch_size=1, shuffle=False, num_workers=0)
 
 
-__all__ = ["DeblendingDataModule", "SceneDataset", "read_cutout", "mean_psf_kernel"]
+__all__ = ["DeblendingData", "DeblendingDataModule", "SceneDataset", "read_cutout", "mean_psf_kernel"]

@@ -1,50 +1,35 @@
 """Deblending: separate the light of overlapping galaxies in multi-band scenes.
 
 Both models share the detector, the matching and the metrics
-(:mod:`cosmobench.metrics.deblending`), so they differ only in how each detected source's
-isolated image is estimated:
+(:mod:`cosmobench.metrics.deblending`, protocol in the ``eval`` node), so they differ only in
+how each detected source's isolated image is estimated:
 
 * **Detection** (both): SEP on the band-summed, background-subtracted image
-  (:class:`cosmobench.detection.Detector`: ``model.detect_thresh`` sigma, ``model.minarea``,
-  multi-threshold deblending ``model.deblend_nthresh`` / ``model.deblend_cont``, matched
-  filter = the band-mean PSF), or the positions of a user catalogue (``data.catalog``).
-* ``unet`` (:class:`UNetDeblender`): a learned refinement of segmentation photometry. Per
-  detected source a :class:`~cosmobench.nn.unet.UNet` (no normalisation layers) gets
-  ``asinh(image / s)`` (``C`` bands), a unit Gaussian blob (sigma ``model.blob_sigma`` px) at the
-  source's position, blobs at all other detections, and the SEP segmentation as two masks
-  (the source's own segment; the other sources' segments), and outputs per band a logit map
-  ``l``. Every pixel of the observed blend is shared between the sources of the scene and the
-  background: ``share_k = exp(L_k) / (1 + sum_j exp(L_j))`` with
-  ``L_k = l_k + model.seg_prior * (2 own_k - 1)`` (:func:`scene_softmax`), and source ``k``'s
-  isolated image is ``share_k * image`` (+ ``model.residual_scale * r_k * s``, an optional
-  unconstrained residual output, 0 by default). The shares are flux-conserving (they sum to at
-  most 1 in every pixel) and, with the zero-initialised output layer, start as SEP's
-  segmentation photometry (``share ~ 0.95`` in the own segment); training learns where to move
-  light between neighbours and how far to follow the wings. ``s`` = the mean pixel value (over
-  bands) in the 5x5 px box at the position, at least the background noise per pixel, so the
-  inputs are O(1) near the source whatever its brightness and the flux units. The net sees
-  only the observed scene and what the detector derived from it; the truth enters only the
-  loss. Applied to every detection.
-  Trained on whole scenes (``model.train_positions``): ``truth`` (default) at the true
-  positions, jittered by ``model.position_jitter`` px, each source but one per scene dropped
-  with probability ``model.neighbour_dropout`` (a missed detection: its light stays in the
-  blend), the SEP segments split between the kept positions; or ``detections``: the SEP
-  detections as at test time, each with the truth it is matched to as target. Loss per source
-  (:func:`source_loss`): the bounded image error ``sum (p - t)^2 / (sum t^2 + sum p^2)`` plus
-  ``model.flux_weight`` times ``mean_b |F_p,b - F_t,b| / F_t,b``. Measured on
-  ``experiments/deblending/cpu.yaml`` (seed 0, 8 epochs of 1,200 scenes): the unconstrained
-  residual (``residual_scale`` 0.1) took over from the shares (their flux fell to ~10 % of the
-  truth; isolated flux_mape 18 %); ``detections`` training learns to take less light from any
-  segment that might hide a second galaxy (blended flux_mape 56 % but isolated 19 %, vs SEP's
-  108 % / 8 %); ``flux_weight`` 3 -> 10 moved the isolated flux_mape from 11 % to SEP's 8 %; 20 (full
-  cpu.yaml) collapsed every share to 0 in the first epoch in 1 of 3 seeds (an absorbing state
-  of the softmax), so 10 is kept.
+  (:class:`cosmobench.detection.Detector`, settings :class:`~cosmobench.detection.SEPDetection`:
+  ``model.detect_thresh`` sigma, ``model.minarea``, multi-threshold deblending
+  ``model.deblend_nthresh`` / ``model.deblend_cont``, matched filter = the band-mean PSF), or
+  the positions of a user catalogue (``data.catalog``).
+* ``unet`` (:class:`cosmobench.nn.deblender.UNetDeblender`, a network of kind ``deblender``):
+  a learned refinement of segmentation photometry; per detected source it shares every pixel
+  of the blend between the sources of the scene and the background (flux-conserving shares
+  that start as SEP's segmentation photometry). It sees only the observed scene and what the
+  detector derived from it; the truth enters only the loss. Applied to every detection.
+  Trained on whole scenes (:class:`DeblenderTraining`, ``model.train_positions``): ``truth``
+  (default) at the true positions, jittered by ``model.position_jitter`` px, each source but
+  one per scene dropped with probability ``model.neighbour_dropout`` (a missed detection: its
+  light stays in the blend), the SEP segments split between the kept positions; or
+  ``detections``: the SEP detections as at test time, each with the truth it is matched to as
+  target. Loss per source (:func:`source_loss`): the bounded image error
+  ``sum (p - t)^2 / (sum t^2 + sum p^2)`` plus ``model.flux_weight`` times
+  ``mean_b |F_p,b - F_t,b| / F_t,b``.
 * ``sep`` (:class:`SepDeblender`, a :class:`~cosmobench.task.FittedBaseline` with nothing to
   fit): SEP's segmentation map; each source's isolated image is the blend masked to its
   segment (segmentation-map photometry, every pixel to one source). With a catalogue, each
   segment is split between the catalogue positions inside it (nearest position).
 
-Test metrics: :mod:`cosmobench.metrics.deblending` (primary ``flux_mape``, percent).
+Test metrics: :mod:`cosmobench.metrics.deblending` (primary ``flux_mape``, percent); the
+truth blendedness of each source is measured at test time from its isolated image
+(footprint threshold ``eval.footprint_nsigma`` band-summed noise sigmas).
 ``cosmobench predict deblending`` writes a catalogue (one row per source: ``scene``, ``id``,
 ``x``, ``y`` (0-based px), ``flux_<b>`` per band, counts of the input) as CSV/FITS/... and the
 deblended images (``images`` ``(N_sources, C, H, W)`` + ``scene``/``id``) next to it as
@@ -52,7 +37,7 @@ deblended images (``images`` ``(N_sources, C, H, W)`` + ``scene``/``id``) next t
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -60,27 +45,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.detection import Detector, assign_segments, segment_images
-from cosmobench.errors import InputError
-from cosmobench.metrics.deblending import deblending_metrics, measure_scene
-from cosmobench.nn.unet import UNet
+from cosmobench.detection import Detector, SEPDetection, assign_segments, segment_images
+from cosmobench.errors import ConfigError, InputError
+from cosmobench.metrics.deblending import check_bins, deblending_metrics, measure_scene
+from cosmobench.nn import build_net
 from cosmobench.plots import pyplot, save
+from cosmobench.settings import build, setting
+from cosmobench.sim.blends import blendedness, footprint_threshold
 from cosmobench.task import BaseTask, FittedBaseline
 
 N_EXAMPLES = 4   # scenes kept for the example plot
 
 
-def blobs(xy: torch.Tensor, shape: tuple[int, int], sigma: float) -> torch.Tensor:
-    """Unit-peak Gaussian blobs at positions ``xy`` ``(..., K, 2)`` (NaN = absent) summed over
-    ``K``: ``(..., H, W)``."""
-    h, w = shape
-    ys = torch.arange(h, dtype=xy.dtype, device=xy.device)
-    xs = torch.arange(w, dtype=xy.dtype, device=xy.device)
-    ok = torch.isfinite(xy).all(-1)
-    p = torch.where(ok[..., None], xy, torch.full_like(xy, -1e4))
-    gx = torch.exp(-0.5 * ((xs - p[..., 0:1]) / sigma) ** 2)            # (..., K, W)
-    gy = torch.exp(-0.5 * ((ys - p[..., 1:2]) / sigma) ** 2)            # (..., K, H)
-    return torch.einsum("...kh,...kw->...hw", gy, gx)
+@dataclass
+class DeblenderTraining(SEPDetection):
+    """The ``model`` settings the task adds to each of its networks: the detection
+    (:class:`~cosmobench.detection.SEPDetection`, shared with ``sep``) and the training recipe
+    (module docstring)."""
+
+    position_jitter: float = setting(0.5, "non-negative float", unit="px",
+                                     help="truth training: Gaussian jitter of the true positions")
+    neighbour_dropout: float = setting(0.1, "probability",
+                                       help="truth training: P(a source, but one per scene, is dropped)")
+    flux_weight: float = setting(10.0, "non-negative float", help="weight of the relative flux error in the loss")
+    train_positions: str = setting("truth", ["detections", "truth"],
+                                   help="train at the true positions or at the SEP detections")
 
 
 def segment_channels(seg: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -89,19 +78,6 @@ def segment_channels(seg: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     1 in its own segment, and 1 in the other sources' segments."""
     own = seg == (index + 1).view(-1, 1, 1)
     return torch.stack([own, (seg > 0) & ~own], dim=1).float()
-
-
-def scene_softmax(logits: torch.Tensor, scene: torch.Tensor, n_scenes: int) -> torch.Tensor:
-    """Per-pixel shares ``(S, ...)`` of the sources of each scene: a softmax over the sources
-    with the same ``scene`` index ``(S,)`` (long, ``0..n_scenes-1``) and a background whose
-    logit is 0, ``exp(l_k) / (1 + sum_{j in scene} exp(l_j))``; the shares of one scene sum to
-    at most 1 in every pixel (flux conservation)."""
-    idx = scene.view(-1, *([1] * (logits.ndim - 1))).expand_as(logits)
-    top = torch.zeros((n_scenes,) + tuple(logits.shape[1:]), dtype=logits.dtype, device=logits.device)
-    top = top.scatter_reduce(0, idx, logits.detach(), reduce="amax", include_self=True)   # >= 0 (background)
-    e = torch.exp(logits - top[scene])
-    denom = torch.exp(-top).index_add(0, scene, e)
-    return e / denom[scene]
 
 
 def source_loss(pred: torch.Tensor, target: torch.Tensor, flux_weight: float) -> torch.Tensor:
@@ -118,55 +94,6 @@ def source_loss(pred: torch.Tensor, target: torch.Tensor, flux_weight: float) ->
     f_true, f_pred = target.sum((-2, -1)), pred.sum((-2, -1))
     rel = ((f_pred - f_true).abs() / f_true.abs().clamp_min(eps)).mean(1)
     return num / den.clamp_min(eps ** 2) + flux_weight * rel
-
-
-class UNetDeblender(nn.Module):
-    """Isolated images of the detected sources of a scene from (blend, positions) (module
-    docstring): per source a U-Net gives per-band share logits and a residual; the shares are a
-    softmax over the sources of the scene (+ background)."""
-
-    def __init__(self, n_bands: int, base_channels: int, depth: int, norm: str, blob_sigma: float,
-                 residual_scale: float = 0.0, seg_prior: float = 3.0):
-        super().__init__()
-        self.n_bands, self.blob_sigma, self.residual_scale = n_bands, float(blob_sigma), float(residual_scale)
-        self.seg_prior = float(seg_prior)
-        self.unet = UNet(n_bands + 4, 2 * n_bands, base_channels=base_channels, depth=depth, norm=norm)
-        nn.init.zeros_(self.unet.head.weight)    # start from the segmentation-map shares and no residual
-        nn.init.zeros_(self.unet.head.bias)
-
-    @staticmethod
-    def scale(image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        """Per-source scale ``s`` ``(S,)`` (module docstring) of scenes ``image`` ``(S, C, H, W)``:
-        the mean pixel value over the bands and the 5x5 px box at ``xy``, at least the
-        background noise per pixel (root of the band-mean median variance)."""
-        s, _, h, w = image.shape
-        box = torch.nn.functional.avg_pool2d(image.mean(1)[:, None], 5, stride=1, padding=2,
-                                             count_include_pad=False)[:, 0]
-        ix = xy[:, 0].round().long().clamp(0, w - 1)
-        iy = xy[:, 1].round().long().clamp(0, h - 1)
-        level = box[torch.arange(s), iy, ix]
-        # contiguous: torch's median returns NaN on a flattened broadcast (stride-0) variance
-        noise = variance.contiguous().flatten(2).median(-1).values.mean(1).clamp_min(1e-30).sqrt()
-        return torch.maximum(level, noise)
-
-    def forward(self, image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor, others: torch.Tensor,
-                segments: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
-        """``image``/``variance`` ``(S, C, H, W)`` (the scene of each source), ``xy`` ``(S, 2)``,
-        ``others`` ``(S, K, 2)`` (the other sources of its scene, NaN padding), ``segments``
-        ``(S, 2, H, W)`` (1 in the source's own segment / in the other sources' segments, else
-        0), ``scene`` ``(S,)`` the scene index of each source (shares are normalised within a
-        scene; ``None``: all sources belong to one scene) -> isolated images ``(S, C, H, W)`` in
-        the units of ``image``."""
-        if scene is None:
-            scene = torch.zeros(len(xy), dtype=torch.long, device=xy.device)
-        s = self.scale(image, variance, xy)[:, None, None, None]
-        shape = tuple(image.shape[-2:])
-        segments = segments.to(image.dtype)
-        out = self.unet(torch.cat([torch.asinh(image / s), blobs(xy[:, None], shape, self.blob_sigma)[:, None],
-                                   blobs(others, shape, self.blob_sigma)[:, None], segments], dim=1))
-        logits = out[:, :self.n_bands] + self.seg_prior * (2 * segments[:, :1] - 1)
-        share = scene_softmax(logits, scene, int(scene.max()) + 1 if len(scene) else 1)
-        return share * image + self.residual_scale * out[:, self.n_bands:] * s
 
 
 class SepDeblender(FittedBaseline):
@@ -188,42 +115,42 @@ class SepDeblender(FittedBaseline):
 
 class DeblendingTask(BaseTask):
     """Deblending task (module docstring). ``data_info`` (:meth:`DeblendingDataModule.info`)
-    supplies ``n_bands``, the detection filter and the evaluation protocol; ``sep`` also runs
-    without it (``cosmobench predict -m sep`` on any number of bands)."""
+    supplies ``n_bands``, the detection filter and the per-band noise; ``sep`` also runs
+    without it (``cosmobench predict -m sep`` on any number of bands). The evaluation protocol
+    is the ``eval`` node (:class:`~cosmobench.metrics.deblending.DeblendingEval`)."""
 
     def configure_model(self) -> nn.Module:
-        cfg = self.model_cfg
-        self.detector = Detector(thresh=float(cfg["detect_thresh"]), minarea=int(cfg["minarea"]),
-                                 deblend_nthresh=int(cfg["deblend_nthresh"]),
-                                 deblend_cont=float(cfg["deblend_cont"]), max_sources=int(cfg["max_sources"]))
+        if self.eval_cfg:  # a module built for predict alone has no evaluation protocol
+            try:
+                check_bins(self.eval_cfg["blend_bins"])
+            except ValueError as exc:
+                raise ConfigError(f"eval.blend_bins: {exc}") from None
+        self.detector = Detector(build(SEPDetection, self.model_cfg))
         self.examples: list[dict[str, np.ndarray]] = []
         if self.model_name == "sep":
             return SepDeblender()
-        if self.model_name == "unet":
-            info = self.require_info("n_bands")
-            return UNetDeblender(int(info["n_bands"]), int(cfg["base_channels"]), int(cfg["depth"]), cfg["norm"],
-                                 float(cfg["blob_sigma"]), float(cfg["residual_scale"]), float(cfg["seg_prior"]))
-        raise self.unknown_model()
+        return build_net(self.model_name, self.model_cfg, kind="deblender",
+                         n_bands=int(self.require_info("n_bands")["n_bands"]))
 
     # --- training (unet) --------------------------------------------------------------
     def _training_sources(self, batch: dict[str, torch.Tensor]):
         """The sources of a batch as the net sees them, with their targets.
 
-        ``model.train_positions=detections`` (default): the SEP detections of every scene, as
-        at test time; a detection's target is the true isolated image of the true source it
-        is matched to (:func:`~cosmobench.metrics.deblending.match_sources`, ``data.match_radius``);
-        unmatched detections take their share of the light but carry no loss (``has_target``
-        False). ``truth``: the true positions (jittered by ``model.position_jitter`` px while
-        training; each source but one per scene dropped with probability
-        ``model.neighbour_dropout``, a missed detection whose light stays in the blend), the
-        SEP segments split between them (:func:`~cosmobench.detection.assign_segments`).
+        ``model.train_positions=truth`` (default): the true positions (jittered by
+        ``model.position_jitter`` px while training; each source but one per scene dropped with
+        probability ``model.neighbour_dropout``, a missed detection whose light stays in the
+        blend), the SEP segments split between them (:func:`~cosmobench.detection.assign_segments`).
+        ``detections``: the SEP detections of every scene, as at test time; a detection's target
+        is the true isolated image of the true source it is matched to
+        (:func:`~cosmobench.metrics.deblending.match_sources`, ``eval.match_radius``); unmatched
+        detections take their share of the light but carry no loss (``has_target`` False).
         Returns ``image``, ``variance`` ``(S, C, H, W)``, ``xy`` ``(S, 2)``, ``others``
         ``(S, K, 2)``, ``segments`` ``(S, 2, H, W)``, ``scene`` ``(S,)``, ``target``
         ``(S, C, H, W)`` and ``has_target`` ``(S,)`` bool."""
         from cosmobench.metrics.deblending import match_sources
 
         mode = self.model_cfg["train_positions"]
-        radius = float(self.require_info("match_radius")["match_radius"])
+        radius = self.eval_cfg["match_radius"]
         n_true = batch["n_true"].cpu()
         rows: dict[str, list] = {k: [] for k in ("b", "xy", "seg", "t", "has")}
         jitter = float(self.model_cfg["position_jitter"]) if self.training else 0.0
@@ -285,8 +212,9 @@ class DeblendingTask(BaseTask):
         if psfs is not None:
             from cosmobench.datamodules.deblending import mean_psf_kernel
             return mean_psf_kernel(psfs)
-        k = self.data_info.get("psf_kernel")
-        return None if k is None else np.asarray(k, dtype=np.float64)
+        if "psf_kernel" not in self.data_info:   # sep without a datamodule: SEP's default filter
+            return None
+        return np.asarray(self.data_info["psf_kernel"], dtype=np.float64)
 
     def segmentation(self, image: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor,
                      positions: np.ndarray | None = None, psfs: np.ndarray | None = None
@@ -331,16 +259,18 @@ class DeblendingTask(BaseTask):
         self.examples = []
 
     def test_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        info = self.require_info("match_radius", "moment_sigma")
+        ev = self.eval_cfg
+        threshold = footprint_threshold(self.require_info("band_sigma")["band_sigma"], ev["footprint_nsigma"])
         n_max, c = batch["truth_flux"].shape[1:]
         rows: dict[str, list] = {k: [] for k in ("matched", "flux_true", "flux_pred", "e_true", "e_pred",
-                                                 "recon_mse", "ssim", "n_det")}
+                                                 "recon_mse", "ssim", "blendedness", "n_det")}
         for s in range(len(batch["idx"])):
             n = int(batch["n_true"][s])
             det_xy, pred = self.deblend_scene(batch["image"][s], batch["variance"][s], batch["mask"][s])
             truth = batch["truth_images"][s, :n].double().cpu().numpy()
             true_xy = batch["truth_xy"][s, :n].double().cpu().numpy()
-            res = measure_scene(truth, true_xy, det_xy, pred, float(info["match_radius"]), float(info["moment_sigma"]))
+            res = measure_scene(truth, true_xy, det_xy, pred, ev["match_radius"], ev["moment_sigma"])
+            res["blendedness"] = blendedness(truth, threshold)
             pad = n_max - n
             for k in rows:
                 if k == "n_det":
@@ -351,20 +281,18 @@ class DeblendingTask(BaseTask):
             if len(self.examples) < N_EXAMPLES:
                 self.examples.append({"image": batch["image"][s].cpu().numpy(), "truth": truth, "true_xy": true_xy,
                                       "det_xy": det_xy, "pred": pred.astype(np.float32), "det_index": res["det_index"],
-                                      "blendedness": batch["blendedness"][s, :n].cpu().numpy()})
+                                      "blendedness": res["blendedness"]})
         out = {k: torch.as_tensor(np.stack(v)) for k, v in rows.items()}
-        out["blendedness"] = batch["blendedness"].double()
         out["valid"] = torch.arange(n_max)[None] < batch["n_true"].cpu()[:, None]
         return {k: v.to(self.device) for k, v in out.items()}
 
     def compute_metrics(self, out: dict[str, np.ndarray]) -> dict[str, float]:
-        info = self.require_info("blend_bins", "blended_threshold")
         valid = out["valid"].astype(bool)
         per_source = {k: out[k][valid] for k in ("flux_true", "flux_pred", "e_true", "e_pred", "recon_mse", "ssim",
                                                  "blendedness")}
         per_source["matched"] = out["matched"][valid] > 0.5
-        return deblending_metrics(per_source, int(out["n_det"].sum()), info["blend_bins"],
-                                  float(info["blended_threshold"]))
+        return deblending_metrics(per_source, int(out["n_det"].sum()), self.eval_cfg["blend_bins"],
+                                  self.eval_cfg["blended_threshold"])
 
     # --- predict ----------------------------------------------------------------------
     def predict_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -372,9 +300,9 @@ class DeblendingTask(BaseTask):
         return {"n_sources": torch.tensor([len(self._predict_scene(batch, s)[0]) for s in range(len(batch["idx"]))])}
 
     def _predict_scene(self, batch: dict[str, torch.Tensor], s: int, psfs: np.ndarray | None = None):
-        n_bands = int(self.data_info.get("n_bands", batch["image"].shape[1]))
-        if not self.is_baseline and batch["image"].shape[1] != n_bands:
-            raise InputError(f"the input has {batch['image'].shape[1]} bands but this model was trained on {n_bands}")
+        if not self.is_baseline and batch["image"].shape[1] != self.data_info["n_bands"]:
+            raise InputError(f"the input has {batch['image'].shape[1]} bands but this model was trained on "
+                             f"{self.data_info['n_bands']}")
         positions = None
         if "cat_xy" in batch:
             positions = batch["cat_xy"][s, :int(batch["n_cat"][s])].double().cpu().numpy()
@@ -383,7 +311,7 @@ class DeblendingTask(BaseTask):
     def write_predictions(self, loader: Iterable[dict[str, torch.Tensor]], output: Path) -> list[Path]:
         """Catalogue (one row per source) at ``output`` and the deblended images beside it
         (module docstring). Both files are written only after every scene succeeded."""
-        from cosmobench.io import write_table
+        from cosmobench.io import atomic_path, write_table
 
         output = Path(output)
         psfs = getattr(getattr(loader, "dataset", None), "psfs", None)
@@ -407,8 +335,7 @@ class DeblendingTask(BaseTask):
         stack = np.concatenate(images)
         fits_out = output.name.lower().endswith((".fits", ".fit", ".fits.gz"))
         img_path = output.with_name(output.name.split(".")[0] + ("_images.fits" if fits_out else "_images.npz"))
-        tmp = img_path.with_name(img_path.name + ".tmp")
-        try:
+        with atomic_path(img_path) as tmp:   # moved into place only once the catalogue is written
             if fits_out:
                 from astropy.io import fits
                 fits.HDUList([fits.PrimaryHDU(stack), fits.BinTableHDU.from_columns(
@@ -418,10 +345,6 @@ class DeblendingTask(BaseTask):
                 with open(tmp, "wb") as fh:
                     np.savez(fh, images=stack, scene=table["scene"], id=table["id"])
             write_table(table, output)
-            os.replace(tmp, img_path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return [output, img_path]
 
     # --- plots ------------------------------------------------------------------------
@@ -440,7 +363,7 @@ class DeblendingTask(BaseTask):
         fig, ax = plt.subplots(figsize=(6, 4))
         for b in range(delta.shape[1] if delta.ndim == 2 else 0):
             ax.scatter(np.clip(beta, 1e-4, None), delta[:, b], s=4, alpha=0.4, label=f"band {b}")
-        edges = np.asarray(self.data_info.get("blend_bins", [0, 0.01, 0.1, 0.3, 1.0]), dtype=float)
+        edges = check_bins(self.eval_cfg["blend_bins"])
         centres, mape = [], []
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (beta >= lo) & (beta <= hi)
@@ -495,4 +418,4 @@ class DeblendingTask(BaseTask):
         return save(fig, path)
 
 
-__all__ = ["DeblendingTask", "UNetDeblender", "SepDeblender", "blobs", "scene_softmax", "segment_channels", "source_loss"]
+__all__ = ["DeblendingTask", "DeblenderTraining", "SepDeblender", "segment_channels", "source_loss"]

@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 
 from cosmobench.sim import profiles as P
-from cosmobench.sim.blends import BlendSetup, blendedness, render_galaxy, simulate_scene
-from cosmobench.sim.galaxies import Observation
+from cosmobench.sim.blends import BlendSetup, blendedness, footprint_threshold, render_galaxy, simulate_scene
 
 
 def setup_(mag_range=(20.0, 23.0), **kw):
-    obs = Observation(image_size=40, n_bands=3, pixel_scale=0.25, psf_fwhm=0.8, zero_point=34.0, sky_mag=21.0,
-                      mag_range=mag_range, oversample=2)
-    return BlendSetup(obs, **{"n_min": 1, "n_max": 4, **kw})
+    return BlendSetup(image_size=40, n_bands=3, pixel_scale=0.25, psf_fwhm=0.8, zero_point=34.0, sky_mag=21.0,
+                      mag_range=mag_range, oversample=2, **{"n_min": 1, "n_max": 4, **kw})
 
 
 def test_noiseless_scene_is_the_sum_of_independently_rendered_galaxies():
@@ -31,7 +29,7 @@ def test_flux_is_conserved_for_a_galaxy_inside_the_stamp():
          "bulge_q": 0.9, "pa": 0.3, "alpha_bulge": 1.2, "alpha_disk": -0.5, "x": 19.3, "y": 20.1}
     img, total = render_galaxy(g, st)
     np.testing.assert_allclose(img.sum((-2, -1)), total, rtol=0.02)   # < 2 % outside the stamp / rendering
-    mid = st.obs.colour(1.2)[1] * 0.3 + st.obs.colour(-0.5)[1] * 0.7
+    mid = st.colour(1.2)[1] * 0.3 + st.colour(-0.5)[1] * 0.7
     assert total[1] == pytest.approx(P.mag_to_counts(21.0, 34.0) * mid)
     # red bulge + blue disk: the bulge-dominated centre is redder than the outskirts
     centre, outer = img[:, 20, 19], img[:, 20, 24]
@@ -57,7 +55,8 @@ def test_overlap_fraction_controls_strong_overlaps():
         out = []
         for k in range(40):
             sc = simulate_scene(np.random.default_rng(k), st, noise=False)
-            out.append((np.hypot(*(sc.xy[0] - sc.xy[1])), sc.blendedness.max(), sc.params[1]["placed_overlapping"]))
+            beta = blendedness(sc.isolated, footprint_threshold(st.band_sigma, 1.0))
+            out.append((np.hypot(*(sc.xy[0] - sc.xy[1])), beta.max(), sc.params[1]["placed_overlapping"]))
         return np.array(out)
 
     always, never = seps(1.0), seps(0.0)
@@ -85,13 +84,13 @@ def test_bad_setup_is_a_value_error():
 
 # ----------------------------------------------------------------------------- detection helpers
 def test_detector_finds_separated_galaxies_and_segments_partition_the_image():
-    from cosmobench.detection import Detector, assign_segments, segment_images, subtract_background
+    from cosmobench.detection import Detector, SEPDetection, assign_segments, segment_images, subtract_background
     st = setup_(n_min=2, n_max=2, overlap_fraction=0.0, mag_range=(20.0, 20.5))
     sc = next(s for s in (simulate_scene(np.random.default_rng(k), st) for k in range(50))
               if np.hypot(*(s.xy[0] - s.xy[1])) > 15)
     img = subtract_background(sc.image, None, 64)
     var = np.broadcast_to(sc.variance[:, None, None], img.shape)
-    xy, seg = Detector()(img, var)
+    xy, seg = Detector(SEPDetection())(img, var)
     assert len(xy) == 2
     d = np.hypot(*(xy[:, None] - sc.xy[None]).transpose(2, 0, 1))
     assert d.min(axis=0).max() < 1.0                         # each truth has a detection within 1 px

@@ -11,7 +11,6 @@ from cosmobench import config as C
 from cosmobench.datamodules.deblending import DeblendingDataModule, read_cutout
 from cosmobench.errors import InputError
 from cosmobench.sim.blends import BlendSetup, simulate_scene
-from cosmobench.sim.galaxies import Observation
 
 TINY = HERE / "conf" / "deblending.yaml"
 
@@ -23,14 +22,13 @@ def tiny_cfg(model="unet", *overrides):
 def make_cutout(path, n_bands=5, seed=3, size=40, key_variance="variance", mask=False):
     """A scarlet-layout NPZ: images (C, H, W), variance, psfs (C, h, w) [, mask], in other flux
     units than the simulator's counts (x 0.01) to check that nothing depends on them."""
-    obs = Observation(image_size=size, n_bands=n_bands, pixel_scale=0.2, psf_fwhm=0.7, zero_point=34.0,
-                      sky_mag=21.0, mag_range=(20.0, 21.5), oversample=2)
-    st = BlendSetup(obs, n_min=3, n_max=3, overlap_fraction=0.5)
+    st = BlendSetup(image_size=size, n_bands=n_bands, pixel_scale=0.2, psf_fwhm=0.7, zero_point=34.0,
+                    sky_mag=21.0, mag_range=[20.0, 21.5], oversample=2, n_min=3, n_max=3, overlap_fraction=0.5)
     sc = simulate_scene(np.random.default_rng(seed), st)
     unit = 0.01
     var = np.broadcast_to(st.background_variance[:, None, None], sc.image.shape) * unit ** 2
     arrays = {"images": sc.image * unit, key_variance: var if key_variance == "variance" else 1 / var,
-              "psfs": np.stack(obs.psfs)}
+              "psfs": np.stack(st.psfs)}
     if mask:
         m = np.zeros((size, size), bool)
         m[0:3, 0:3] = True
@@ -93,7 +91,7 @@ def test_fits_cutout_reads_like_npz(tmp_path):
 
 
 def test_scene_softmax_shares_are_flux_conserving_per_scene():
-    from cosmobench.tasks.deblending import scene_softmax
+    from cosmobench.nn.deblender import scene_softmax
     logits = torch.tensor([[0.0, 2.0], [0.0, -1.0], [50.0, 0.0]])        # sources 0, 1 in scene 0; 2 alone
     share = scene_softmax(logits, torch.tensor([0, 0, 1]), 2)
     e = np.exp([[0.0, 2.0], [0.0, -1.0]])
@@ -124,7 +122,7 @@ def test_training_sources_and_initial_shares():
     cfg = tiny_cfg("unet", "model.train_positions=detections")
     dm = DeblendingDataModule(cfg["data"], seed=0)
     dm.setup()
-    task = DeblendingTask(model=cfg["model"], optim=cfg["optim"], data_info=dm.info())
+    task = DeblendingTask(model=cfg["model"], optim=cfg["optim"], data_info=dm.info(), evaluation=cfg["eval"])
     batch = next(iter(dm.val_dataloader()))
     task.eval()
     image, variance, xy, others, segments, scene, target, has = task._training_sources(batch)

@@ -35,12 +35,29 @@ Definitions (``N`` true sources, ``M`` detections, ``C`` bands; positions in px)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from cosmobench.settings import setting
+
 SOURCE_METRICS = ("flux_mape", "flux_bias", "ellipticity_rmse", "recon_mse", "ssim")
+
+
+@dataclass
+class DeblendingEval:
+    """The ``eval`` node of the deblending task: the evaluation protocol (module docstring)."""
+
+    match_radius: float = setting(3.0, "positive float", unit="px",
+                                  help="largest distance of a matched (truth, detection) pair")
+    footprint_nsigma: float = setting(1.0, "positive float", unit="sigma",
+                                      help="blendedness footprint threshold, in band-summed noise sigmas")
+    moment_sigma: float = setting(3.0, "positive float", unit="px", help="Gaussian weight of the ellipticity moments")
+    blend_bins: list[float] = setting([0.0, 0.01, 0.1, 0.3, 1.0], "nonempty list[probability]",
+                                      help="blendedness bin edges (increasing) of the per-bin metrics")
+    blended_threshold: float = setting(0.1, "probability", help="blendedness from which a source counts as blended")
 
 
 # ----------------------------------------------------------------------------- matching
@@ -158,6 +175,14 @@ def source_metrics(flux_pred: np.ndarray, flux_true: np.ndarray, e_pred: np.ndar
             "recon_mse": float(np.mean(recon)), "ssim": float(np.mean(ssim_values))}
 
 
+def check_bins(bins: Sequence[float]) -> np.ndarray:
+    """Blendedness bin edges as an array; ValueError unless at least two, increasing."""
+    edges = np.asarray(bins, dtype=float)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"blendedness bins must be increasing edges, got {list(bins)}")
+    return edges
+
+
 def bin_name(lo: float, hi: float) -> str:
     """``bl10_30`` for the blendedness bin [0.1, 0.3)."""
     return f"bl{int(round(lo * 100)):02d}_{int(round(hi * 100)):02d}"
@@ -169,9 +194,7 @@ def deblending_metrics(per_source: dict[str, np.ndarray], n_det: int, bins: Sequ
     ``blendedness`` ``(n,)``) and the total number of detections ``n_det``."""
     matched = np.asarray(per_source["matched"], bool)
     beta = np.asarray(per_source["blendedness"], dtype=float)
-    edges = np.asarray(bins, dtype=float)
-    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise ValueError(f"blendedness bins must be increasing edges, got {list(bins)}")
+    edges = check_bins(bins)
 
     def subset(sel: np.ndarray) -> dict[str, float]:
         """Metrics of the truths ``sel``; only the count for an empty group, no matched-source
@@ -199,5 +222,5 @@ def deblending_metrics(per_source: dict[str, np.ndarray], n_det: int, bins: Sequ
     return out
 
 
-__all__ = ["SOURCE_METRICS", "match_sources", "detection_scores", "ellipticity", "relative_flux_error", "recon_mse",
+__all__ = ["DeblendingEval", "SOURCE_METRICS", "check_bins", "match_sources", "detection_scores", "ellipticity", "relative_flux_error", "recon_mse",
            "ssim", "measure_scene", "source_metrics", "bin_name", "deblending_metrics"]

@@ -3,7 +3,7 @@
 Model (units and conventions of :mod:`cosmobench.sim.profiles`: pixel centres at integer
 coordinates, 0-based, fluxes in counts with ``m = zero_point - 2.5 log10(counts)``):
 
-* **Survey** (:class:`cosmobench.sim.galaxies.Observation`, reused): ``n_bands`` bands evenly
+* **Survey** (:class:`cosmobench.sim.galaxies.Observation`, inherited): ``n_bands`` bands evenly
   spaced in wavelength from 480 to 920 nm, pixel scale ``pixel_scale`` arcsec/px, one PSF per
   band (Moffat or Gaussian, FWHM ``psf_fwhm`` arcsec at the middle band, ``∝ lambda^-0.2``),
   uniform sky ``sky_mag`` mag/arcsec², read noise, gain.
@@ -39,11 +39,14 @@ coordinates, 0-based, fluxes in counts with ``m = zero_point - 2.5 log10(counts)
   (:func:`~cosmobench.sim.profiles.add_noise`).
 
 Truth kept per galaxy (:class:`Scene`): noiseless isolated image per band, centroid
-(the profile centre, px), in-stamp flux per band (``flux``, = the isolated image's sum) and
-the analytic total flux (``flux_total``), ellipticity (Gaussian-weighted second moments of the
-band-summed isolated image, :func:`cosmobench.metrics.deblending.ellipticity`), blendedness
-(:func:`blendedness`) and all drawn parameters. The scene depends only on the state of the
-random generator passed in (same seed -> same scene).
+(the profile centre, px), in-stamp flux per band (``flux``, = the isolated image's sum), the
+analytic total flux (``flux_total``) and all drawn parameters; measurements that depend on an
+evaluation protocol (blendedness, :func:`blendedness` at a footprint threshold
+:func:`footprint_threshold`; ellipticity) are made from the isolated images. The scene depends
+only on the state of the random generator passed in (same seed -> same scene).
+
+Settings and simulator: :class:`BlendSetup` (the survey's settings are
+:class:`~cosmobench.sim.galaxies.Observation`'s).
 """
 from __future__ import annotations
 
@@ -52,32 +55,47 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cosmobench.sim import profiles as P
+from cosmobench.settings import setting
 from cosmobench.sim.galaxies import Observation
 
 
-@dataclass
-class BlendSetup:
-    """Galaxy population and scene layout on top of a survey :class:`Observation` (whose
-    ``mag_range`` is the galaxies' middle-band total-magnitude range)."""
+#: smallest stamp of a blend scene (px)
+MIN_IMAGE_SIZE = 16
 
-    obs: Observation
-    n_min: int = 1
-    n_max: int = 4
-    overlap_fraction: float = 0.5          # P(a further galaxy is placed in strong overlap)
-    disk_re_range: tuple[float, float] = (0.3, 1.2)   # arcsec
-    bt_range: tuple[float, float] = (0.0, 0.6)
-    margin: float = 4.0                    # px, centroids this far from the stamp edges
-    footprint_nsigma: float = 1.0          # footprint threshold for blendedness (band-summed noise sigmas)
-    moment_sigma: float = 3.0              # px, Gaussian weight of the truth ellipticity moments
+
+@dataclass
+class BlendSetup(Observation):
+    """The blend-scene simulator: the survey (:class:`Observation`, whose ``mag_range`` is the
+    galaxies' middle-band total-magnitude range) and the galaxy population and scene layout
+    (module docstring); ``band_sigma`` is the per-band noise of an empty pixel (counts). Raises
+    ValueError for settings that do not fit together. The deblending task's ``data`` node
+    embeds these settings."""
+
+    n_min: int = setting(1, "positive int", help="fewest galaxies per scene")
+    n_max: int = setting(4, "positive int", help="most galaxies per scene")
+    overlap_fraction: float = setting(0.5, "probability", help="P(a further galaxy is placed in strong overlap)")
+    disk_re_range: list[float] = setting([0.3, 1.2], "list[positive float]", unit="arcsec",
+                                         help="[low, high] of the disk half-light radius (uniform)")
+    bt_range: list[float] = setting([0.0, 0.6], "list[probability]",
+                                    help="[low, high] of the middle-band bulge-to-total flux ratio (uniform)")
+    margin: float = setting(4.0, "non-negative float", unit="px", help="centroids this far from the stamp edges")
+    band_sigma: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE} px for blend scenes, got {self.image_size}")
+        for key in ("disk_re_range", "bt_range"):
+            v = getattr(self, key)
+            if len(v) != 2 or not v[0] <= v[1]:
+                raise ValueError(f"{key} must be [low, high] with low <= high, got {list(v)}")
         if not 1 <= self.n_min <= self.n_max:
             raise ValueError(f"need 1 <= n_min <= n_max, got n_min={self.n_min}, n_max={self.n_max}")
-        if not 0.0 <= self.overlap_fraction <= 1.0:
+        if not 0.0 <= self.overlap_fraction <= 1.0:   # for direct callers (a config is checked by its constraint)
             raise ValueError(f"overlap_fraction must be in [0, 1], got {self.overlap_fraction}")
-        if 2 * self.margin >= self.obs.image_size - 1:
-            raise ValueError(f"margin={self.margin} px leaves no room in a {self.obs.image_size} px stamp")
-        self.band_sigma = P.noise_sigma(self.obs.sky, self.obs.read_noise, self.obs.gain)  # (C,) counts
+        if 2 * self.margin >= self.image_size - 1:
+            raise ValueError(f"margin={self.margin} px leaves no room in a {self.image_size} px stamp")
+        self.band_sigma = P.noise_sigma(self.sky, self.read_noise, self.gain)  # (C,) counts
 
     @property
     def background_variance(self) -> np.ndarray:
@@ -96,8 +114,6 @@ class Scene:
         xy: ``(N, 2)`` true centroids ``(x, y)`` in px (0-based pixel centres).
         flux: ``(N, C)`` in-stamp flux per band (counts) = ``isolated.sum((-2, -1))``.
         flux_total: ``(N, C)`` analytic total flux per band (counts).
-        e: ``(N, 2)`` ellipticity ``(e1, e2)`` of each isolated image (see module docstring).
-        blendedness: ``(N,)`` in ``[0, 1)``, :func:`blendedness`.
         variance: ``(C,)`` background variance per band (counts²).
         params: per-galaxy dicts of the drawn parameters.
     """
@@ -108,8 +124,6 @@ class Scene:
     xy: np.ndarray
     flux: np.ndarray
     flux_total: np.ndarray
-    e: np.ndarray
-    blendedness: np.ndarray
     variance: np.ndarray
     params: list[dict] = field(default_factory=list)
 
@@ -137,13 +151,18 @@ def blendedness(isolated: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
+def footprint_threshold(band_sigma: np.ndarray, nsigma: float) -> float:
+    """Footprint threshold (counts) of :func:`blendedness`: ``nsigma`` times the noise of the
+    band-summed image, ``sqrt(sum_b sigma_b^2)`` (``band_sigma``: ``(C,)`` per-band noise, counts)."""
+    return nsigma * float(np.sqrt((np.asarray(band_sigma, dtype=float) ** 2).sum()))
+
+
 def _draw_galaxy(rng: np.random.Generator, setup: BlendSetup) -> dict:
-    obs = setup.obs
-    px = 1.0 / obs.pixel_scale
+    px = 1.0 / setup.pixel_scale
     r_d = rng.uniform(*setup.disk_re_range) * px
     cos_i = rng.uniform(0.0, 1.0)
     return {
-        "mag": float(rng.uniform(*obs.mag_range)),
+        "mag": float(rng.uniform(*setup.mag_range)),
         "bulge_to_total": float(rng.uniform(*setup.bt_range)),
         "disk_re_px": float(r_d),
         "disk_q": float(P.inclination_axis_ratio(np.arccos(cos_i), 0.15)),
@@ -164,9 +183,9 @@ def _half_size(g: dict, fwhm_px: float) -> float:
 
 def _place(rng: np.random.Generator, setup: BlendSetup, galaxies: list[dict], g: dict) -> tuple[float, float, bool]:
     """Centre of a new galaxy ``g`` given the earlier ``galaxies`` (see module docstring)."""
-    s, m = setup.obs.image_size, setup.margin
+    s, m = setup.image_size, setup.margin
     lo, hi = m, s - 1 - m
-    fwhm = float(np.max(setup.obs.psf_fwhm_px))
+    fwhm = float(np.max(setup.psf_fwhm_px))
     if galaxies and rng.random() < setup.overlap_fraction:
         j = galaxies[int(rng.integers(len(galaxies)))]
         for _ in range(50):
@@ -182,28 +201,24 @@ def _place(rng: np.random.Generator, setup: BlendSetup, galaxies: list[dict], g:
 def render_galaxy(g: dict, setup: BlendSetup) -> tuple[np.ndarray, np.ndarray]:
     """Noiseless PSF-convolved ``(C, H, W)`` image of galaxy ``g`` (a dict from the scene's
     ``params``, with centre ``x``, ``y``) and its analytic total flux per band ``(C,)``."""
-    obs = setup.obs
-    shape = (obs.image_size, obs.image_size)
+    shape = (setup.image_size, setup.image_size)
     x0, y0, pa = g["x"], g["y"], g["pa"]
     bulge = P.render(lambda x, y: P.sersic(x, y, 1.0, g["bulge_re_px"], g["bulge_n"], g["bulge_q"], pa, x0, y0),
-                     shape, obs.oversample, refine_at=(x0, y0))
+                     shape, setup.oversample, refine_at=(x0, y0))
     disk = P.render(lambda x, y: P.sersic(x, y, 1.0, g["disk_re_px"], 1.0, g["disk_q"], pa, x0, y0),
-                    shape, obs.oversample)
-    total = float(P.mag_to_counts(g["mag"], obs.zero_point))
+                    shape, setup.oversample)
+    total = float(P.mag_to_counts(g["mag"], setup.zero_point))
     bt = g["bulge_to_total"]
-    f_bulge = bt * total * obs.colour(g["alpha_bulge"])          # (C,) counts
-    f_disk = (1 - bt) * total * obs.colour(g["alpha_disk"])
+    f_bulge = bt * total * setup.colour(g["alpha_bulge"])          # (C,) counts
+    f_disk = (1 - bt) * total * setup.colour(g["alpha_disk"])
     img = f_bulge[:, None, None] * bulge[None] + f_disk[:, None, None] * disk[None]
-    img = P.fft_convolve(img, np.stack(obs.psfs))
+    img = P.fft_convolve(img, np.stack(setup.psfs))
     return np.clip(img, 0.0, None), f_bulge + f_disk   # clip FFT round-off (~1e-12) below zero
 
 
 def simulate_scene(rng: np.random.Generator, setup: BlendSetup, noise: bool = True) -> Scene:
     """One scene (see module docstring); depends only on the state of ``rng``.
     ``noise=False`` returns the noiseless scene as ``image`` (for tests)."""
-    from cosmobench.metrics.deblending import ellipticity
-
-    obs = setup.obs
     n = int(rng.integers(setup.n_min, setup.n_max + 1))
     galaxies: list[dict] = []
     for _ in range(n):
@@ -214,14 +229,11 @@ def simulate_scene(rng: np.random.Generator, setup: BlendSetup, noise: bool = Tr
     isolated = np.stack([r[0] for r in rendered])
     flux_total = np.stack([r[1] for r in rendered])
     noiseless = isolated.sum(axis=0)
-    image = P.add_noise(rng, noiseless, obs.sky[:, None, None], obs.read_noise, obs.gain) if noise else noiseless
+    image = P.add_noise(rng, noiseless, setup.sky[:, None, None], setup.read_noise, setup.gain) if noise else noiseless
     xy = np.array([[g["x"], g["y"]] for g in galaxies])
-    threshold = setup.footprint_nsigma * float(np.sqrt(setup.background_variance.sum()))
-    e = np.stack([ellipticity(img.sum(axis=0), c, setup.moment_sigma) for img, c in zip(isolated, xy)])
     return Scene(image=image.astype(np.float32), noiseless=noiseless, isolated=isolated, xy=xy,
-                 flux=isolated.sum(axis=(-2, -1)), flux_total=flux_total, e=e,
-                 blendedness=blendedness(isolated, threshold), variance=setup.background_variance,
+                 flux=isolated.sum(axis=(-2, -1)), flux_total=flux_total, variance=setup.background_variance,
                  params=galaxies)
 
 
-__all__ = ["BlendSetup", "Scene", "blendedness", "render_galaxy", "simulate_scene"]
+__all__ = ["BlendSetup", "Scene", "footprint_threshold", "blendedness", "render_galaxy", "simulate_scene"]
