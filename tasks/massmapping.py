@@ -227,7 +227,7 @@ class MassMappingTask(BaseTask):
             return WienerBaseline(self.sigma_pix, self.pixel_arcmin)
         # a network of kind image_to_image: (gamma1, gamma2, mask, kappa_KS) -> kappa
         self.patches_per_map = self.model_cfg["patches_per_map"]
-        return build_net(self.model_name, self.model_cfg, in_channels=4, out_channels=1)
+        return build_net(self.model_name, self.model_cfg, kind="image_to_image", in_channels=4, out_channels=1)
 
     def protocol(self) -> mm.MassMappingEval:
         """The metric protocol (the ``eval`` node)."""

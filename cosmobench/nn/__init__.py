@@ -54,7 +54,7 @@ class NetEntry:
     kind: str
 
 
-_RUNTIME: dict[str, NetEntry] = {}
+_RUNTIME: dict[tuple[str, str], NetEntry] = {}  # (kind, name) -> entry: kinds separate equal names
 
 
 def register_net(name: str, config: type, *, kind: str):
@@ -63,7 +63,7 @@ def register_net(name: str, config: type, *, kind: str):
         raise ValueError(f"network {name!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
     def deco(obj):
-        _RUNTIME[name] = NetEntry(name, f"{obj.__module__}:{obj.__qualname__}",
+        _RUNTIME[(kind, name)] = NetEntry(name, f"{obj.__module__}:{obj.__qualname__}",
                                   f"{config.__module__}:{config.__qualname__}", kind)
         return obj
     return deco
@@ -74,9 +74,9 @@ def _literal(node: ast.AST) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _scanned() -> dict[str, NetEntry]:
+def _scanned() -> dict[tuple[str, str], NetEntry]:
     """``@register_net`` entries of this package's modules, read from their source."""
-    out: dict[str, NetEntry] = {}
+    out: dict[tuple[str, str], NetEntry] = {}
     for path in sorted(Path(__file__).parent.glob("*.py")):
         if path.name == "__init__.py":
             continue
@@ -91,14 +91,31 @@ def _scanned() -> dict[str, NetEntry]:
                 if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register_net":
                     name, cfg = _literal(dec.args[0]), dec.args[1]
                     kind = _literal(next(k.value for k in dec.keywords if k.arg == "kind"))
-                    out[name] = NetEntry(name, f"{module}:{node.name}", f"{module}:{ast.unparse(cfg)}", kind)
+                    out[(kind, name)] = NetEntry(name, f"{module}:{node.name}", f"{module}:{ast.unparse(cfg)}", kind)
     return out
 
 
 def registered_nets(kind: str | None = None) -> dict[str, NetEntry]:
-    """Registered networks (of ``kind``), in registration order: this package's, then plugins'."""
+    """Registered networks of ``kind`` by name, in registration order: this package's, then
+    plugins'. Networks of different kinds may share a name (``unet``); ``kind=None`` lists
+    every entry, a shared name as ``kind:name``."""
     nets = {**_scanned(), **_RUNTIME}
-    return {n: e for n, e in nets.items() if kind is None or e.kind == kind}
+    if kind is not None:
+        return {n: e for (k, n), e in nets.items() if k == kind}
+    names = [n for _, n in nets]
+    return {(n if names.count(n) == 1 else f"{k}:{n}"): e for (k, n), e in nets.items()}
+
+
+def _entry(name: str, kind: str | None) -> NetEntry:
+    from cosmobench.errors import ConfigError
+    nets = registered_nets(kind)
+    if kind is None and name not in nets:
+        shared = [e for e in nets.values() if e.name == name]
+        if shared:
+            raise ConfigError(f"network {name!r} exists in kinds {', '.join(e.kind for e in shared)}: pass kind=")
+    if name not in nets:
+        raise ConfigError(f"no network {name!r}; registered: {', '.join(nets)}")
+    return nets[name]
 
 
 def _load(ref: str):
@@ -106,19 +123,16 @@ def _load(ref: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def net_config_class(name: str) -> type:
-    return _load(registered_nets()[name].config)
+def net_config_class(name: str, kind: str | None = None) -> type:
+    return _load(_entry(name, kind).config)
 
 
-def build_net(name: str, cfg: Mapping[str, Any], **shape):
-    """Network ``name`` from the resolved ``model`` config node ``cfg`` (its keys that the
-    network's settings dataclass declares; other keys belong to the task) and the data
-    ``shape`` keywords of its kind."""
-    from cosmobench.errors import ConfigError
+def build_net(name: str, cfg: Mapping[str, Any], *, kind: str | None = None, **shape):
+    """Network ``name`` (of ``kind``; needed when networks of two kinds share the name) from
+    the resolved ``model`` config node ``cfg`` (its keys that the network's settings dataclass
+    declares; other keys belong to the task) and the data ``shape`` keywords of its kind."""
     from cosmobench.settings import build
-    entry = registered_nets().get(name)
-    if entry is None:
-        raise ConfigError(f"no network {name!r}; registered: {', '.join(registered_nets())}")
+    entry = _entry(name, kind)
     return _load(entry.ref)(build(_load(entry.config), cfg), **shape)
 
 
