@@ -50,7 +50,8 @@ GALNET_S_PER_GALAXY = 0.04
 #: torch threads of the training measurements (runner and hand loop alike)
 TRAIN_THREADS = 1
 #: (task, model, overrides) of the training measurements: each task's default model at its
-#: registry settings, with a run length that keeps `make bench` to a few minutes.
+#: resolved settings (declared defaults and the task's experiments/ layers), with a run length
+#: that keeps `make bench` to a few minutes.
 TRAIN_CASES = [
     ("photoz", None, ["trainer.max_epochs=9"]),
     ("morphology", None, ["data.image_size=32", "data.pixel_scale=0.4", "data.n_train=1024",

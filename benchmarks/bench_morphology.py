@@ -3,7 +3,8 @@
 * simulator: images/s of :func:`cosmobench.sim.galaxies.simulate_galaxy` (all classes in turn,
   bands x size x size px with PSF convolution and noise);
 * training: images/s of forward + backward + optimiser step of e2cnn, cnn and resnet18 with
-  the registry's default hyper-parameters, and the ratio to the plain CNN.
+  morphology's resolved hyper-parameters (the networks' declared defaults), and the ratio to
+  the plain CNN.
 
 Usage: ``python benchmarks/bench_morphology.py [--size 64] [--bands 3] [--batch 32]
 [--n-sim 200] [--seconds 8]``. Prints a table; no assertions.
