@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cosmobench.nn.detector import CenterNetConfig
 from cosmobench.settings import setting
 
 
@@ -88,6 +89,21 @@ class Detector:
         return xy, seg
 
 
+@dataclass
+class DetectionSettings(SEPDetection, CenterNetConfig):
+    """The detection stage of every deblending model (``model`` node): ``detector=sep``
+    (:class:`Detector`, settings :class:`SEPDetection`) or ``learned`` (the centre heat map of
+    :class:`~cosmobench.nn.detector.CenterNetDetector`, settings
+    :class:`~cosmobench.nn.detector.CenterNetConfig`, trained on the simulator's true centroids
+    for ``detector_epochs`` epochs before the model's own training). SEP's segmentation map is
+    computed either way; learned positions split its segments
+    (:func:`assign_segments`)."""
+
+    detector: str = setting("sep", ["sep", "learned"], help="detection stage: SEP, or the learned centre heat map")
+    detector_epochs: int = setting(15, "positive int", help="learned detector: training epochs over the train split")
+    detector_lr: float = setting(3.0e-3, "positive float", help="learned detector: Adam learning rate")
+
+
 def segment_images(image: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     """``(n, C, H, W)``: the image masked to each segment ``k + 1`` (segmentation-map
     deblending: every pixel goes wholly to one source)."""
@@ -126,4 +142,4 @@ def assign_segments(seg: np.ndarray, xy: np.ndarray, radius: float = 3.0) -> np.
     return out
 
 
-__all__ = ["subtract_background", "SEPDetection", "Detector", "segment_images", "assign_segments"]
+__all__ = ["subtract_background", "SEPDetection", "DetectionSettings", "Detector", "segment_images", "assign_segments"]

@@ -275,12 +275,13 @@ class DeblendingDataModule(BaseDataModule):
         return out
 
     def info(self) -> dict[str, Any]:
-        """Shapes, the detection filter (mean PSF) and the per-band noise ``band_sigma``
+        """Shapes, the detection filter (mean PSF), the PSF of every band (``modelfit``) and the per-band noise ``band_sigma``
         (counts; the blendedness footprint threshold); nothing is learned from the train split
         (the models normalise each source on its own)."""
         st = self.setup_
         return {"n_bands": self.n_bands, "image_size": self.image_size, "n_max": st.n_max,
                 "psf_kernel": mean_psf_kernel(np.stack(st.psfs)).tolist(),
+                "psfs": np.stack(st.psfs).tolist(),
                 "band_sigma": [float(s) for s in np.atleast_1d(st.band_sigma)]}
 
     # --- predict --------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.detection import Detector, SEPDetection, assign_segments, segment_images
+from cosmobench.detection import DetectionSettings, Detector, SEPDetection, assign_segments, segment_images
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.metrics.deblending import check_bins, deblending_metrics, measure_scene
 from cosmobench.nn import build_net
@@ -58,7 +58,7 @@ N_EXAMPLES = 4   # scenes kept for the example plot
 
 
 @dataclass
-class DeblenderTraining(SEPDetection):
+class DeblenderTraining(DetectionSettings):
     """The ``model`` settings the task adds to each of its networks: the detection
     (:class:`~cosmobench.detection.SEPDetection`, shared with ``sep``) and the training recipe
     (module docstring)."""
@@ -113,6 +113,15 @@ class SepDeblender(FittedBaseline):
         return None
 
 
+class ModelFitDeblender(SepDeblender):
+    """Simultaneous fit of PSF-convolved parametric profiles to all detections of a scene
+    (:mod:`cosmobench.modelfit`); nothing to fit on the training split."""
+
+    def __init__(self, settings):
+        super().__init__()
+        self.settings = settings
+
+
 class DeblendingTask(BaseTask):
     """Deblending task (module docstring). ``data_info`` (:meth:`DeblendingDataModule.info`)
     supplies ``n_bands``, the detection filter and the per-band noise; ``sep`` also runs
@@ -127,10 +136,89 @@ class DeblendingTask(BaseTask):
                 raise ConfigError(f"eval.blend_bins: {exc}") from None
         self.detector = Detector(build(SEPDetection, self.model_cfg))
         self.examples: list[dict[str, np.ndarray]] = []
+        self.center_net = None
+        if self.model_cfg["detector"] == "learned":
+            from cosmobench.nn.detector import CenterNetConfig, CenterNetDetector
+            self.center_net = CenterNetDetector(build(CenterNetConfig, self.model_cfg),
+                                                n_bands=int(self.require_info("n_bands")["n_bands"]))
+            self.register_buffer("detector_trained", torch.zeros((), dtype=torch.bool))
         if self.model_name == "sep":
             return SepDeblender()
+        if self.model_name == "modelfit":
+            from cosmobench.modelfit import ModelFitSettings
+            return ModelFitDeblender(build(ModelFitSettings, self.model_cfg))
         return build_net(self.model_name, self.model_cfg, kind="deblender",
                          n_bands=int(self.require_info("n_bands")["n_bands"]))
+
+    # --- the learned detector ----------------------------------------------------------
+    def on_train_start(self) -> None:
+        if self.center_net is not None and not bool(self.detector_trained):
+            self.train_detector()
+
+    def train_detector(self, dataset=None) -> list[float]:
+        """Train the centre heat-map detector on the true centroids of the training split
+        (``model.detector_epochs`` epochs of Adam, learning rate ``model.detector_lr`` with a
+        cosine decay, batches of ``data.batch_size`` scenes in an order drawn from the seeded
+        global generator), before the model's own training; its weights are then frozen and
+        travel in the checkpoint. Returns the mean loss of each epoch."""
+        from torch.utils.data import DataLoader
+        from cosmobench.nn.detector import detector_loss
+
+        if dataset is None:
+            dm = self.trainer.datamodule
+            if dm is None:
+                raise ConfigError("model.detector=learned trains on the datamodule's train split: run through "
+                                  "cosmobench train")
+            dataset, batch_size = dm.datasets["train"], int(dm.cfg["batch_size"])
+        else:
+            batch_size = 8
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 31 - 1, ())))
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen, num_workers=0)
+        net = self.center_net
+        net.train()
+        for p in net.parameters():
+            p.requires_grad_(True)
+        epochs = int(self.model_cfg["detector_epochs"])
+        opt = torch.optim.Adam(net.parameters(), lr=float(self.model_cfg["detector_lr"]))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
+        sigma = float(self.model_cfg["heatmap_sigma"])
+        history = []
+        with torch.enable_grad():
+            for _ in range(epochs):
+                total, n = 0.0, 0
+                for batch in loader:
+                    out = net(batch["image"].to(self.device), batch["variance"].to(self.device))
+                    loss = detector_loss(out, batch["truth_xy"].to(self.device), sigma)
+                    self._check_finite(loss, "detector training")
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    total, n = total + float(loss) * len(out), n + len(out)
+                history.append(total / max(n, 1))
+        for p in net.parameters():
+            p.requires_grad_(False)
+        net.eval()
+        self.detector_trained.fill_(True)
+        return history
+
+    def learned_positions(self, image: torch.Tensor, variance: torch.Tensor) -> list[np.ndarray]:
+        """Positions ``(M, 2)`` per scene of a batch ``(B, C, H, W)`` found by the learned detector."""
+        from cosmobench.nn.detector import heatmap_peaks
+        with torch.no_grad():
+            out = self.center_net(image.float().to(self.device), variance.float().to(self.device))
+        peaks = heatmap_peaks(out, float(self.model_cfg["detector_threshold"]), int(self.model_cfg["max_sources"]))
+        return [p.double().cpu().numpy() for p in peaks]
+
+    def batch_positions(self, batch: dict[str, torch.Tensor]) -> list[np.ndarray | None]:
+        """Per scene of a batch the positions given to the deblender: the catalogue's (predict with
+        ``data.catalog``), the learned detector's, or None (SEP detection)."""
+        n = len(batch["idx"])
+        if "cat_xy" in batch:
+            return [batch["cat_xy"][s, :int(batch["n_cat"][s])].double().cpu().numpy() for s in range(n)]
+        if self.center_net is not None:
+            return self.learned_positions(batch["image"], batch["variance"])
+        return [None] * n
 
     # --- training (unet) --------------------------------------------------------------
     def _training_sources(self, batch: dict[str, torch.Tensor]):
@@ -166,7 +254,9 @@ class DeblendingTask(BaseTask):
                 xy_seg, seg = self.segmentation(batch["image"][b], batch["variance"][b], batch["mask"][b], xy)
                 has = np.ones(len(xy), bool)
             else:
-                xy, seg = self.segmentation(batch["image"][b], batch["variance"][b], batch["mask"][b])
+                given = self.learned_positions(batch["image"][b:b + 1], batch["variance"][b:b + 1])[0] \
+                    if self.center_net is not None else None
+                xy, seg = self.segmentation(batch["image"][b], batch["variance"][b], batch["mask"][b], given)
                 ti, di = match_sources(true_xy, xy, radius)
                 t = np.zeros(len(xy), int)
                 t[di] = ti
@@ -253,6 +343,26 @@ class DeblendingTask(BaseTask):
             pred = self.net(x, v, xy, others, segments)
         return det_xy, pred.double().cpu().numpy()
 
+    def deblend_batch(self, image: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor,
+                      positions: list[np.ndarray | None], psfs: np.ndarray | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`deblend_scene` of every scene of a batch ``(B, C, H, W)``; ``modelfit`` fits
+        all scenes of the batch at once (:func:`cosmobench.modelfit.fit_scenes`)."""
+        if self.model_name != "modelfit":
+            return [self.deblend_scene(image[s], variance[s], mask[s], positions[s], psfs) for s in range(len(image))]
+        from cosmobench.modelfit import fit_scenes
+        if psfs is None and "psfs" not in self.data_info:
+            raise InputError("modelfit needs the PSF of every band: give 'psfs' in the cutout")
+        kernels = np.asarray(psfs if psfs is not None else self.data_info["psfs"], dtype=float)
+        if len(kernels) not in (1, image.shape[1]):
+            raise InputError(f"modelfit: {len(kernels)} PSFs for {image.shape[1]} bands")
+        found = [self.segmentation(image[s], variance[s], mask[s], positions[s], psfs) for s in range(len(image))]
+        r_init = [[0.4 * np.sqrt((seg == k + 1).sum() / np.pi) for k in range(len(xy))] for xy, seg in found]
+        models, _ = fit_scenes(self.net.settings, image.detach().double().cpu(), variance.detach().double().cpu(),
+                               mask.detach().cpu().bool(), [xy for xy, _ in found],
+                               np.broadcast_to(kernels, (image.shape[1],) + kernels.shape[1:]), r_init)
+        return [(xy, m) for (xy, _), m in zip(found, models)]
+
     # --- test -------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
@@ -264,9 +374,10 @@ class DeblendingTask(BaseTask):
         n_max, c = batch["truth_flux"].shape[1:]
         rows: dict[str, list] = {k: [] for k in ("matched", "flux_true", "flux_pred", "e_true", "e_pred",
                                                  "recon_mse", "ssim", "blendedness", "n_det")}
+        found = self.deblend_batch(batch["image"], batch["variance"], batch["mask"], self.batch_positions(batch))
         for s in range(len(batch["idx"])):
             n = int(batch["n_true"][s])
-            det_xy, pred = self.deblend_scene(batch["image"][s], batch["variance"][s], batch["mask"][s])
+            det_xy, pred = found[s]
             truth = batch["truth_images"][s, :n].double().cpu().numpy()
             true_xy = batch["truth_xy"][s, :n].double().cpu().numpy()
             res = measure_scene(truth, true_xy, det_xy, pred, ev["match_radius"], ev["moment_sigma"])
@@ -297,16 +408,14 @@ class DeblendingTask(BaseTask):
     # --- predict ----------------------------------------------------------------------
     def predict_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per scene: the number of sources found (the full output is :meth:`write_predictions`)."""
-        return {"n_sources": torch.tensor([len(self._predict_scene(batch, s)[0]) for s in range(len(batch["idx"]))])}
+        return {"n_sources": torch.tensor([len(xy) for xy, _ in self._predict_batch(batch)])}
 
-    def _predict_scene(self, batch: dict[str, torch.Tensor], s: int, psfs: np.ndarray | None = None):
-        if not self.is_baseline and batch["image"].shape[1] != self.data_info["n_bands"]:
+    def _predict_batch(self, batch: dict[str, torch.Tensor], psfs: np.ndarray | None = None):
+        trained = not self.is_baseline or self.center_net is not None
+        if trained and batch["image"].shape[1] != self.data_info["n_bands"]:
             raise InputError(f"the input has {batch['image'].shape[1]} bands but this model was trained on "
                              f"{self.data_info['n_bands']}")
-        positions = None
-        if "cat_xy" in batch:
-            positions = batch["cat_xy"][s, :int(batch["n_cat"][s])].double().cpu().numpy()
-        return self.deblend_scene(batch["image"][s], batch["variance"][s], batch["mask"][s], positions, psfs)
+        return self.deblend_batch(batch["image"], batch["variance"], batch["mask"], self.batch_positions(batch), psfs)
 
     def write_predictions(self, loader: Iterable[dict[str, torch.Tensor]], output: Path) -> list[Path]:
         """Catalogue (one row per source) at ``output`` and the deblended images beside it
@@ -318,8 +427,7 @@ class DeblendingTask(BaseTask):
         cols: dict[str, list] = {"scene": [], "id": [], "x": [], "y": []}
         fluxes, images = [], []
         for batch in loader:
-            for s in range(len(batch["idx"])):
-                xy, iso = self._predict_scene(batch, s, psfs)
+            for s, (xy, iso) in enumerate(self._predict_batch(batch, psfs)):
                 scene = int(batch["idx"][s])
                 cols["scene"] += [scene] * len(xy)
                 cols["id"] += list(range(len(xy)))
@@ -418,4 +526,4 @@ class DeblendingTask(BaseTask):
         return save(fig, path)
 
 
-__all__ = ["DeblendingTask", "DeblenderTraining", "SepDeblender", "segment_channels", "source_loss"]
+__all__ = ["DeblendingTask", "DeblenderTraining", "SepDeblender", "ModelFitDeblender", "segment_channels", "source_loss"]

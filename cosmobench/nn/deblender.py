@@ -15,6 +15,14 @@ segmentation photometry (``share ~ sigmoid(seg_prior)``, 0.95 at the default, in
 position, at least the background noise per pixel, so the inputs are O(1) near the source
 whatever its brightness and the flux units.
 
+:class:`NoiselessDeblender` (registered as ``noiseless``) outputs each source's isolated,
+noise-free, PSF-convolved image (the simulator's truth), so its flux includes the wings below
+the segmentation isophote and carries no pixel noise. Same inputs as ``unet``; the U-Net's
+output ``o`` (per band) is an additive correction in asinh space of the segmentation
+photometry: ``isolated = s * sinh(own * asinh(image / s) + o)`` (zero-initialised output
+layer: it starts as segmentation photometry; ``asinh`` makes both the bright core and the
+faint wings O(1) corrections).
+
 Conventions: images ``(S, C, H, W)`` (one row per source, its scene's image), positions
 ``(x, y)`` in px with pixel centres at integer 0-based coordinates, NaN for an absent source.
 """
@@ -117,4 +125,36 @@ class UNetDeblender(nn.Module):
         return share * image + self.residual_scale * out[:, self.n_bands:] * s
 
 
-__all__ = ["UNetDeblender", "UNetDeblenderConfig", "blobs", "scene_softmax"]
+@dataclass
+class NoiselessDeblenderConfig(UNetConfig):
+    """Hyper-parameters of :class:`NoiselessDeblender`: its U-Net's and the position blobs."""
+
+    blob_sigma: float = setting(1.5, "positive float", unit="px", help="sigma of the Gaussian position blobs")
+
+
+@register_net("noiseless", NoiselessDeblenderConfig, kind="deblender")
+class NoiselessDeblender(nn.Module):
+    """Noise-free isolated images of the sources of scenes (module docstring); inputs and
+    outputs as :meth:`UNetDeblender.forward` (``scene`` is accepted and unused: each source's
+    image is predicted on its own, conditioned on the positions and segments of the others)."""
+
+    def __init__(self, cfg: NoiselessDeblenderConfig, *, n_bands: int):
+        super().__init__()
+        self.n_bands, self.blob_sigma = n_bands, cfg.blob_sigma
+        self.unet = UNet(cfg, in_channels=n_bands + 4, out_channels=n_bands)
+        nn.init.zeros_(self.unet.head.weight)    # start from segmentation photometry
+        nn.init.zeros_(self.unet.head.bias)
+
+    def forward(self, image: torch.Tensor, variance: torch.Tensor, xy: torch.Tensor, others: torch.Tensor,
+                segments: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
+        s = UNetDeblender.scale(image, variance, xy)[:, None, None, None]
+        shape = tuple(image.shape[-2:])
+        segments = segments.to(image.dtype)
+        a = torch.asinh(image / s)
+        out = self.unet(torch.cat([a, blobs(xy[:, None], shape, self.blob_sigma)[:, None],
+                                   blobs(others, shape, self.blob_sigma)[:, None], segments], dim=1))
+        return s * torch.sinh((segments[:, :1] * a + out).clamp(-20.0, 20.0))
+
+
+__all__ = ["UNetDeblender", "UNetDeblenderConfig", "NoiselessDeblender", "NoiselessDeblenderConfig", "blobs",
+           "scene_softmax"]
