@@ -55,35 +55,31 @@ Settings: :class:`MassMappingData` (the ``data`` node) inherits those of the sim
 from __future__ import annotations
 
 import glob
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, ImageDataModule, SimSplits, progress,
-                                   sample_rng, split_indices)
+from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, ImageAugment, ImageDataModule, SimSplits,
+                                   progress, sample_rng, split_indices)
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.settings import build, setting
 from cosmobench.sim import cosmology as cosmo
 from cosmobench.sim.cosmology import ConvergenceField, Cosmology, FlatMask, FlatMaps, ShearNoise
 from cosmobench.sim.healpix import HealpixFootprint, PatchSettings
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
-class MassMappingData(PatchSettings, HealpixFootprint, FlatMask, ShearNoise, FlatMaps, ConvergenceField, Cosmology,
-                      FileSplits, SimSplits, DataSettings):
-    """The ``data`` node of massmapping (module docstring): the loaders', the simulators' and
-    the real-data readers' settings and the augmentation switch (keys listed from the last
-    base to this class)."""
+class MassMappingData(ImageAugment, PatchSettings, HealpixFootprint, FlatMask, ShearNoise, FlatMaps, ConvergenceField,
+                      Cosmology, FileSplits, SimSplits, DataSettings):
+    """The ``data`` node of massmapping (module docstring): the loaders', the simulators',
+    the augmentation's (flat maps only) and the real-data readers' settings (keys listed from
+    the last base to this class)."""
 
     source: str = setting("sim", ["sim", "flat", "healpix"],
                           help="sim (built-in simulator), flat shear maps or HEALPix FITS maps")
     sky: str = setting("flat", ["flat", "healpix"], help="data.source=sim: flat maps or full-sky HEALPix maps")
-    augment: bool = setting(False, "bool", help="D4 augmentation of flat training maps (shear as a spin-2 field)")
     kappa_path: str | None = setting(None, "str or null",
                                      help="true convergence file (healpix: a glob pattern) matching data.path")
     mask_path: str | None = setting(None, "str or null", help="optional mask file (1 = observed)")
