@@ -17,6 +17,7 @@ renamed into place), so a failed write leaves nothing half-done. Every problem i
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -98,8 +99,10 @@ def numeric_column(values: np.ndarray) -> np.ndarray:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; moved onto ``path`` only if the block
-    succeeds, removed otherwise (a reader never sees a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
+    succeeds, removed otherwise (a reader never sees a half-written file). The temporary name
+    is unique per call, so concurrent writers of the same file never share it."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
