@@ -24,12 +24,19 @@ Training-time statistics: sbi's builders compute the z-scoring mean/std from a b
 training data. A cosmobench model is rebuilt from its ``data_info`` (json) when a
 checkpoint is loaded, so the builders get a two-row *statistics batch*
 ``mean +- std / sqrt(2)`` whose mean and (unbiased) std equal the train-split values.
+
+The ``model`` settings of the sbi task's models are declared here (:class:`NPESettings`,
+:class:`NLESettings`, :class:`NRESettings`, :class:`RejectionABCSettings`,
+:class:`MCMCSettings`), from shared pieces: the estimator width, the flow, the summary CNN of
+map problems (:class:`~cosmobench.nn.cnn.SmallCNN`'s settings plus ``n_summaries``) and the
+MCMC sampler of the models that sample by MCMC (nle, nre, mcmc).
 """
 from __future__ import annotations
 
 import math
 import types
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,15 +44,79 @@ import torch
 from torch import nn
 
 from cosmobench.errors import ConfigError
+from cosmobench.nn.cnn import SmallCNNConfig
+from cosmobench.settings import setting
 
 # library-internal deprecation noise of sbi's dependencies (nflows), not actionable by users
 warnings.filterwarnings("ignore", message=r".*torch\.triangular_solve is deprecated.*")
 warnings.filterwarnings("ignore", message=r"Capping max_sampling_batch_size.*")
 
 METHODS = ("npe", "nle", "nre")
-NPE_ESTIMATORS = ("nsf", "maf", "mdn", "made", "maf_rqs")
-NRE_CLASSIFIERS = ("resnet", "mlp", "linear")
-MCMC_METHODS = ("slice_np_vectorized", "slice_np")
+NPE_ESTIMATORS = ["nsf", "maf", "mdn", "made", "maf_rqs"]
+NRE_CLASSIFIERS = ["resnet", "mlp", "linear"]
+MCMC_METHODS = ["slice_np_vectorized", "slice_np"]
+
+
+# --- settings ----------------------------------------------------------------------------
+@dataclass
+class EstimatorWidth:
+    """Width of an sbi estimator's layers."""
+
+    hidden_features: int = setting(50, "positive int", help="hidden units per layer of the sbi estimator")
+
+
+@dataclass
+class FlowSettings(EstimatorWidth):
+    """sbi conditional density estimator (NPE: of theta given x; NLE: of x given theta)."""
+
+    density_estimator: str = setting("maf", NPE_ESTIMATORS, help="sbi density estimator")
+    num_transforms: int = setting(5, "positive int", help="flow transforms (maf, nsf, maf_rqs)")
+    num_bins: int = setting(10, "positive int", help="spline bins per transform (nsf, maf_rqs)")
+    num_components: int = setting(10, "positive int", help="Gaussian components (mdn)")
+
+
+@dataclass
+class SummaryCNN(SmallCNNConfig):
+    """Summary network of map problems, learned with the estimator: a ``cnn``
+    (:class:`~cosmobench.nn.cnn.SmallCNN`) with ``n_summaries`` outputs."""
+
+    n_summaries: int = setting(8, "positive int", help="summary statistics the CNN learns from a map")
+
+
+@dataclass
+class MCMCSettings:
+    """sbi's slice sampler drawing posterior samples (nle, nre; the mcmc baseline on the true
+    likelihood). Chains start from prior draws resampled by their potential."""
+
+    mcmc_method: str = setting("slice_np_vectorized", MCMC_METHODS, help="sbi MCMC sampler")
+    mcmc_num_chains: int = setting(20, "positive int", help="parallel chains")
+    mcmc_warmup_steps: int = setting(100, "non-negative int", unit="steps", help="discarded steps per chain")
+    mcmc_thin: int = setting(2, "positive int", help="keep every mcmc_thin-th step")
+
+
+@dataclass
+class NPESettings(SummaryCNN, FlowSettings):
+    """``npe``: a flow q(theta | x), sampled directly."""
+
+
+@dataclass
+class NLESettings(MCMCSettings, FlowSettings):
+    """``nle``: a flow q(x | theta), sampled by MCMC."""
+
+
+@dataclass
+class NRESettings(MCMCSettings, SummaryCNN, EstimatorWidth):
+    """``nre``: NRE-B classifier of (theta, x) pairs, sampled by MCMC."""
+
+    classifier: str = setting("resnet", NRE_CLASSIFIERS, help="sbi classifier")
+    num_atoms: int = setting(10, "int >= 2", help="NRE-B contrastive pairs per joint pair")
+
+
+@dataclass
+class RejectionABCSettings:
+    """``rejection_abc``: the accepted fraction of the training simulations."""
+
+    quantile: float = setting(0.01, "0 < float <= 1", help="fraction of simulations closest to the observation kept")
 
 
 def stat_batch(mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -62,13 +133,26 @@ def box_uniform(low: Sequence[float], high: Sequence[float]):
 
 
 # --- estimators --------------------------------------------------------------------------
+class ScalarStandardize(nn.Module):
+    """``(x - mean) / std`` with scalar train-split statistics: the input scaling of a map
+    summary network (sbi's own z-scoring of x is off for maps)."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
 def build_estimator(method: str, cfg: dict[str, Any], theta_stats: tuple, x_stats: tuple | None,
                     embedding_net: nn.Module | None = None, x_example: torch.Tensor | None = None) -> nn.Module:
     """The sbi network of ``method`` (``npe`` | ``nle`` | ``nre``).
 
     Args:
-        cfg: the model config (``density_estimator``/``classifier``, ``hidden_features``,
-            ``num_transforms``, ``num_bins``, ``num_components``).
+        cfg: the ``model`` config node (:class:`NPESettings`, :class:`NLESettings` or
+            :class:`NRESettings`).
         theta_stats: ``(mean, std)`` of theta on the train split.
         x_stats: ``(mean, std)`` of the (flat) data on the train split, z-scored by sbi;
             ``None`` when ``embedding_net`` does its own input scaling (maps).
@@ -87,27 +171,18 @@ def build_estimator(method: str, cfg: dict[str, Any], theta_stats: tuple, x_stat
     hidden = int(cfg["hidden_features"])
     emb = embedding_net if embedding_net is not None else nn.Identity()
     if method == "npe":
-        model = str(cfg["density_estimator"])
-        if model not in NPE_ESTIMATORS:
-            raise ConfigError(f"model.density_estimator={model!r} is not known; choose one of {', '.join(NPE_ESTIMATORS)}")
-        build = posterior_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
-                             num_transforms=int(cfg["num_transforms"]), num_bins=int(cfg["num_bins"]),
-                             num_components=int(cfg["num_components"]), embedding_net=emb)
+        build = posterior_nn(model=str(cfg["density_estimator"]), z_score_theta="independent", z_score_x=z_x,
+                             hidden_features=hidden, num_transforms=int(cfg["num_transforms"]),
+                             num_bins=int(cfg["num_bins"]), num_components=int(cfg["num_components"]), embedding_net=emb)
     elif method == "nle":
-        model = str(cfg["density_estimator"])
-        if model not in NPE_ESTIMATORS:
-            raise ConfigError(f"model.density_estimator={model!r} is not known; choose one of {', '.join(NPE_ESTIMATORS)}")
         if embedding_net is not None:
             raise ConfigError("nle models the density of x itself and takes no embedding net: use npe or nre")
-        build = likelihood_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
-                              num_transforms=int(cfg["num_transforms"]), num_bins=int(cfg["num_bins"]),
-                              num_components=int(cfg["num_components"]))
+        build = likelihood_nn(model=str(cfg["density_estimator"]), z_score_theta="independent", z_score_x=z_x,
+                              hidden_features=hidden, num_transforms=int(cfg["num_transforms"]),
+                              num_bins=int(cfg["num_bins"]), num_components=int(cfg["num_components"]))
     elif method == "nre":
-        model = str(cfg["classifier"])
-        if model not in NRE_CLASSIFIERS:
-            raise ConfigError(f"model.classifier={model!r} is not known; choose one of {', '.join(NRE_CLASSIFIERS)}")
-        build = classifier_nn(model=model, z_score_theta="independent", z_score_x=z_x, hidden_features=hidden,
-                              embedding_net_x=emb)
+        build = classifier_nn(model=str(cfg["classifier"]), z_score_theta="independent", z_score_x=z_x,
+                              hidden_features=hidden, embedding_net_x=emb)
     else:
         raise ConfigError(f"unknown sbi method {method!r}; choose one of {', '.join(METHODS)}")
     return build(batch_theta, batch_x)
@@ -126,9 +201,10 @@ class _NREBLossHost:
         self._loss = types.MethodType(NRE_B._loss, self)
 
 
-def loss(method: str, net: nn.Module, theta: torch.Tensor, x: torch.Tensor, num_atoms: int = 10) -> torch.Tensor:
+def loss(method: str, net: nn.Module, theta: torch.Tensor, x: torch.Tensor,
+         num_atoms: int | None = None) -> torch.Tensor:
     """Mean training loss of a batch: NPE ``-log q(theta|x)``, NLE ``-log q(x|theta)``,
-    NRE-B the cross-entropy of picking the joint pair among ``num_atoms`` (>= 2) pairs."""
+    NRE-B the cross-entropy of picking the joint pair among ``num_atoms`` (>= 2; NRE only) pairs."""
     theta = theta.float()
     x = x.float()
     if method == "npe":
@@ -144,10 +220,10 @@ def loss(method: str, net: nn.Module, theta: torch.Tensor, x: torch.Tensor, num_
 
 
 # --- posteriors --------------------------------------------------------------------------
-def build_posterior(method: str, net: nn.Module, prior, mcmc: dict[str, Any] | None = None):
+def build_posterior(method: str, net: nn.Module, prior, mcmc: MCMCSettings | None = None):
     """sbi posterior object for a trained network: DirectPosterior (NPE) or an
-    MCMCPosterior on the likelihood/ratio potential (NLE/NRE), sampled in the
-    unconstrained space of the prior (``mcmc_transform``)."""
+    MCMCPosterior on the likelihood/ratio potential (NLE/NRE; ``mcmc`` required), sampled
+    in the unconstrained space of the prior (``mcmc_transform``)."""
     from sbi.inference import DirectPosterior, MCMCPosterior
     from sbi.inference.potentials import likelihood_estimator_based_potential, ratio_estimator_based_potential
 
@@ -160,27 +236,20 @@ def build_posterior(method: str, net: nn.Module, prior, mcmc: dict[str, Any] | N
         potential, transform = ratio_estimator_based_potential(net, prior, x_o=None)
     else:
         raise ConfigError(f"unknown sbi method {method!r}")
-    return MCMCPosterior(potential, proposal=prior, theta_transform=transform, **mcmc_kwargs(mcmc or {}))
+    return MCMCPosterior(potential, proposal=prior, theta_transform=transform, **mcmc_kwargs(mcmc))
 
 
-def mcmc_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """sbi MCMCPosterior settings from a dict with ``mcmc_method``, ``mcmc_num_chains``,
-    ``mcmc_thin``, ``mcmc_warmup_steps`` (the task's ``data.mcmc_*`` keys). Chains start
-    from prior draws resampled by their potential (1000 candidates per chain; sbibm's
-    "sir"-like initialisation)."""
-    method = str(cfg.get("mcmc_method", "slice_np_vectorized"))
-    if method not in MCMC_METHODS:
-        raise ConfigError(f"data.mcmc_method={method!r} is not known; choose one of {', '.join(MCMC_METHODS)}")
-    out = dict(method=method, num_chains=int(cfg.get("mcmc_num_chains", 20)), thin=int(cfg.get("mcmc_thin", 1)),
-               warmup_steps=int(cfg.get("mcmc_warmup_steps", 100)), init_strategy="resample",
-               init_strategy_parameters={"num_candidate_samples": 1000})
-    if out["num_chains"] < 1 or out["thin"] < 1 or out["warmup_steps"] < 0:
-        raise ConfigError(f"MCMC needs num_chains >= 1, thin >= 1, warmup_steps >= 0; got {cfg}")
-    return out
+def mcmc_kwargs(mcmc: MCMCSettings) -> dict:
+    """sbi MCMCPosterior arguments of :class:`MCMCSettings`. Chains start from prior draws
+    resampled by their potential (1000 candidates per chain; sbibm's "sir"-like
+    initialisation)."""
+    return dict(method=str(mcmc.mcmc_method), num_chains=int(mcmc.mcmc_num_chains), thin=int(mcmc.mcmc_thin),
+                warmup_steps=int(mcmc.mcmc_warmup_steps), init_strategy="resample",
+                init_strategy_parameters={"num_candidate_samples": 1000})
 
 
 def potential_posterior(log_prob_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], prior,
-                        mcmc: dict[str, Any] | None = None):
+                        mcmc: MCMCSettings):
     """MCMCPosterior on a user potential ``log_prob_fn(theta (N, d), x_o (1, D)) -> (N,)``,
     the unnormalised log posterior (e.g. true log-likelihood + log prior)."""
     from sbi.inference import MCMCPosterior
@@ -189,7 +258,7 @@ def potential_posterior(log_prob_fn: Callable[[torch.Tensor, torch.Tensor], torc
     def potential(theta, x_o):
         return log_prob_fn(theta, x_o)
 
-    return MCMCPosterior(potential, proposal=prior, theta_transform=mcmc_transform(prior), **mcmc_kwargs(mcmc or {}))
+    return MCMCPosterior(potential, proposal=prior, theta_transform=mcmc_transform(prior), **mcmc_kwargs(mcmc))
 
 
 def sample(posterior, x: torch.Tensor, n: int) -> torch.Tensor:

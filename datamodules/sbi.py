@@ -6,7 +6,7 @@ Splits (items are dicts of tensors ``theta`` (d,), ``x`` (*x_shape), ``idx``):
 
 * ``train`` + ``val``: the simulation budget ``data.num_simulations`` (sbibm's 10^3/10^4/10^5),
   of which ``round(data.val_fraction * num_simulations)`` (>= 1) are held out for validation
-  and early stopping, as ``sbi``'s own trainer does. ``data.n_train/n_val/n_test`` are not used.
+  and early stopping, as ``sbi``'s own trainer does.
 * ``test``: ``data.num_sbc`` fresh prior-predictive pairs. The first ``data.num_observations``
   are the benchmark observations (C2ST against the reference posterior, nltp, posterior
   width, timing); all ``num_sbc`` enter SBC and TARP.
@@ -15,8 +15,8 @@ Randomness: split s is simulated in chunks of :data:`CHUNK` pairs, chunk c from
 ``sample_rng(seed, s, c)`` and always simulated whole, so pair i depends only on
 (seed, split, i) — not on the budget.
 
-Observations and reference posteriors are cached in sbibm's layout under
-``data.cache_dir`` (default ``$COSMOBENCH_CACHE`` or ``~/.cache/cosmobench``)::
+Observations and their reference posteriors (:func:`reference_posterior`) are cached in
+sbibm's layout under ``data.cache_dir`` (null: ``$COSMOBENCH_CACHE`` or ``~/.cache/cosmobench``)::
 
     sbi/<problem>/<key>/num_observation_<k>/observation.csv               data_1, ..., data_D (one row)
                                           /true_parameters.csv           parameter names (one row)
@@ -33,27 +33,48 @@ column order), a ``.npy`` vector (D,) or array (N, D); for map problems a ``.npy
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.datamodule import ArrayDataset, BaseDataModule, sample_rng
+from cosmobench.datamodule import ArrayDataset, BaseDataModule, DataSettings, sample_rng
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.sim.sbi_problems import SBIProblem, get_problem
+from cosmobench.io import atomic_path
+from cosmobench.settings import setting
+from cosmobench.sim.sbi_problems import CosmoSurvey, SBIProblem, get_problem
 
 log = logging.getLogger(__name__)
 
 CHUNK = 500  #: simulations per independent random chunk
-#: data keys that do not change the simulated problem (excluded from the cache key)
-NON_PROBLEM_KEYS = ("batch_size", "num_workers", "num_simulations", "val_fraction", "test_fraction", "n_train",
-                    "n_val", "n_test", "num_posterior_samples", "num_sbc", "sbc_posterior_samples",
-                    "time_posterior_samples", "num_observations", "cache_dir", "source", "path",
-                    "reference_samples", "mcmc_method", "mcmc_num_chains", "mcmc_warmup_steps", "mcmc_thin")
+
+
+@dataclass
+class SBIData(CosmoSurvey, DataSettings):
+    """The ``data`` node of sbi: the problem, its survey (:class:`CosmoSurvey`), the
+    simulation budget and the test pairs (module docstring)."""
+
+    source: str = setting("sim", ["sim"], help="the problem's simulator (sbi has no real-data source)")
+    problem: str = setting("cl_gaussian", "str",
+                           help="inference problem (cosmobench.sim.sbi_problems: built-in or registered)")
+    num_simulations: int = setting(10000, "int >= 3", help="simulation budget: training + validation pairs")
+    val_fraction: float = setting(0.1, "0 < float < 1", help="fraction of the budget held out for validation")
+    num_sbc: int = setting(200, "int >= 2", help="test pairs: SBC and TARP run on all of them")
+    num_observations: int = setting(10, "positive int",
+                                    help="benchmark observations (C2ST, nltp, width): the first test pairs")
+    cache_dir: str | None = setting(None, "str or null",
+                                    help="cache of reference posteriors and C_ell grids "
+                                         "(null: $COSMOBENCH_CACHE or ~/.cache/cosmobench)")
+
+
+#: the ``data`` keys that define a problem (its factory's config; the reference-posterior cache key)
+PROBLEM_KEYS = ("problem", "cache_dir", *(f.name for f in dataclasses.fields(CosmoSurvey)))
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -62,7 +83,43 @@ def cache_root(cache_dir: str | None) -> Path:
 
 def problem_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The ``data`` keys that define the problem (json-able; stored in ``info``)."""
-    return {k: v for k, v in cfg.items() if k not in NON_PROBLEM_KEYS or k == "cache_dir"}
+    return {k: cfg[k] for k in PROBLEM_KEYS}
+
+
+def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], seed: int, k: int,
+                        theta: np.ndarray, x: np.ndarray, n: int) -> np.ndarray | None:
+    """``n`` reference posterior samples (n, d) of benchmark observation ``k`` (0-based; true
+    parameters ``theta``, data ``x``) of a run with data ``seed``, or None if the problem has
+    none. Drawn with seed ``[seed, k]``, computed once and cached (sbibm layout, module
+    docstring)."""
+    key = json.dumps({"problem": problem.name, "cfg": dict(problem_cfg), "seed": int(seed), "n_ref": int(n),
+                      "chunk": CHUNK}, sort_keys=True, default=str)
+    d = (cache_root(problem_cfg["cache_dir"]) / "sbi" / problem.name / hashlib.sha256(key.encode()).hexdigest()[:16]
+         / f"num_observation_{k + 1}")
+    ref_path = d / "reference_posterior_samples.csv.bz2"
+    if ref_path.is_file():
+        import pandas as pd
+        return pd.read_csv(ref_path).to_numpy(np.float64)
+    ref_seed = int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
+    samples = problem.reference_posterior(x, int(n), seed=ref_seed)
+    if samples is None:
+        return None
+    samples = np.asarray(samples, np.float64)
+    _write_observation(problem, d, theta, x, samples)
+    return samples
+
+
+def _write_observation(problem: SBIProblem, d: Path, theta: np.ndarray, x: np.ndarray, samples: np.ndarray) -> None:
+    import pandas as pd
+    d.mkdir(parents=True, exist_ok=True)
+    names = problem.param_names
+    pd.DataFrame([theta], columns=names).to_csv(d / "true_parameters.csv", index=False)
+    if problem.is_map:
+        np.save(d / "observation.npy", x)
+    else:
+        pd.DataFrame([x.reshape(-1)], columns=problem.data_names()).to_csv(d / "observation.csv", index=False)
+    with atomic_path(d / "reference_posterior_samples.csv.bz2") as tmp:  # readers never see half a file
+        pd.DataFrame(samples, columns=names).to_csv(tmp, index=False, float_format="%.8g", compression="bz2")
 
 
 class SBIDataModule(BaseDataModule):
@@ -71,15 +128,9 @@ class SBIDataModule(BaseDataModule):
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__(cfg, seed)
         c = self.cfg
-        for key in ("num_simulations", "num_observations", "num_sbc", "num_posterior_samples",
-                    "sbc_posterior_samples", "reference_samples", "time_posterior_samples"):
-            if int(c[key]) < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {c[key]}")
         if int(c["num_sbc"]) < int(c["num_observations"]):
             raise ConfigError(f"data.num_sbc ({c['num_sbc']}) must be >= data.num_observations "
                               f"({c['num_observations']}): the observations are the first SBC pairs")
-        if int(c["num_simulations"]) < 3:
-            raise ConfigError("data.num_simulations must be >= 3 (train and validation simulations)")
         self.problem: SBIProblem = get_problem(c["problem"], problem_config(c))
         self.export_suffix = ".npy" if self.problem.is_map else ".csv"
         self.stats: dict[str, Any] = {}
@@ -119,55 +170,7 @@ class SBIDataModule(BaseDataModule):
         p = self.problem
         return {"problem": p.name, "problem_cfg": problem_config(self.cfg), "param_names": list(p.param_names),
                 "x_shape": list(p.x_shape), "is_map": bool(p.is_map), "seed": self.seed,
-                "num_observations": int(self.cfg["num_observations"]),
-                "num_posterior_samples": int(self.cfg["num_posterior_samples"]),
-                "sbc_posterior_samples": int(self.cfg["sbc_posterior_samples"]),
-                "time_posterior_samples": int(self.cfg["time_posterior_samples"]),
-                "mcmc": {k: self.cfg[k] for k in ("mcmc_method", "mcmc_num_chains", "mcmc_warmup_steps", "mcmc_thin")},
-                **self.stats}
-
-    # --- observations and reference posteriors ----------------------------------------
-    def cache_dir(self) -> Path:
-        key = json.dumps({"problem": self.problem.name, "cfg": problem_config(self.cfg), "seed": self.seed,
-                          "n_ref": int(self.cfg["reference_samples"]), "chunk": CHUNK}, sort_keys=True, default=str)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return cache_root(self.cfg["cache_dir"]) / "sbi" / self.problem.name / digest
-
-    def observation(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(true theta (d,), x (*x_shape)) of benchmark observation ``k`` (0-based)."""
-        self.setup()
-        ds = self.datasets["test"]
-        return ds.arrays["theta"][k].numpy().astype(np.float64), ds.arrays["x"][k].numpy().astype(np.float64)
-
-    def reference_samples(self, k: int) -> np.ndarray | None:
-        """Reference posterior samples (reference_samples, d) of observation ``k``, or None if
-        the problem has none. Computed once and cached (sbibm layout, module docstring)."""
-        theta, x = self.observation(k)
-        d = self.cache_dir() / f"num_observation_{k + 1}"
-        ref_path = d / "reference_posterior_samples.csv.bz2"
-        if ref_path.is_file():
-            import pandas as pd
-            return pd.read_csv(ref_path).to_numpy(np.float64)
-        n = int(self.cfg["reference_samples"])
-        samples = self.problem.reference_posterior(x, n, seed=int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0]))
-        if samples is None:
-            return None
-        samples = np.asarray(samples, np.float64)
-        self._write_observation(d, theta, x, samples)
-        return samples
-
-    def _write_observation(self, d: Path, theta: np.ndarray, x: np.ndarray, samples: np.ndarray) -> None:
-        import pandas as pd
-        d.mkdir(parents=True, exist_ok=True)
-        names = self.problem.param_names
-        pd.DataFrame([theta], columns=names).to_csv(d / "true_parameters.csv", index=False)
-        if self.problem.is_map:
-            np.save(d / "observation.npy", x)
-        else:
-            pd.DataFrame([x.reshape(-1)], columns=self.problem.data_names()).to_csv(d / "observation.csv", index=False)
-        tmp = d / f"reference_posterior_samples.{os.getpid()}.tmp.csv.bz2"
-        pd.DataFrame(samples, columns=names).to_csv(tmp, index=False, float_format="%.8g")
-        os.replace(tmp, d / "reference_posterior_samples.csv.bz2")  # atomic: readers never see half a file
+                "num_observations": int(self.cfg["num_observations"]), **self.stats}
 
     # --- predict ----------------------------------------------------------------------
     def export(self, split: str, path: str | Path) -> Path:

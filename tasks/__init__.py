@@ -112,7 +112,7 @@ register_task(
     renamed={"data.mcmc_method": "model.mcmc_method", "data.mcmc_num_chains": "model.mcmc_num_chains",
              "data.mcmc_warmup_steps": "model.mcmc_warmup_steps", "data.mcmc_thin": "model.mcmc_thin",
              "data.num_posterior_samples": "eval.num_posterior_samples",
-             "data.reference_samples": "eval.reference_samples", "data.num_sbc": "eval.num_sbc",
+             "data.reference_samples": "eval.reference_samples",
              "data.sbc_posterior_samples": "eval.sbc_posterior_samples",
              "data.time_posterior_samples": "eval.time_posterior_samples"},
 )

@@ -7,56 +7,66 @@ Models (``-m``):
 * ``npe`` (default), ``nle``, ``nre``: ``sbi``'s density estimators and losses
   (:mod:`cosmobench.sbi_adapter`) trained by **our** Lightning loop (Adam(W), batches of
   ``data.batch_size``, validation loss for checkpointing/early stopping, DDP, resume), so
-  nothing goes through ``sbi``'s own trainer. NPE: NSF flow q(theta | x), sampled directly
-  (sbi's ``DirectPosterior``, draws outside the prior rejected). NLE: MAF q(x | theta), NRE:
-  NRE-B (contrastive, ``model.num_atoms``) ResNet classifier; both sampled by sbi's
-  vectorised slice-sampling MCMC (``data.mcmc_num_chains``, ``data.mcmc_warmup_steps``,
-  ``data.mcmc_thin``: sampling settings live beside ``data.num_posterior_samples``). On map problems NPE and NRE learn a CNN summary
-  (:class:`cosmobench.nn.cnn.SmallCNN`, ``model.n_summaries`` outputs) jointly with the
-  estimator; NLE, which models the density of x itself, is refused there.
+  nothing goes through ``sbi``'s own trainer. NPE: a flow q(theta | x) (``model.density_estimator``),
+  sampled directly (sbi's ``DirectPosterior``, draws outside the prior rejected). NLE: a flow
+  q(x | theta), NRE: NRE-B (contrastive, ``model.num_atoms``) classifier; both sampled by sbi's
+  slice-sampling MCMC (``model.mcmc_*``). On map problems NPE and NRE learn a CNN summary
+  (the ``cnn`` network, :class:`cosmobench.nn.cnn.SmallCNN`, with ``model.n_summaries``
+  outputs) jointly with the estimator; NLE, which models the density of x itself, is refused
+  there. Settings: :mod:`cosmobench.sbi_adapter`; the choices per model in
+  ``experiments/sbi/<model>.yaml``.
 * ``rejection_abc`` (:class:`RejectionABC`): the same simulation budget (the train split);
   keeps the ``model.quantile`` fraction of simulations whose standardised summaries are
   closest (Euclidean) to the observation, and samples a Gaussian KDE (Scott's rule) of the
   accepted parameters, truncated to the prior (as sbibm's REJ-ABC with KDE).
-* ``mcmc`` (:class:`LikelihoodMCMC`): sbi's slice sampler on the problem's true likelihood
-  (problems with a known likelihood only) — the cost/accuracy yardstick.
+* ``mcmc`` (:class:`LikelihoodMCMC`): sbi's slice sampler (``model.mcmc_*``) on the problem's
+  true likelihood (problems with a known likelihood only) — the cost/accuracy yardstick.
 
-Metrics (see :mod:`cosmobench.metrics.sbi`): ``c2st`` (primary; vs the reference posterior,
-mean over the ``data.num_observations`` observations; problems without a reference posterior
-do not report it), ``nltp``, ``posterior_std``, ``sbc_ks_pvalue`` (min over parameters),
-``tarp_atc``, ``time_per_posterior`` (seconds to draw ``data.time_posterior_samples``
-= 10,000 samples for one new observation, incl. MCMC warm-up).
+Metrics (see :mod:`cosmobench.metrics.sbi`; protocol settings :class:`SBIEval`, the ``eval``
+node): ``c2st`` (primary; ``eval.num_posterior_samples`` vs ``eval.reference_samples``
+reference posterior samples (:func:`cosmobench.datamodules.sbi.reference_posterior`), mean
+over the ``data.num_observations`` observations; problems without a reference posterior do
+not report it), ``nltp``, ``posterior_std``, ``sbc_ks_pvalue`` (min over parameters; SBC and
+TARP with ``eval.sbc_posterior_samples`` samples for each of the ``data.num_sbc`` test pairs),
+``tarp_atc``, ``time_per_posterior`` (seconds to draw ``eval.time_posterior_samples`` samples
+for one new observation, incl. MCMC warm-up).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from cosmobench import sbi_adapter
+from cosmobench.datamodules.sbi import reference_posterior
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.metrics import sbi as M
+from cosmobench.nn import build_net
 from cosmobench.plots import pyplot, save
+from cosmobench.sbi_adapter import MCMCSettings, RejectionABCSettings
+from cosmobench.settings import build, setting
 from cosmobench.sim.sbi_problems import SBIProblem, get_problem
 from cosmobench.task import BaseTask, FittedBaseline
 
 NEURAL = ("npe", "nle", "nre")
+MCMC_MODELS = ("nle", "nre", "mcmc")  #: models that sample by MCMC (their model node has the MCMC settings)
 
 
-class _Standardize(nn.Module):
-    """``(x - mean) / std`` with scalar train-split statistics (input of the map CNN)."""
+@dataclass
+class SBIEval:
+    """The ``eval`` node: how many posterior samples the metrics draw (module docstring)."""
 
-    def __init__(self, mean: float, std: float):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
+    num_posterior_samples: int = setting(10000, "int >= 10",
+                                         help="posterior samples per benchmark observation (C2ST, nltp, width; "
+                                              "predict: per input observation)")
+    reference_samples: int = setting(10000, "int >= 10", help="reference posterior samples per observation (C2ST)")
+    sbc_posterior_samples: int = setting(1000, "positive int", help="posterior samples per SBC/TARP test pair")
+    time_posterior_samples: int = setting(10000, "positive int",
+                                          help="samples drawn for one new observation to measure time_per_posterior")
 
 
 class RejectionABC(FittedBaseline):
@@ -64,11 +74,9 @@ class RejectionABC(FittedBaseline):
     problem's :meth:`~cosmobench.sim.sbi_problems.SBIProblem.summary`, standardised by their
     train-split std."""
 
-    def __init__(self, problem: SBIProblem, quantile: float):
+    def __init__(self, problem: SBIProblem, cfg: RejectionABCSettings):
         super().__init__()
-        if not 0 < quantile <= 1:
-            raise ConfigError(f"model.quantile must be in (0, 1], got {quantile}")
-        self.problem, self.quantile = problem, float(quantile)
+        self.problem, self.quantile = problem, float(cfg.quantile)
         self.s_train = torch.empty(0)
         self.theta_train = torch.empty(0)
         self.s_std = torch.empty(0)
@@ -115,13 +123,12 @@ class RejectionABC(FittedBaseline):
 class LikelihoodMCMC(FittedBaseline):
     """MCMC on the true likelihood (nothing to fit; the train split is not used)."""
 
-    def __init__(self, problem: SBIProblem, mcmc: dict[str, Any]):
+    def __init__(self, problem: SBIProblem, mcmc: MCMCSettings):
         super().__init__()
         if not problem.has_likelihood:
             raise ConfigError(f"model mcmc needs a known likelihood; problem {problem.name!r} has none "
                               f"(use npe, nle, nre or rejection_abc)")
-        self.problem, self.mcmc = problem, dict(mcmc)
-        sbi_adapter.mcmc_kwargs(self.mcmc)  # validate now
+        self.problem, self.mcmc = problem, mcmc
 
     def fit(self, data):
         pass
@@ -151,24 +158,24 @@ class SBITask(BaseTask):
         self.prior = self.problem.torch_prior()
         self._posterior = None
         cfg = self.model_cfg
+        #: the sampler of the models that sample by MCMC
+        self.mcmc = build(MCMCSettings, cfg) if self.model_name in MCMC_MODELS else None
         if self.model_name in NEURAL:
             theta_stats = (info["theta_mean"], info["theta_std"])
-            if info.get("is_map"):
+            if info["is_map"]:
                 if self.model_name == "nle":
                     raise ConfigError("nle models the density of the data and cannot learn map summaries; "
                                       f"problem {self.problem.name!r} has map data: use npe or nre")
-                from cosmobench.nn.cnn import SmallCNN
-                emb = nn.Sequential(_Standardize(info["x_mean"][0], info["x_std"][0]),
-                                    SmallCNN(self.x_shape[0], int(cfg["n_summaries"]), self.x_shape[-1],
-                                             channels=cfg["channels"], kernel_sizes=None,
-                                             hidden=int(cfg["hidden_features"]), dropout=0.0))
+                summary = build_net("cnn", cfg, n_bands=self.x_shape[0], n_classes=int(cfg["n_summaries"]),
+                                    image_size=self.x_shape[-1])
+                emb = nn.Sequential(sbi_adapter.ScalarStandardize(info["x_mean"][0], info["x_std"][0]), summary)
                 return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, None, embedding_net=emb,
                                                    x_example=torch.zeros((1,) + self.x_shape))
             return sbi_adapter.build_estimator(self.model_name, cfg, theta_stats, (info["x_mean"], info["x_std"]))
         if self.model_name == "rejection_abc":
-            return RejectionABC(self.problem, float(cfg["quantile"]))
+            return RejectionABC(self.problem, build(RejectionABCSettings, cfg))
         if self.model_name == "mcmc":
-            return LikelihoodMCMC(self.problem, info.get("mcmc", {}))
+            return LikelihoodMCMC(self.problem, self.mcmc)
         raise self.unknown_model()
 
     # --- training ---------------------------------------------------------------------
@@ -176,15 +183,14 @@ class SBITask(BaseTask):
         if self.is_baseline:  # no training objective: a constant keeps the checkpoint callback fed
             return torch.zeros((), device=batch["theta"].device)
         self._posterior = None
-        return sbi_adapter.loss(self.model_name, self.net, batch["theta"], batch["x"],
-                                num_atoms=int(self.model_cfg.get("num_atoms", 10)))
+        num_atoms = int(self.model_cfg["num_atoms"]) if self.model_name == "nre" else None
+        return sbi_adapter.loss(self.model_name, self.net, batch["theta"], batch["x"], num_atoms=num_atoms)
 
     # --- sampling ---------------------------------------------------------------------
     def posterior(self):
         """sbi posterior object of a neural model (rebuilt after training steps)."""
         if self._posterior is None:
-            self._posterior = sbi_adapter.build_posterior(self.model_name, self.net, self.prior,
-                                                          self.data_info.get("mcmc", {}))
+            self._posterior = sbi_adapter.build_posterior(self.model_name, self.net, self.prior, self.mcmc)
         return self._posterior
 
     def sample_posterior(self, x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -218,12 +224,11 @@ class SBITask(BaseTask):
         return {"theta": batch["theta"].float(), "x": batch["x"].float()}
 
     def compute_metrics(self, out: dict[str, np.ndarray]) -> dict[str, float]:
-        info = self.data_info
+        info, ev = self.data_info, self.eval_cfg
         theta, x = out["theta"].astype(np.float64), out["x"].astype(np.float64)
         n_obs = min(int(info["num_observations"]), len(theta))
-        n_post = int(info["num_posterior_samples"])
-        seed = int(info.get("seed", 0))
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        n_post = int(ev["num_posterior_samples"])
+        seed = int(info["seed"])
         c2sts, nltps, stds, refs, posts = [], [], [], [], []
         t_first = None
         for k in range(n_obs):
@@ -231,21 +236,22 @@ class SBITask(BaseTask):
             post = self.sample_posterior(x[k:k + 1], n_post, seed=1000 + k)[:, 0]
             if k == 0:
                 t_first = time.perf_counter() - t0
-            ref = dm.reference_samples(k) if dm is not None and hasattr(dm, "reference_samples") else None
+            ref = reference_posterior(self.problem, info["problem_cfg"], seed, k, theta[k], x[k],
+                                      int(ev["reference_samples"]))
             if ref is not None:
                 c2sts.append(M.c2st(ref, post, seed=1))
             nltps.append(M.nltp(post, theta[k]))
             stds.append(M.posterior_std(post))
             posts.append(post)
             refs.append(ref)
-        n_time = int(info["time_posterior_samples"])
+        n_time = int(ev["time_posterior_samples"])
         if n_time == n_post and t_first is not None:
             t_post = t_first
         else:
             t0 = time.perf_counter()
             self.sample_posterior(x[:1], n_time, seed=999)
             t_post = time.perf_counter() - t0
-        sbc_samples = self.sample_posterior(x, int(info["sbc_posterior_samples"]), seed=2000)
+        sbc_samples = self.sample_posterior(x, int(ev["sbc_posterior_samples"]), seed=2000)
         ranks, pvals = sbi_adapter.sbc(theta, x, sbc_samples)
         ecp, alpha, atc = sbi_adapter.tarp(theta, sbc_samples, seed=seed)
         out.update(post0=posts[0], ranks=ranks, ecp=ecp, alpha=alpha, theta0=theta[0],
@@ -260,16 +266,14 @@ class SBITask(BaseTask):
 
     # --- predict ----------------------------------------------------------------------
     def predict_outputs(self, batch):
-        n = int(self.data_info["num_posterior_samples"])
+        n = int(self.eval_cfg["num_posterior_samples"])
         s = self.sample_posterior(batch["x"].cpu().numpy(), n, seed=0)        # (n, B, d)
-        B = s.shape[1]
         cols = {name: torch.as_tensor(s[:, :, j].T.reshape(-1)) for j, name in enumerate(self.param_names)}
         cols["observation"] = batch["idx"].cpu().repeat_interleave(n)
-        del B
         return cols
 
     def write_predictions(self, loader, output: Path) -> list[Path] | None:
-        """``data.num_posterior_samples`` samples per observation of the input: one column per
+        """``eval.num_posterior_samples`` samples per observation of the input: one column per
         parameter (the problem's names) and ``observation`` (0-based row/map index); a corner
         plot of the first observation's posterior beside it (``<output stem>_corner.png``)."""
         from cosmobench.io import write_table

@@ -13,7 +13,7 @@ from cosmobench.metrics.sbi import c2st, nltp, posterior_std
 from cosmobench.sim import sbi_problems as P
 
 TINY = HERE / "conf" / "sbi.yaml"
-CL_CFG = dict(ell_min=50, ell_max=3000, n_ell_bins=10, area_deg2=1000.0, sigma_e=0.26, n_gal=10.0)
+CL_CFG = dict(ell_min=50, ell_max=3000, n_ell_bins=10, area_deg2=1000.0, sigma_e=0.26, n_gal=10.0, cache_dir=None)
 
 
 # --- problems ---------------------------------------------------------------------------
@@ -82,7 +82,8 @@ def test_gaussian_linear_reference_is_analytic():
 def test_reference_mcmc_recovers_a_gaussian_posterior():
     g = P.GaussianLinear(dim=2)
     x = np.array([0.3, -0.2])
-    mcmc = {"mcmc_num_chains": 10, "mcmc_warmup_steps": 50, "mcmc_thin": 2}
+    from cosmobench.sbi_adapter import MCMCSettings
+    mcmc = MCMCSettings(mcmc_num_chains=10, mcmc_warmup_steps=50, mcmc_thin=2)
     s = P.mcmc_posterior_samples(g, x, 2000, seed=0, mcmc=mcmc)
     mean, var = g.posterior_moments(x)
     np.testing.assert_allclose(s.mean(0), mean, atol=0.03)
@@ -178,7 +179,7 @@ def test_cli_sbibm_problems_predict_csv_and_npy(problem, root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = pred.read_text().splitlines()
     assert lines[0].split(",")[:dim] == [f"parameter_{i + 1}" for i in range(dim)]
-    assert len(lines) == 1 + 200                           # data.num_posterior_samples of the tiny config
+    assert len(lines) == 1 + 200                           # eval.num_posterior_samples of the tiny config
     assert (tmp_path / "samples_corner.png").is_file()
     npy = tmp_path / "obs.npy"
     np.save(npy, np.full((2, dim), 0.1))
