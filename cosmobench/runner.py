@@ -421,7 +421,8 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     try:
         dm = _datamodule(cfg, dm_cls, "fit")
         pl.seed_everything(cfg["seed"], workers=True, verbose=False)  # model init independent of data loading
-        module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info=dm.info())
+        module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info=dm.info(),
+                          evaluation=cfg.get("eval"))  # only tasks with a metric protocol have an eval node
         loggers = build_logger(cfg, run_dir, run_dir.name, resume_epoch=resume_epoch)  # nothing is written before
         trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
         run = _Run(cfg, root, run_dir, fresh=fresh, rank0=rank0, files={"config.yaml": C.to_yaml(cfg)},
@@ -471,6 +472,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     dm_cls, task_cls = _checked_classes(cfg)
     check_store(root)
     module = load_module(task_cls, task, ckpt)
+    module.eval_cfg = dict(cfg.get("eval") or {})  # the metric protocol of this test's config
     dm = _datamodule(cfg, dm_cls, "test")
     run_dir = root / cfg["task"] / cfg["model"]["name"] / f"{_new_run_id(cfg)}-test"
     loggers = build_logger(cfg, run_dir, run_dir.name, job_type="test")
