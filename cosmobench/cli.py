@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task")
     p.add_argument("--format", choices=["md", "csv", "html"], default="md")
     p.add_argument("--out", help="write to this file instead of stdout")
+
+    from cosmobench.datasets import cli as data_cli
+    data_cli.add_subparser(sub)
     return parser
 
 
@@ -229,8 +232,13 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from cosmobench.datasets import cli as data_cli
+    return data_cli.run(args)
+
+
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "test": _cmd_test, "bench": _cmd_bench,
-            "leaderboard": _cmd_leaderboard, "results": _cmd_results}
+            "leaderboard": _cmd_leaderboard, "results": _cmd_results, "data": _cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

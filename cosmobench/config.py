@@ -162,7 +162,7 @@ def _lightning_signature() -> dict[str, Any]:
         pl_version = version("pytorch-lightning")
     except PackageNotFoundError:
         pl_version = "unknown"
-    path = cache_dir() / f"trainer-signature-{pl_version}.json"
+    path = cache_dir() / "schema" / f"trainer-signature-{pl_version}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

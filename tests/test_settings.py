@@ -188,7 +188,7 @@ def test_validation_and_print_config_import_no_torch(tmp_path):
     warm = subprocess.run([sys.executable, "-c", "from cosmobench.config import resolve; resolve('photoz')"],
                           env=env, capture_output=True, text=True)
     assert warm.returncode == 0, warm.stderr
-    assert list((tmp_path / "cache").glob("trainer-signature-*.json"))
+    assert list((tmp_path / "cache" / "schema").glob("trainer-signature-*.json"))
     code = textwrap.dedent("""
         import sys
         from cosmobench.cli import main
