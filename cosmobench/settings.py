@@ -277,8 +277,12 @@ def checks(ref: str | None, prefix: str) -> dict[str, Any]:
 def build(cls: type, node: Mapping[str, Any], **extra):
     """An instance of the settings dataclass ``cls`` from a resolved config node (keys the
     class does not declare are ignored: a node may hold several owners' settings)."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    return cls(**{k: node[k] for k in names if k not in extra}, **extra)
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in extra]
+    missing = [k for k in names if k not in node]
+    if missing:
+        raise ConfigError(f"{cls.__qualname__} needs the setting {missing[0]!r}, which the config node lacks "
+                          f"(a config resolved for another task or model?)")
+    return cls(**{k: node[k] for k in names}, **extra)
 
 
 def markdown_table(rows: list[tuple[str, Setting]]) -> str:
