@@ -28,7 +28,7 @@ def _value(tree: dict, key: str):
 
 def _rows(settings: dict[str, Setting], tree: dict, prefix: str) -> list[tuple[str, Setting]]:
     out = []
-    for key, s in settings.items():
+    for key, s in sorted(settings.items(), key=lambda kv: kv[0] != f"{prefix}source"):  # the source first
         if key.startswith(prefix):
             v = _value(tree, key)
             out.append((key, s if v == s.default else Setting(s.name, v, s.check, s.unit, s.help, s.annotation,
