@@ -100,7 +100,7 @@ class DetectionSettings(SEPDetection, CenterNetConfig):
     (:func:`assign_segments`)."""
 
     detector: str = setting("sep", ["sep", "learned"], help="detection stage: SEP, or the learned centre heat map")
-    detector_epochs: int = setting(15, "positive int", help="learned detector: training epochs over the train split")
+    detector_epochs: int = setting(10, "positive int", help="learned detector: training epochs over the train split")
     detector_lr: float = setting(3.0e-3, "positive float", help="learned detector: Adam learning rate")
 
 

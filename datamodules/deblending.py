@@ -18,9 +18,26 @@ inputs): with ``data.background=sep`` the image is background-subtracted per ban
 
 Real cutouts (:func:`read_cutout`, for ``cosmobench predict``): ``.npz`` with arrays
 ``images`` ``(C, H, W)`` (or a stack ``(S, C, H, W)``), ``variance`` or ``weights``
-(= 1/variance; 0 = no data) of the same shape, optional ``mask`` (``(H, W)`` or ``(C, H, W)``,
-non-zero = bad) and ``psfs`` ``(C, h, w)`` (scarlet's example-data layout); or FITS with one HDU
-per plane named ``IMAGES`` (or the primary HDU), ``VARIANCE``/``WEIGHTS``, ``MASK``, ``PSFS``.
+(= 1/variance; 0 = no data) of the same shape, optional ``mask`` (``(H, W)`` or ``(C, H, W)``),
+``psfs`` ``(C, h, w)`` and ``filters`` (``C`` names) (scarlet's HSC example-data layout); or
+FITS with one HDU per plane named ``IMAGES`` (or the primary HDU), ``VARIANCE``/``WEIGHTS``,
+``MASK``, ``PSFS``, filter names in the IMAGES header ``FILTERS`` (comma-separated).
+
+Masks: a boolean mask is ``True`` = bad. An integer mask is a bit-mask plane (HSC/LSST
+``afw`` style): bit ``i`` is the plane named ``mask_planes[i]`` (NPZ array ``mask_planes``; FITS
+``MP_<NAME> = i`` keywords of the MASK header, as the LSST pipelines write them; else
+``data.mask_planes``, the fixed ``afw`` base planes ``BAD SAT INTRP CR EDGE DETECTED
+DETECTED_NEGATIVE SUSPECT NO_DATA``), and a pixel is unusable if any of the bits named in
+``data.mask_bad_bits`` is set (default ``BAD SAT INTRP CR EDGE NO_DATA``, :data:`BAD_BITS`;
+``DETECTED``, ``DETECTED_NEGATIVE``, ``SUSPECT``, ``BRIGHT_OBJECT`` and bits without a name are
+informational). Unusable pixels are set to 0 with the median variance and are ignored by SEP
+detection and the model fit. A scene whose every pixel is unusable is an ``InputError`` naming
+the bits that flagged it. Filter names become the ``flux_<filter>`` columns of ``predict``.
+
+Background: survey coadd cutouts (HSC, LSST) are already background-subtracted; predict them
+with ``data.background=none`` (the default ``sep`` re-estimates a ``data.back_size`` px mesh
+background, which on a small cutout filled by a large galaxy removes part of its wings; the
+simulated training scenes are sky-subtracted, so both settings see the same kind of input).
 Without variance or weights the per-band background variance is estimated with SEP
 (``globalrms²``). The PSFs, if given, become the detection filter (mean PSF).
 A detection catalogue replaces SEP detection when ``data.catalog`` is a table (CSV/FITS/ECSV/
@@ -51,6 +68,12 @@ from cosmobench.settings import build, setting
 from cosmobench.sim.blends import BlendSetup
 
 
+#: the ``afw`` base mask planes of HSC/LSST images, in bit order (bit 0 = BAD)
+AFW_MASK_PLANES = ["BAD", "SAT", "INTRP", "CR", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "SUSPECT", "NO_DATA"]
+#: mask bits that make a pixel unusable by default
+BAD_BITS = ["BAD", "SAT", "INTRP", "CR", "EDGE", "NO_DATA"]
+
+
 @dataclass
 class DeblendingData(BlendSetup, SimSplits, DataSettings):
     """The ``data`` node: the loaders and split sizes, the simulator (:class:`BlendSetup`),
@@ -68,6 +91,10 @@ class DeblendingData(BlendSetup, SimSplits, DataSettings):
     scene_column: str = setting("scene", "str", help="catalogue column of the scene index (stacks)")
     catalog_origin: int = setting(0, [0, 1], unit="px",
                                   help="pixel coordinate of the first pixel's centre (1: SExtractor/FITS)")
+    mask_bad_bits: list[str] = setting(BAD_BITS, "list[str]",
+                                       help="predict: bit-mask planes that make a pixel unusable (others are informational)")
+    mask_planes: list[str] = setting(AFW_MASK_PLANES, "list[str]",
+                                     help="predict: names of the bits of an integer mask without its own plane names")
 
 
 class SceneDataset(Dataset):
@@ -79,6 +106,7 @@ class SceneDataset(Dataset):
                  truth: dict[str, np.ndarray] | None = None, n_max: int | None = None,
                  catalog: list[np.ndarray] | None = None, psfs: np.ndarray | None = None):
         self.psfs = psfs  # (C, h, w) PSF images of a real cutout (the detection filter), or None
+        self.filters = None  # the cutout's filter names (predict's flux columns), or None
         self.image = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32))
         self.variance = torch.as_tensor(np.ascontiguousarray(variance, dtype=np.float32))
         self.mask = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))
@@ -132,15 +160,50 @@ def _fits_planes(path: Path) -> dict[str, np.ndarray]:
                     key = "images"
                 if key is not None:
                     planes[key] = np.array(h.data)
+                    if key == "mask":
+                        bits = {k[3:]: int(v) for k, v in h.header.items() if k.startswith("MP_")}
+                        if bits:
+                            names = [""] * (max(bits.values()) + 1)
+                            for name, bit in bits.items():
+                                names[bit] = name
+                            planes["mask_planes"] = np.array(names)
+                    if key == "images" and "FILTERS" in h.header:
+                        planes["filters"] = np.array([f.strip() for f in str(h.header["FILTERS"]).split(",")])
             return planes
     except OSError as exc:
         raise InputError(f"{path} is not a readable FITS file: {' '.join(str(exc).split())}") from None
 
 
-def read_cutout(path: str | Path) -> dict[str, Any]:
+def bad_pixels(mask: np.ndarray, bad_bits: list[str], planes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Unusable pixels of a mask plane (module docstring): boolean masks as they are; integer
+    bit masks through the plane names ``planes`` (bit ``i`` = ``planes[i]``) and the names of
+    the bad bits. Returns the boolean map and, per bad bit present, the pixels it flags."""
+    m = np.asarray(mask)
+    if m.dtype == bool:
+        return m, {"mask": m}
+    if not np.issubdtype(m.dtype, np.integer):
+        if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
+            raise InputError("mask: expected a boolean or an integer bit-mask plane")
+        m = m.astype(np.int64)
+    unknown = sorted(set(bad_bits) - set(planes))
+    if unknown:
+        raise InputError(f"mask: bad bit(s) {', '.join(unknown)} are not planes of the mask "
+                         f"(its planes: {', '.join(p for p in planes if p)}); set data.mask_bad_bits")
+    by_bit = {name: (m & (1 << planes.index(name))) != 0 for name in bad_bits}
+    bad = np.zeros(m.shape, bool)
+    for v in by_bit.values():
+        bad |= v
+    return bad, {k: v for k, v in by_bit.items() if v.any()}
+
+
+def read_cutout(path: str | Path, bad_bits: list[str] | None = None, mask_planes: list[str] | None = None) -> dict[str, Any]:
     """A real multi-band cutout (module docstring) -> ``images`` ``(S, C, H, W)`` float32,
     ``variance`` ``(S, C, H, W)`` or ``(S, C)`` float32, ``mask`` ``(S, H, W)`` bool,
-    ``psfs`` ``(C, h, w)`` or None, ``catalog`` (the NPZ's own record array) or None."""
+    ``psfs`` ``(C, h, w)`` or None, ``catalog`` (the NPZ's own record array) or None,
+    ``filters`` (``C`` names) or None. An integer mask is read with the bad bits ``bad_bits``
+    (default :data:`BAD_BITS`) and the plane names of the file, else ``mask_planes`` (default
+    :data:`AFW_MASK_PLANES`)."""
+    bad_bits = BAD_BITS if bad_bits is None else list(bad_bits)
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"input file not found: {p}")
@@ -175,15 +238,27 @@ def read_cutout(path: str | Path) -> dict[str, Any]:
         return np.broadcast_to(a, images.shape)
 
     bad = ~np.isfinite(images).all(axis=1)                     # (S, H, W)
+    flagged: dict[str, np.ndarray] = {}
     if "mask" in planes:
-        m = np.asarray(planes["mask"])
+        names = [str(n) for n in planes["mask_planes"]] if "mask_planes" in planes else \
+            list(AFW_MASK_PLANES if mask_planes is None else mask_planes)
+        try:
+            m, flagged = bad_pixels(planes["mask"], bad_bits, names)
+        except InputError as exc:
+            raise InputError(f"{p}: {exc}") from None
         m = m.reshape((1,) * (3 - m.ndim) + m.shape) if m.ndim < 3 else m
         if m.ndim == 4 or (m.ndim == 3 and m.shape[0] == c and m.shape[1:] == (h, w) and s == 1):
             m = m.reshape(-1, c, h, w).any(axis=1)               # a pixel bad in any band is masked
         if m.shape[1:] != (h, w) or m.shape[0] not in (1, s):
             raise InputError(f"{p}: 'mask' has shape {planes['mask'].shape}; expected (H, W) or (C, H, W) "
                              f"with H, W = {h}, {w}")
-        bad = bad | np.broadcast_to(m != 0, (s, h, w))
+        m = np.broadcast_to(m, (s, h, w))
+        if m.all(axis=(1, 2)).any():
+            share = {k: float(np.mean(v)) for k, v in flagged.items()}
+            bits = ", ".join(f"{k} ({100 * v:.0f} %)" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
+            raise InputError(f"{p}: the mask flags every pixel of a scene as unusable, by {bits}; "
+                             f"set data.mask_bad_bits to the bits that mean unusable")
+        bad = bad | m
     variance = None
     if "variance" in planes:
         variance = like_images("variance").copy()
@@ -213,8 +288,13 @@ def read_cutout(path: str | Path) -> dict[str, Any]:
                 np.any(psfs.sum(axis=(1, 2)) <= 0):
             raise InputError(f"{p}: 'psfs' must be (C, h, w) finite images with positive sums, got {planes['psfs'].shape}")
     catalog = planes.get("catalog")
+    filters = None
+    if "filters" in planes:
+        filters = [str(f).strip() for f in np.asarray(planes["filters"]).reshape(-1)]
+        if len(filters) != c or len(set(filters)) != c or not all(filters):
+            raise InputError(f"{p}: 'filters' must name each of the {c} bands once, got {filters}")
     return {"images": images.astype(np.float32), "variance": np.asarray(variance, dtype=np.float32),
-            "mask": bad, "psfs": psfs, "catalog": catalog}
+            "mask": bad, "psfs": psfs, "catalog": catalog, "filters": filters}
 
 
 def mean_psf_kernel(psfs: np.ndarray) -> np.ndarray:
@@ -341,12 +421,15 @@ class DeblendingDataModule(BaseDataModule):
         """Dataset of the scenes of a real cutout file (:func:`read_cutout`), background-
         subtracted like the training scenes, with the catalogue positions if ``data.catalog``."""
         p = Path(path).expanduser()
-        cut = read_cutout(p)
+        cut = read_cutout(p, self.cfg["mask_bad_bits"], self.cfg["mask_planes"])
         images = np.stack([self.preprocess(im, m) for im, m in zip(cut["images"], cut["mask"])])
-        return SceneDataset(images, cut["variance"], mask=cut["mask"], catalog=self._catalog(p, cut), psfs=cut["psfs"])
+        ds = SceneDataset(images, cut["variance"], mask=cut["mask"], catalog=self._catalog(p, cut), psfs=cut["psfs"])
+        ds.filters = cut["filters"]
+        return ds
 
     def predict_loader(self, path) -> DataLoader:
         return DataLoader(self.read_input(path), batch_size=1, shuffle=False, num_workers=0)
 
 
-__all__ = ["DeblendingData", "DeblendingDataModule", "SceneDataset", "read_cutout", "mean_psf_kernel"]
+__all__ = ["DeblendingData", "DeblendingDataModule", "SceneDataset", "read_cutout", "bad_pixels", "mean_psf_kernel",
+           "AFW_MASK_PLANES", "BAD_BITS"]

@@ -31,7 +31,8 @@ Test metrics: :mod:`cosmobench.metrics.deblending` (primary ``flux_mape``, perce
 truth blendedness of each source is measured at test time from its isolated image
 (footprint threshold ``eval.footprint_nsigma`` band-summed noise sigmas).
 ``cosmobench predict deblending`` writes a catalogue (one row per source: ``scene``, ``id``,
-``x``, ``y`` (0-based px), ``flux_<b>`` per band, counts of the input) as CSV/FITS/... and the
+``x``, ``y`` (0-based px), ``flux_<filter>`` per band (the cutout's filter names, else
+``flux_0``..), in the units of the input) as CSV/FITS/... and the
 deblended images (``images`` ``(N_sources, C, H, W)`` + ``scene``/``id``) next to it as
 ``<stem>_images.npz`` (``<stem>_images.fits`` for a FITS catalogue).
 """
@@ -194,7 +195,7 @@ class DeblendingTask(BaseTask):
                     loss.backward()
                     opt.step()
                     sched.step()
-                    total, n = total + float(loss) * len(out), n + len(out)
+                    total, n = total + float(loss.detach()) * len(out), n + len(out)
                 history.append(total / max(n, 1))
         for p in net.parameters():
             p.requires_grad_(False)
@@ -439,7 +440,8 @@ class DeblendingTask(BaseTask):
             raise InputError("no sources were detected in the input (or the catalogue is empty)")
         flux = np.concatenate(fluxes)
         table = {k: np.asarray(v) for k, v in cols.items()}
-        table.update({f"flux_{b}": flux[:, b] for b in range(flux.shape[1])})
+        filters = getattr(getattr(loader, "dataset", None), "filters", None) or list(range(flux.shape[1]))
+        table.update({f"flux_{f}": flux[:, b] for b, f in enumerate(filters)})
         stack = np.concatenate(images)
         fits_out = output.name.lower().endswith((".fits", ".fit", ".fits.gz"))
         img_path = output.with_name(output.name.split(".")[0] + ("_images.fits" if fits_out else "_images.npz"))

@@ -40,7 +40,7 @@ def test_modelfit_recovers_injected_sersic_parameters(noise):
     gals = [dict(x=15.3, y=18.6, re=4.0, n=2.0, q=0.6, pa=0.5, flux=[3000.0, 1500.0]),
             dict(x=25.8, y=21.2, re=3.0, n=1.0, q=0.8, pa=2.0, flux=[1000.0, 2000.0])]
     img, var, psfs = _scene(gals, noise=noise)
-    settings = ModelFitSettings(profile="sersic", fit_steps=300, fit_lr=0.05, fit_oversample=3)
+    settings = ModelFitSettings(profile="sersic", fit_steps=250, fit_lr=0.05, fit_oversample=3)
     start = [[g["x"] + 0.7, g["y"] - 0.6] for g in gals]   # detections off by ~1 px
     models, p = fit_scenes(settings, torch.as_tensor(img)[None], torch.as_tensor(var)[None], None, [start], psfs)
     assert models[0].shape == (2, 2, 40, 40)
