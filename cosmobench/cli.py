@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", parents=[root], help="render the leaderboard of recorded runs")
     p.add_argument("--task")
-    p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    p.add_argument("--format", choices=["md", "csv", "html"], default="md",
+                   help="md: the glance view (rank, model, verdict, primary and headline metrics; 120 columns); "
+                        "csv: every metric and the provenance; html: the report page")
+    p.add_argument("--all", action="store_true", help="md: every metric and the provenance columns")
     p.add_argument("--out", help="write to this file instead of stdout")
 
     from cosmobench.datasets import cli as data_cli
@@ -223,7 +226,9 @@ def _cmd_leaderboard(args) -> int:
     if args.task:
         from cosmobench.registry import get_task
         get_task(args.task)
-    text = leaderboard.RENDERERS[args.format](leaderboard.load(root, task=args.task))
+    board = leaderboard.load(root, task=args.task)
+    text = leaderboard.to_markdown(board, full=True) if args.format == "md" and args.all \
+        else leaderboard.RENDERERS[args.format](board)
     if args.out:
         leaderboard.write_output(Path(args.out), text.encode())
         print(f"wrote {args.out}")

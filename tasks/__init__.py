@@ -20,6 +20,7 @@ register_task(
     baseline="knn",
     primary_metric="crps",
     mode="min",
+    headline=["nll", "sigma_nmad", "outlier_frac", "bias"],
 )
 
 register_task(
@@ -33,6 +34,7 @@ register_task(
     baseline="resnet18",
     primary_metric="accuracy",
     mode="max",
+    headline=["balanced_accuracy", "macro_f1", "ece", "rotation_invariance_error"],
 )
 
 register_task(
@@ -46,6 +48,7 @@ register_task(
     baseline="cnn",
     primary_metric="auroc",
     mode="max",
+    headline=["tpr_at_fpr_1e-2", "average_precision", "ece"],
     metric_modes={"auroc": "max", "tpr_at_fpr_1e-2": "max", "tpr0": "max", "tpr10": "max",
                   "average_precision": "max", "accuracy": "max", "balanced_accuracy": "max", "macro_f1": "max",
                   "ece": "min", "nll": "min", "rotation_invariance_error": "min"},
@@ -87,6 +90,7 @@ register_task(
     baseline="wiener",
     primary_metric="nmse",
     mode="min",
+    headline=["pearson_r", "power_ratio_dev", "peak_count_err"],
     metric_modes={"nmse": "min", "pearson_r": "max", "power_ratio_dev": "min", "peak_count_err": "min",
                   "peak_err_2": "min", "peak_err_3": "min", "peak_err_4": "min"},
     renamed={"data.peak_thresholds": "eval.peak_thresholds", "data.peak_smoothing_pix": "eval.peak_smoothing_pix",
@@ -107,6 +111,7 @@ register_task(
     baseline="rejection_abc",
     primary_metric="c2st",
     mode="min",
+    headline=["nltp", "tarp_atc", "sbc_ks_pvalue", "time_per_posterior"],
     metric_modes={"c2st": "min", "nltp": "min", "posterior_std": "min", "sbc_ks_pvalue": "max",
                   "tarp_atc": "zero", "time_per_posterior": "min"},
     renamed={"data.mcmc_method": "model.mcmc_method", "data.mcmc_num_chains": "model.mcmc_num_chains",

@@ -58,8 +58,10 @@ def test_one_seed_shows_dash_not_plus_minus_zero():
     e = board["photoz"][0]
     assert e.std["crps"] is None and e.ci["crps"] is None
     assert L.fmt_cell(e, "crps") == "0.25 ± — [—]"
-    md = L.to_markdown(board)
+    md = L.to_markdown(board, full=True)
     assert "± 0 " not in md and "0.25 ± — [—]" in md
+    glance = L.to_markdown(board)
+    assert "± 0 " not in glance and "| 0.250 ± — |" in glance
 
 
 def test_latest_run_per_seed_and_separate_configs():
@@ -76,7 +78,7 @@ def test_max_mode_ranks_descending_and_every_metric_has_an_arrow():
             for m, a in [("cnn", 0.7), ("e2cnn", 0.9)]]
     board = L.aggregate(rows)
     assert [e.model for e in board["morphology"]] == ["e2cnn", "cnn"]
-    md = L.to_markdown(board)
+    md = L.to_markdown(board, full=True)
     header = next(ln for ln in md.splitlines() if ln.startswith("| rank"))
     for name, arrow in [("accuracy", "↑"), ("ece", "↓"), ("nll", "↓"), ("macro\\_f1", "↑"),
                         ("rotation\\_invariance\\_error", "↓")]:
@@ -125,6 +127,7 @@ def test_failed_runs_are_listed_and_counted():
     assert e["knn"].seeds == [] and e["knn"].rank is None and board["photoz"][-1].model == "knn"
     md = L.to_markdown(board)
     assert "failed: mdn seed 1: NonFiniteLossError: nan" in md and "failed: knn seed 0: boom" in md
+    assert "| 2 (1 failed) |" in md
     assert "failed: knn seed 0: boom" in L.to_html(board)
 
 
@@ -137,24 +140,25 @@ def test_unknown_task_rows_are_skipped_with_a_note():
 def test_markdown_escapes_user_strings():
     evil = "a|b<script>*x*"
     rows = [row(evil, 0, 1.0, metrics={"crps": 1.0, "m|x": 2.0}), row("knn", 0, 2.0, metrics={"crps": 2.0, "m|x": 1.0})]
-    md = L.to_markdown(L.aggregate(rows))
-    table = [ln for ln in md.splitlines() if ln.startswith("|")]
-    n_cols = {len(re.split(r"(?<!\\)\|", ln)) for ln in table}
-    assert len(n_cols) == 1, table  # no unescaped | added a column
-    assert "<script>" not in md and "a\\|b\\<script\\>\\*x\\*" in md
+    for md in (L.to_markdown(L.aggregate(rows)), L.to_markdown(L.aggregate(rows), full=True)):
+        table = [ln for ln in md.splitlines() if ln.startswith("|")]
+        n_cols = {len(re.split(r"(?<!\\)\|", ln)) for ln in table}
+        assert len(n_cols) == 1, table  # no unescaped | added a column
+        assert "<script>" not in md and "a\\|b\\<script\\>\\*x\\*" in md
 
 
 def test_html_escapes_user_strings():
     rows = [row("<img src=x onerror=alert(1)>", 0, 1.0, error=None, metrics={"crps": 1.0, "<b>m</b>": 1.0}),
             row("knn", 0, 1.0, status="failed", error="<script>alert(2)</script>")]
     page = L.to_html(L.aggregate(rows))
-    assert "<img src=x" not in page and "<script>" not in page and "<b>m</b>" not in page
+    assert "<img src=x" not in page and "<script>alert" not in page and "<b>m</b>" not in page
+    assert page.count("<script>") == 1  # the page's own sorting script, nothing else
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "&lt;script&gt;alert(2)&lt;/script&gt;" in page
 
 
 def test_provenance_everywhere():
     board = L.aggregate([row("mdn", 0, 1.0), row("mdn", 1, 2.0)])
-    md = L.to_markdown(board)
+    md = L.to_markdown(board, full=True)
     line = next(ln for ln in md.splitlines() if ln.startswith("| 1 "))
     assert "0123456789 (dirty)" in line and "`h1`" in line and "fp0123456789" in line and "2026-11-23" in line
     assert "torch 2.14.1" in md and "x86\\_64, 2 CPUs" in md
@@ -222,8 +226,9 @@ def test_renderers_and_plots(tmp_path):
     png = b"\x89PNG\r\n\x1a\nfake"
     (plots / "pit.png").write_bytes(png)
     board = L.aggregate([row("mdn", 0, 0.25, run_dir=str(tmp_path / "run"))])
-    md = L.to_markdown(board)
-    assert "| 1 | mdn | 1 | 0.25 ± — [—] |" in md and "crps ↓" in md
+    md = L.to_markdown(board, full=True)
+    assert "| 1 | mdn | — | 1 | 0.25 ± — [—] |" in md and "crps ↓" in md
+    assert "| 1 | mdn | 1 | 0.250 ± — |" in L.to_markdown(board)
     html = L.to_html(board)
     assert base64.b64encode(png).decode() in html and "id='table-photoz'" in html
     assert "no runs recorded" in L.to_markdown(L.Board())
@@ -233,12 +238,29 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _render(path):
+def _render(path, *extra):
     """Headless Chromium: (serialised DOM after load, console messages)."""
     out = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                          "--v=0", "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+                          "--v=0", "--window-size=1280,2000", *extra, "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
     console = [ln for ln in out.stderr.splitlines() if ":CONSOLE" in ln]
     return out.stdout, console
+
+
+# run after the page's own script: layout facts and a click on a header, written into the DOM
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var b = document.body, t = document.querySelector('table.leaderboard');
+  b.setAttribute('data-scroll-width', document.documentElement.scrollWidth);
+  b.setAttribute('data-inner-width', window.innerWidth);
+  var sticky = t.querySelector('td.sticky');
+  b.setAttribute('data-sticky', getComputedStyle(sticky).position);
+  var g = document.querySelector('table.glance'), th = g.tHead.rows[0].cells[1];
+  th.click(); th.click();   // model column, descending
+  b.setAttribute('data-sorted', Array.from(g.tBodies[0].rows).map(function (r) {
+    return r.cells[1].textContent; }).join(','));
+});
+</script>"""
 
 
 @pytest.mark.skipif(_chromium() is None and not os.environ.get("COSMOBENCH_REQUIRE_BROWSER"),
@@ -257,13 +279,128 @@ def test_html_page_in_headless_chromium(tmp_path):
            "jobs": [{"task": "photoz", "model": "mdn", "seed": 0, "config_hash": "h1", "grid": {"data.n_train": 1}},
                     {"task": "photoz", "model": "mdn", "seed": 0, "config_hash": "h2", "grid": {"data.n_train": 2}}]}
     rows += [row("mdn", s, 0.4, chash="h2") for s in range(2)]
+    # a deblending entry with every metric a real run has: the main view must still not scroll sideways
+    many = {f"{m}_{b}": 0.1 + 0.01 * i for i, (m, b) in enumerate(
+        (m, b) for m in ("flux_mape", "flux_bias", "recall", "ssim", "recon_mse", "ellipticity_rmse")
+        for b in ("bl00_01", "bl01_10", "bl10_30", "bl30_100", "blended"))}
+    for model, off in (("unet", 0.0), ("sep", 0.05), ("a_very_long_model_name_from_a_plugin_package", 0.02)):
+        rows += [row(model, s, None, task="deblending", chash="d" + model,
+                     metrics={**many, "flux_mape": 0.2 + off + 0.01 * s, "recall": 0.9}) for s in range(3)]
     page = tmp_path / "lb.html"
     page.write_text(L.to_html(L.aggregate(rows, [man])))
     dom, console = _render(page)
     assert console == []
-    for task, n_rows in (("photoz", 3), ("morphology", 1)):
-        m = re.search(rf"<table class=\"leaderboard\" id=\"table-{task}\"[^>]*>(.*?)</table>", dom, re.S)
+    for task, n_rows in (("photoz", 3), ("morphology", 1), ("deblending", 3)):
+        m = re.search(rf"<table class=\"leaderboard sortable\" id=\"table-{task}\"[^>]*>(.*?)</table>", dom, re.S)
         assert m, f"no table for {task}"
         assert m.group(1).count("<tr") == n_rows + 1
+        card = re.search(rf"<div class=\"card\" id=\"card-{task}\">(.*?)<details class=\"all\">", dom, re.S)
+        assert card and "<svg" in card.group(1), f"no summary plot for {task}"
+        glance = re.search(r"<table class=\"glance sortable\"[^>]*>(.*?)</table>", card.group(1), re.S).group(1)
+        heads = re.findall(r"<th[^>]*>(.*?)</th>", glance)
+        assert [re.sub("<[^>]+>", "", h) for h in heads[:2]] == ["rank", "model"]
+    deb = re.search(r"id=\"glance-deblending\"[^>]*>(.*?)</table>", dom, re.S).group(1)
+    assert re.sub("<[^>]+>", "", re.findall(r"<th[^>]*>(.*?)</th>", deb)[2]) == "vs baseline"  # next to the model
+    assert "baseline" in re.search(r"<svg.*?</svg>", dom[dom.index('id="card-deblending"'):], re.S).group(0)
     assert "e|2&lt;cnn&gt;" in dom and "<cnn>" not in dom
     assert dom.count("<img src=\"data:image/png;base64,") == 1  # the learning curve
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    dom, console = _render(probe)
+    assert console == []
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+    assert int(attrs["scroll-width"]) <= int(attrs["inner-width"]), attrs  # no horizontal scrolling
+    assert attrs["sticky"] == "sticky"
+    assert attrs["sorted"].split(",")[0] == "unet"  # sorted by model name, descending
+    shot = os.environ.get("COSMOBENCH_SCREENSHOT")  # e.g. /tmp/leaderboard.png, to look at the page
+    if shot:
+        subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                        "--window-size=1280,2000", page.as_uri()], capture_output=True, timeout=120)
+
+
+def test_uncertainty_formatting():
+    f = L.fmt_uncertain
+    assert f(0.1014, 0.003977) == "0.101 ± 0.004"     # never 0.003977
+    assert f(12.345, 1.7) == "12.3 ± 1.7" and f(0.9, 0.15) == "0.90 ± 0.15"
+    assert f(0.99871, 0.0003) == "0.9987 ± 0.0003"    # a small CI earns one more digit, no more
+    assert f(0.87654, 1e-5) == "0.8765 ± 1e-05" and f(0.5, 0.3) == "0.5 ± 0.3"
+    assert f(0.5) == "0.500" and f(1234.5, 56) == "1230 ± 60" and f(3.2e-7, 1e-8) == "3.2e-07 ± 1e-08"
+    assert f(None) == "—"
+
+
+def _many_metric_rows():
+    """Deblending entries with every metric a real run records (46), long model names, 3 seeds."""
+    names = [f"{m}{b}" for m in ("flux_mape", "flux_bias", "recall", "ssim", "recon_mse", "ellipticity_rmse",
+                                 "n_true") for b in ("", "_bl00_01", "_bl01_10", "_bl10_30", "_bl30_100", "_blended")]
+    names += ["precision", "f1", "n_det", "n_matched"]
+    rows = []
+    for k, model in enumerate(("unet", "sep", "modelfit", "noiseless", "a_plugin_deblender_with_a_long_name")):
+        for s in range(3):
+            rows.append(row(model, s, None, task="deblending", chash=f"d{k}",
+                            metrics={n: 0.1003977 + 0.0371 * k + 0.000913 * s * (j + 1) for j, n in enumerate(names)}))
+    return rows
+
+
+def test_glance_view_fits_120_columns_with_the_verdict_after_the_model():
+    board = L.aggregate(_many_metric_rows())
+    md = L.to_markdown(board)
+    assert max(len(ln) for ln in md.splitlines()) <= L.GLANCE_WIDTH, md
+    header = next(ln for ln in md.splitlines() if ln.startswith("| rank"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[:4] == ["rank", "model", "vs baseline", "seeds"] and cols[4] == "flux_mape ↓"
+    assert set(cols[5:]) <= {"flux_mape_bl00_01 ↓", "flux_mape_blended ↓", "recall ↑"}  # declared headline only
+    assert "ssim" not in header and "n_true" not in header and "commit" not in header
+    unet = next(ln for ln in md.splitlines() if "| unet |" in ln)
+    assert re.search(r"\| unet \| (better|worse|indistinguishable) p", unet)
+    assert "| 0.1013 ± 0.0009 |" in unet and "0.10131" not in md  # rounded by the CI (3 seeds)
+    # --all has every metric and the provenance
+    full = L.to_markdown(board, full=True)
+    assert "ssim\\_bl10\\_30" in full and "commit" in full
+    # a long headline list is cut from the right to fit, and says so
+    narrow = L.tables.glance_table(__import__("cosmobench.registry").registry.get_task("deblending"),
+                                   board["deblending"], width=90)
+    assert max(len(ln) for ln in narrow[0]) <= 90 and narrow[1]
+
+
+def test_tracks_are_never_ranked_together(tmp_path):
+    def run_dir(name, source):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.yaml").write_text(f"data:\n  source: {source}\n  path: cat.fits\n")
+        return str(d)
+    sim, cat = run_dir("sim", "sim"), run_dir("cat", "catalog")
+    rows = [row("mdn", s, 0.2, run_dir=sim) for s in range(2)] + [row("knn", s, 0.3, run_dir=sim) for s in range(2)]
+    rows += [row("mdn", s, 0.1, chash="c1", run_dir=cat) for s in range(2)]
+    board = L.aggregate(rows)
+    ranks = sorted((e.track, e.rank, e.label) for e in board["photoz"])
+    assert ranks == [("catalog:cat.fits", 1, "mdn"), ("sim", 1, "mdn"), ("sim", 2, "knn")]
+    cat_entry = next(e for e in board["photoz"] if e.track != "sim")
+    assert cat_entry.comparison is None  # no baseline run on that track: nothing to compare with
+    md = L.to_markdown(board)
+    assert "### photoz · track sim" in md and "### photoz · track catalog:cat.fits" in md
+
+
+def test_tuned_entries_are_marked_with_their_budget():
+    rows = [row("mdn", s, 0.2) for s in range(2)] + [row("knn", s, 0.3, chash="k") for s in range(2)]
+    board = L.aggregate(rows, tuned={("photoz", "mdn", "h1"): {"trials": 8, "study": "s"}})
+    md = L.to_markdown(board)
+    assert "| mdn (tuned 8) |" in md and "8 trials per model" in md
+    assert "8" in next(r for r in csv.DictReader(io.StringIO(L.to_csv(board))) if r["model"] == "mdn")["tuned_trials"]
+
+
+def test_holm_and_paired_differences():
+    assert L.holm([0.01, 0.04, 0.03, None]) == [0.03, 0.06, 0.06, None]
+    from cosmobench.registry import get_task
+    board = L.aggregate([row("knn", s, 1.0 + 0.1 * s, metrics={"crps": 1.0 + 0.1 * s, "bias": 0.01 * s})
+                         for s in range(5)] +
+                        [row("mdn", s, 0.0, metrics={"crps": 0.5 + 0.1 * s + 0.01 * (s % 2), "bias": 0.01 * s})
+                         for s in range(5)])
+    e = by_model(board)
+    diffs = {d.metric: d for d in L.paired_differences(get_task("photoz"), e["knn"], e["mdn"])}
+    assert diffs["crps"].verdict == "better" and diffs["crps"].p_holm >= diffs["crps"].p_value
+    assert diffs["crps"].ci[0] < diffs["crps"].diff < diffs["crps"].ci[1] < 0
+    assert diffs["bias"].verdict == "indistinguishable"
+    few = L.paired_differences(get_task("photoz"), e["knn"], e["mdn"], min_pairs=6)
+    assert all(d.verdict == "not enough seeds to tell" and d.p_value is None for d in few)

@@ -1,10 +1,12 @@
 """Leaderboard statistics: runs grouped into entries, summarised over seeds, ranked and
 compared with the task's baseline.
 
-*Entries.* Runs are grouped by (task, model, experiment hash); the hash leaves out the seed
-and bookkeeping keys (:data:`cosmobench.config.BOOKKEEPING_KEYS`), so the seeds of one
-experiment form one entry, while runs of the same model with other settings form entries
-of their own. Within an entry a seed run more than once counts once (its latest ``ok``
+*Entries.* Runs are grouped by (task, data track, model, experiment hash); the hash leaves
+out the seed and bookkeeping keys (:data:`cosmobench.config.BOOKKEEPING_KEYS`), so the seeds
+of one experiment form one entry, while runs of the same model with other settings form
+entries of their own. The *track* is ``sim`` for the task's simulator, else the run's
+``data.dataset`` or ``data.source`` (read from the run's ``config.yaml``): entries of
+different tracks are never ranked or compared together. Within an entry a seed run more than once counts once (its latest ``ok``
 run). A seed whose runs all failed counts as *failed*; an entry whose seeds all failed is
 listed below the ranked entries.
 
@@ -14,7 +16,7 @@ listed below the ranked entries.
   never 0;
 - a 95% percentile-bootstrap confidence interval of the mean (:func:`scipy.stats.bootstrap`,
   9,999 resamples, fixed random state so the page is reproducible); None for one seed;
-- rank by the task's primary metric in its direction;
+- rank by the task's primary metric in its direction, within a track;
 - against the task's classical baseline (``register_task(baseline=...)``): a two-sided
   paired t-test (:func:`scipy.stats.ttest_rel`) of the primary metric over the seeds both
   entries share (pairing by seed removes the variance the seed puts into the simulated
@@ -27,6 +29,14 @@ is best (a bias). The task's ``metric_modes`` win; else :data:`METRIC_MODES` and
 rules name the common ones; a metric in bins (``flux_mape_bl10_30``,
 ``completeness_theta_e_0.80_1.23``, ``ssim_blended``) takes the direction of its longest
 prefix that has one; a metric matched by none has no declared direction (None).
+
+*Tuned entries.* An entry whose config is the best config of a ``cosmobench tune`` study
+(``ROOT/tune/*.json``, :mod:`cosmobench.tune`) or a tuned job of a suite carries the tuning
+budget (:attr:`Entry.tuned`); the renderers mark it.
+
+*Comparisons of two entries* (``cosmobench compare``, :func:`paired_differences`): per metric
+the mean paired difference over the shared seeds with a percentile-bootstrap CI, the paired
+t-test's p-value and Holm's step-down correction across the metrics (:func:`holm`).
 
 *Learning curves.* For suites with an override grid, ``cosmobench bench`` writes the
 suite's jobs to ``ROOT/suites/<suite>.json``; :attr:`Board.curves` holds the primary metric
@@ -109,6 +119,8 @@ class Entry:
     label: str = ""
     grid: dict[str, Any] = field(default_factory=dict)
     comparison: Comparison | None = None
+    track: str = "sim"                                                 # the data track (module docstring)
+    tuned: dict[str, Any] | None = None                                # {"trials": N, "study": name}
 
     @property
     def n_seeds(self) -> int:
@@ -116,7 +128,8 @@ class Entry:
 
 
 class Board(dict):
-    """``{task: [Entry, ...]}`` (ranked entries first, then all-failed ones) plus ``notes``."""
+    """``{task: [Entry, ...]}`` (per track, in :func:`track_order`: ranked entries first, then
+    all-failed ones) plus ``notes``."""
 
     def __init__(self, *args, notes: list[str] | None = None, curves: list[dict] | None = None, **kw):
         super().__init__(*args, **kw)
@@ -186,8 +199,45 @@ def _grid_index(manifests: list[dict]) -> dict[tuple[str, str, str], tuple[dict,
     return out
 
 
-def aggregate(rows: list[RunRow], manifests: list[dict] = ()) -> Board:
-    """Group, summarise, rank and compare (see the module docstring)."""
+def run_track(run_dir: str | None) -> str:
+    """The data track of a run (see the module docstring) from its ``config.yaml``; ``sim``
+    when the run dir or its config cannot be read (rows recorded without one)."""
+    return _track_of_config(_read_config(run_dir))
+
+
+def _read_config(run_dir: str | None) -> dict:
+    if not run_dir:
+        return {}
+    path = Path(run_dir) / "config.yaml"
+    import yaml
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # no readable config: no track information
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _track_of_config(cfg: dict) -> str:
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    source = data.get("source", "sim")
+    if source in (None, "sim"):
+        return "sim"
+    dataset = data.get("dataset")
+    if dataset:
+        return str(dataset)
+    path = data.get("test_path") or data.get("path")
+    return f"{source}:{Path(str(path)).name}" if path else str(source)
+
+
+def track_order(entries: list[Entry]) -> list[str]:
+    """The tracks of a task's entries, ``sim`` first."""
+    return sorted({e.track for e in entries}, key=lambda t: (t != "sim", t))
+
+
+def aggregate(rows: list[RunRow], manifests: list[dict] = (), tuned: dict | None = None) -> Board:
+    """Group, summarise, rank and compare (see the module docstring). ``tuned``:
+    ``{(task, model, config_hash): {"trials": N, ...}}`` of tuned configs (besides the suite
+    manifests' tuned jobs)."""
     from cosmobench.registry import get_task
     specs, notes, skipped = {}, [], {}
     for r in rows:
@@ -201,34 +251,55 @@ def aggregate(rows: list[RunRow], manifests: list[dict] = ()) -> Board:
     for t, n in sorted(skipped.items()):
         notes.append(f"skipped {n} run(s) of task {t!r}, which is not installed")
     grid_of = _grid_index(list(manifests))
+    tuned_of = {**_tuned_index(list(manifests)), **(tuned or {})}
+    track_of: dict[tuple, str] = {}
     ok: dict[tuple, dict[int, RunRow]] = {}
     bad: dict[tuple, dict[int, RunRow]] = {}
     for r in sorted(rows, key=lambda r: r.start_time or ""):
         if specs.get(r.task) is None:
             continue
-        key = (r.task, r.model, r.config_hash)
+        hkey = (r.task, r.model, r.config_hash)
+        if hkey not in track_of or (track_of[hkey] == "sim" and r.run_dir):
+            track_of[hkey] = run_track(r.run_dir)  # one experiment hash is one data config: one track
+        key = (r.task, track_of[hkey], r.model, r.config_hash)
         (ok if r.status == "ok" else bad).setdefault(key, {})[r.seed] = r  # latest per seed
     board = Board(notes=notes)
     for key in sorted(set(ok) | set(bad)):
-        task, model, chash = key
+        task, track, model, chash = key
         per_seed = ok.get(key, {})
         runs = [per_seed[s] for s in sorted(per_seed)]
         failed = {s: (r.error or "failed") for s, r in bad.get(key, {}).items() if s not in per_seed}
         names = sorted(set().union(*(r.metrics for r in runs))) if runs else []
         e = Entry(task, model, chash, sorted(per_seed), {}, {}, run_dirs=[r.run_dir or "" for r in runs],
-                  rows=runs, failed=failed, grid=grid_of.get(key, ({}, ""))[0])
+                  rows=runs, failed=failed, grid=grid_of.get((task, model, chash), ({}, ""))[0], track=track,
+                  tuned=tuned_of.get((task, model, chash)))
         for name in names:
             vals = {r.seed: float(r.metrics[name]) for r in runs if name in r.metrics}
             e.values[name] = vals
             e.mean[name], e.std[name] = _mean_std(list(vals.values()))
             e.ci[name] = bootstrap_ci(list(vals.values()))
         board.setdefault(task, []).append(e)
-    for task, entries in board.items():
+    for task, entries in list(board.items()):
         spec = specs[task]
-        _rank(spec, entries)
-        _compare(spec, entries)
+        ordered = []
+        for track in track_order(entries):
+            group = [e for e in entries if e.track == track]
+            _rank(spec, group)
+            _compare(spec, group)
+            ordered += group
+        board[task] = ordered
     board.curves = _curves(board, manifests, specs)
     return Board(sorted(board.items()), notes=board.notes, curves=board.curves)
+
+
+def _tuned_index(manifests: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """(task, model, config_hash) -> tuning budget, from the tuned jobs of suite manifests."""
+    out = {}
+    for man in manifests:
+        for j in man.get("jobs", []):
+            if j.get("tune"):
+                out[(j["task"], j["model"], j["config_hash"])] = dict(j["tune"])
+    return out
 
 
 def _rank(spec, entries: list[Entry]) -> None:
@@ -252,6 +323,8 @@ def _rank(spec, entries: list[Entry]) -> None:
         point = ", ".join(f"{k}={fmt_value(v)}" for k, v in e.grid.items())
         e.label = f"{e.model} ({point})" if point else (
             e.model if counts[e.model] == 1 else f"{e.model} [{e.config_hash[:6]}]")
+        if e.tuned:
+            e.label += f" (tuned {e.tuned.get('trials', '?')})"
 
 
 def _compare(spec, entries: list[Entry]) -> None:
@@ -269,9 +342,75 @@ def _compare(spec, entries: list[Entry]) -> None:
         elif len(bases) == 1:
             b = bases[0]
         else:
-            b = max(bases, key=lambda b: len(set(b.seeds) & set(e.seeds)))
+            b = max(bases, key=lambda b: (len(set(b.seeds) & set(e.seeds)), bool(b.tuned) == bool(e.tuned)))
         e.comparison = paired_test(e.values[pm], b.values[pm], spec.mode)
         e.comparison.baseline_label = b.label
+
+
+# --- two entries, every metric (cosmobench compare) -------------------------------------
+#: fewest shared seeds for a paired comparison: with fewer the answer is "not enough seeds to tell"
+MIN_PAIRS = 3
+
+
+@dataclass
+class MetricDiff:
+    """``b - a`` of one metric over the seeds both entries share."""
+
+    metric: str
+    mode: str | None
+    n_pairs: int
+    mean_a: float | None = None
+    mean_b: float | None = None
+    diff: float | None = None                       # mean of (b - a) over the shared seeds
+    ci: tuple[float, float] | None = None           # 95% percentile-bootstrap CI of that mean
+    p_value: float | None = None                    # two-sided paired t-test
+    p_holm: float | None = None                     # Holm-adjusted across the compared metrics
+    verdict: str = "not enough seeds to tell"       # b better | b worse | indistinguishable | differs
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (family-wise error rate); None stays None."""
+    idx = sorted((i for i, p in enumerate(p_values) if p is not None), key=lambda i: p_values[i])
+    m, out, running = len(idx), list(p_values), 0.0
+    for k, i in enumerate(idx):
+        running = max(running, min(1.0, (m - k) * p_values[i]))
+        out[i] = running
+    return out
+
+
+def paired_differences(spec, a: Entry, b: Entry, metrics: list[str] | None = None,
+                       min_pairs: int = MIN_PAIRS) -> list[MetricDiff]:
+    """Per metric, ``b - a`` over the shared seeds: mean, bootstrap CI, paired t-test (the
+    same test as the leaderboard's verdict, :func:`paired_test`), Holm across the metrics that
+    have a test. Fewer than ``min_pairs`` shared seeds: no test, "not enough seeds to tell"."""
+    names = metrics or sorted(set(a.values) & set(b.values), key=lambda n: (n != spec.primary_metric, n))
+    out = []
+    for name in names:
+        va, vb = a.values.get(name, {}), b.values.get(name, {})
+        shared = sorted(set(va) & set(vb))
+        mode = metric_mode(spec, name)
+        d = MetricDiff(name, mode, len(shared))
+        if shared:
+            d.mean_a = sum(va[s] for s in shared) / len(shared)
+            d.mean_b = sum(vb[s] for s in shared) / len(shared)
+            d.diff = d.mean_b - d.mean_a
+        if len(shared) >= min_pairs:
+            d.ci = bootstrap_ci([vb[s] - va[s] for s in shared])
+            c = paired_test({s: vb[s] for s in shared}, {s: va[s] for s in shared}, mode or "max")
+            d.p_value = c.p_value
+        out.append(d)
+    for d, p in zip(out, holm([d.p_value for d in out])):
+        d.p_holm = p
+        if p is None:
+            continue
+        if p >= ALPHA:
+            d.verdict = "indistinguishable"
+        elif d.mode is None:
+            d.verdict = "differs"
+        else:
+            better = _score(d.mode, d.mean_b) > _score(d.mode, d.mean_a)
+            d.verdict = "better" if better else "worse"
+    return out
 
 
 def _curves(board: Board, manifests, specs) -> list[dict]:
@@ -312,7 +451,21 @@ def _sort_key(v):
     return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v))
 
 
+def read_tuned(root: str | Path) -> dict[tuple[str, str, str], dict]:
+    """(task, model, config_hash) -> tuning budget of every finished ``cosmobench tune``
+    study under ``root`` (``ROOT/tune/*.json``, written by :mod:`cosmobench.tune`)."""
+    out = {}
+    for p in sorted(Path(root, "tune").glob("*.json")):
+        try:
+            doc = json.loads(p.read_text())
+            out[(doc["task"], doc["model"], doc["tuned_config_hash"])] = {
+                "trials": doc["trials"], "study": doc.get("study", p.stem)}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a summary is a convenience for the leaderboard; a broken one is ignored
+    return out
+
+
 def load(root: str | Path, task: str | None = None) -> Board:
     """The leaderboard of every run recorded under ``root`` (all statuses; failed ones counted)."""
     from cosmobench.bench.suites import read_manifests
-    return aggregate(read_rows(root, task=task), read_manifests(root))  # a bad store is a StoreError
+    return aggregate(read_rows(root, task=task), read_manifests(root), read_tuned(root))  # bad store: StoreError
