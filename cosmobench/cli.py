@@ -103,6 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="md: every metric and the provenance columns")
     p.add_argument("--out", help="write to this file instead of stdout")
 
+    p = sub.add_parser("compare", parents=[root],
+                       help="two or more models / configs / commits of a task, paired over seeds, per metric")
+    p.add_argument("task")
+    p.add_argument("entries", nargs="+", metavar="ENTRY",
+                   help="model name, config hash (prefix) or MODEL@COMMIT; the first is the reference")
+    p.add_argument("--metrics", help="comma-separated metrics (default: the primary and headline metrics)")
+    p.add_argument("--all", action="store_true", help="every metric both entries have")
+    p.add_argument("--format", choices=["md", "html"], default="md")
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+    p = sub.add_parser("tune", parents=[root],
+                       help="Optuna search of a model's declared search space on the train/validation splits")
+    p.add_argument("task")
+    p.add_argument("-m", "--model", help="model name (default: the task's default model)")
+    p.add_argument("-c", "--config", help="YAML file layered over the defaults (the base of every trial)")
+    p.add_argument("--trials", type=int, required=True, help="trials in the study (a resumed study runs the rest)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the study (default 1)")
+    p.add_argument("--objective", choices=["metric", "val_loss"], default="metric",
+                   help="metric: the task's primary metric on the validation split (default); val_loss: the "
+                        "best validation loss")
+    p.add_argument("--study", help="study name (default: derived from task, model and base config)")
+    p.add_argument("--print-space", action="store_true", help="print the model's search space and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
     from cosmobench.datasets import cli as data_cli
     data_cli.add_subparser(sub)
     return parser
@@ -237,13 +261,39 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from cosmobench import compare
+    from cosmobench.leaderboard import write_output
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    cmp = compare.compare(args.task, args.entries, root=args.root, metrics=metrics, all_metrics=args.all)
+    text = compare.RENDERERS[args.format](cmp)
+    if args.out:
+        write_output(Path(args.out), text.encode())
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from cosmobench import tune
+    if args.print_space:
+        print(tune.describe_space(args.task, args.model), end="")
+        return 0
+    res = tune.tune(args.task, args.model, trials=args.trials, jobs=args.jobs, config_file=args.config,
+                    overrides=args.overrides, root=args.root, objective=args.objective, study_name=args.study)
+    print(res.summary())
+    return 0
+
+
 def _cmd_data(args) -> int:
     from cosmobench.datasets import cli as data_cli
     return data_cli.run(args)
 
 
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "test": _cmd_test, "bench": _cmd_bench,
-            "leaderboard": _cmd_leaderboard, "results": _cmd_results, "data": _cmd_data}
+            "leaderboard": _cmd_leaderboard, "results": _cmd_results, "compare": _cmd_compare, "tune": _cmd_tune,
+            "data": _cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

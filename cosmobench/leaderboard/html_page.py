@@ -22,7 +22,7 @@ from typing import Any
 from cosmobench.leaderboard.figures import curve_png, dot_ci_svg
 from cosmobench.leaderboard.stats import Board, Entry, metric_mode, track_order
 from cosmobench.leaderboard.tables import (ARROWS, ci_half_width, columns, fmt_cell, fmt_comparison, fmt_primary,
-                                           fmt_uncertain, fmt_verdict, headline, provenance)
+                                           fmt_rounded, fmt_verdict, headline, provenance)
 
 
 def _esc(text: Any) -> str:
@@ -126,8 +126,8 @@ def _glance_table(spec, entries: list[Entry], slug: str) -> str:
                f"{_esc(fmt_verdict(e.comparison, e.model == base))}</td>",
                _num_td(e.n_seeds, f"{e.n_seeds}" + (f" ({len(e.failed)} failed)" if e.failed else "")),
                _num_td(e.mean.get(pm), fmt_primary(e, pm))]
-        tds += [_num_td(e.mean.get(h), fmt_uncertain(e.mean[h], ci_half_width(e, h)).split(" ± ")[0]
-                        if h in e.mean else "—") for h in heads]
+        tds += [_num_td(e.mean.get(h), fmt_rounded(e.mean[h], ci_half_width(e, h)) if h in e.mean else "—")
+                for h in heads]
         cls = "failed" if not e.seeds else ("baseline" if e.model == base else "")
         out.append(f"<tr class='{cls}'>" + "".join(tds) + "</tr>")
     out.append("</tbody></table>")

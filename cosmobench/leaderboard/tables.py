@@ -75,6 +75,11 @@ def fmt_uncertain(mean: float | None, u: float | None = None, sig: int = 3) -> s
     return _fixed(mean, last) if last < 5 else f"{mean:.{sig}g}"
 
 
+def fmt_rounded(x: float | None, u: float | None) -> str:
+    """``x`` alone, rounded by the uncertainty ``u`` as in :func:`fmt_uncertain`."""
+    return fmt_uncertain(x, u).split(" ± ")[0]
+
+
 def ci_half_width(e: Entry, name: str) -> float | None:
     """Half the width of the 95% bootstrap CI of the mean (None for one seed)."""
     ci = e.ci.get(name)
@@ -220,9 +225,7 @@ def _glance_rows(spec, entries: list[Entry], heads: list[str], label_width: int 
 def _headline_cell(e: Entry, name: str) -> str:
     if name not in e.mean:
         return "—"
-    u = ci_half_width(e, name)
-    text = fmt_uncertain(e.mean[name], u)
-    return text.split(" ± ")[0]  # the mean, rounded by its uncertainty
+    return fmt_rounded(e.mean[name], ci_half_width(e, name))  # the mean, rounded by its uncertainty
 
 
 def glance_table(spec, entries: list[Entry], width: int = GLANCE_WIDTH) -> tuple[list[str], list[str]]:
