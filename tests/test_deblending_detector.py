@@ -86,3 +86,25 @@ def test_trained_detector_separates_touching_galaxies():
         # the deblending stage gets those positions (SEP's segment split between them)
         det_xy, seg = task.segmentation(image[0], var[0], torch.zeros(32, 32, dtype=torch.bool), found)
         assert set(np.unique(seg)) >= {1, 2}
+
+
+def test_learned_detector_travels_in_the_checkpoint(tmp_path, root):
+    """train (the detector, then the model), test and predict with model.detector=learned."""
+    import json
+    from conftest import run_cli, run_dirs
+    from test_deblending_task import make_cutout
+    out = run_cli(["train", "deblending", "-m", "sep", "-c", str(TINY), "model.detector=learned",
+                   "model.detector_epochs=2", "model.detector_threshold=0.05"], root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = run_dirs(root, "deblending", "sep")
+    assert {"recall", "precision", "flux_mape"} <= set(json.loads((run_dir / "metrics.json").read_text()))
+    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert bool(state["detector_trained"]) and any(k.startswith("center_net.") for k in state)
+    make_cutout(tmp_path / "c.npz", n_bands=3, size=32)
+    out = run_cli(["predict", "deblending", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"),
+                   "--input", str(tmp_path / "c.npz"), "--output", str(tmp_path / "cat.csv")], root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    make_cutout(tmp_path / "five.npz", n_bands=5, size=32)
+    out = run_cli(["predict", "deblending", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"),
+                   "--input", str(tmp_path / "five.npz"), "--output", str(tmp_path / "cat5.csv")], root)
+    assert out.returncode == 2 and "bands" in out.stderr
