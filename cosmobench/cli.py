@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric: the task's primary metric on the validation split (default); val_loss: the "
                         "best validation loss")
     p.add_argument("--study", help="study name (default: derived from task, model and base config)")
+    p.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
+                   help="add or replace a search-space key: KEY=log:LO:HI, float:LO:HI, int:LO:HI, choice:A,B,...")
     p.add_argument("--print-space", action="store_true", help="print the model's search space and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
@@ -280,8 +282,10 @@ def _cmd_tune(args) -> int:
     if args.print_space:
         print(tune.describe_space(args.task, args.model), end="")
         return 0
+    space = dict(tune.parse_space_option(s) for s in args.space)
     res = tune.tune(args.task, args.model, trials=args.trials, jobs=args.jobs, config_file=args.config,
-                    overrides=args.overrides, root=args.root, objective=args.objective, study_name=args.study)
+                    overrides=args.overrides, root=args.root, objective=args.objective, study=args.study,
+                    space=space)
     print(res.summary())
     return 0
 

@@ -179,7 +179,7 @@ def build_logger(cfg: dict, run_dir: Path, run_id: str, job_type: str = "train",
     return build_loggers(cfg, run_dir, run_id, job_type=job_type, resume_epoch=resume_epoch)
 
 
-def build_trainer(cfg: dict, run_dir: Path, logger):
+def build_trainer(cfg: dict, run_dir: Path, logger, extra_callbacks: Iterable = ()):
     import pytorch_lightning as pl
     import torch
     from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -187,7 +187,7 @@ def build_trainer(cfg: dict, run_dir: Path, logger):
 
     ckpt_cb = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best", monitor="val_loss",
                               mode="min", save_top_k=1, save_last=True)
-    callbacks: list = [ckpt_cb]
+    callbacks: list = [ckpt_cb, *extra_callbacks]
     es = cfg["early_stopping"]
     if es["enabled"]:
         callbacks.append(EarlyStopping(monitor=es["monitor"], patience=es["patience"],
@@ -486,5 +486,60 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     return _execute(run, dm, module, loggers, score)
 
 
-__all__ = ["RunResult", "RunInterrupted", "train", "test", "predict", "checkpoint_config", "load_checkpoint",
+# --- tuning: fit and score on the validation split ----------------------------------------
+class TestSplitUsed(RuntimeError):
+    """Raised when code reads the test split during tuning (:func:`fit_validate`): a bug."""
+
+
+class _NoTestSplit:
+    """Stands in for the test split while tuning: any read of an item raises."""
+
+    def __init__(self, ds):
+        self._n = len(ds)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        raise TestSplitUsed("the test split was read while tuning (tuning uses only train/validation)")
+
+    __getitems__ = __getitem__
+
+
+def fit_validate(cfg: dict, run_dir: Path, callbacks: Iterable = (), objective: str = "metric") -> dict[str, Any]:
+    """Tuning (:mod:`cosmobench.tune`): fit on the train split, keep the best checkpoint by
+    ``val_loss``, and score it on the **validation** split: ``{"val_loss": best val_loss,
+    "metrics": the task's metrics on the validation split (objective "metric")}``. The test
+    split is replaced by a stand-in that raises :class:`TestSplitUsed` on any read, and its
+    loader is never built. Records nothing in the results store; checkpoints go to
+    ``run_dir/checkpoints`` (the caller removes them)."""
+    import pytorch_lightning as pl
+    dm_cls, task_cls = _checked_classes(cfg)
+    check_trains(cfg)
+    dm = _datamodule(cfg, dm_cls, "fit")
+    dm.datasets["test"] = _NoTestSplit(dm.datasets["test"])
+
+    def no_test_loader():
+        raise TestSplitUsed("the test loader was asked for while tuning (tuning uses only train/validation)")
+    dm.test_dataloader = no_test_loader
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info=dm.info(), evaluation=cfg.get("eval"))
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, run_dir, False, extra_callbacks=callbacks)
+    trainer.fit(module, datamodule=dm, weights_only=True)
+    if not module.is_baseline and trainer.global_step == 0:
+        raise RunFailure("training took no optimizer step")
+    ckpt = trainer.checkpoint_callback
+    score = ckpt.best_model_score if ckpt is not None else None
+    out: dict[str, Any] = {"val_loss": float(score) if score is not None else
+                           float(trainer.callback_metrics.get("val_loss", float("nan")))}
+    if objective == "metric":
+        best = ckpt.best_model_path if ckpt is not None else ""
+        trainer.test(module, dataloaders=dm.val_dataloader(), ckpt_path=best or None, verbose=False,
+                     weights_only=True)
+        out["metrics"] = dict(module.test_metrics)
+    return out
+
+
+__all__ = ["RunResult", "fit_validate", "TestSplitUsed", "RunInterrupted", "train", "test", "predict", "checkpoint_config", "load_checkpoint",
            "load_classes", "check_trains", "build_logger", "build_trainer", "default_root"]

@@ -37,7 +37,7 @@ import math
 import types
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +74,10 @@ class FlowSettings(EstimatorWidth):
     num_bins: int = setting(10, "positive int", help="spline bins per transform (nsf, maf_rqs)")
     num_components: int = setting(10, "positive int", help="Gaussian components (mdn)")
 
+    # cosmobench tune (a plain class attribute, not annotated: NPESettings also inherits SmallCNNConfig's)
+    SEARCH_SPACE = {"optim.lr": ["log", 1e-4, 3e-3], "model.num_transforms": ["int", 2, 8],
+                    "model.hidden_features": ["choice", [32, 50, 100]]}
+
 
 @dataclass
 class SummaryCNN(SmallCNNConfig):
@@ -98,6 +102,8 @@ class MCMCSettings:
 class NPESettings(SummaryCNN, FlowSettings):
     """``npe``: a flow q(theta | x), sampled directly."""
 
+    SEARCH_SPACE = FlowSettings.SEARCH_SPACE  # the flow's (the summary CNN's only matters for maps); cosmobench tune
+
 
 @dataclass
 class NLESettings(MCMCSettings, FlowSettings):
@@ -117,6 +123,8 @@ class RejectionABCSettings:
     """``rejection_abc``: the accepted fraction of the training simulations."""
 
     quantile: float = setting(0.01, "0 < float <= 1", help="fraction of simulations closest to the observation kept")
+
+    SEARCH_SPACE: ClassVar[dict] = {"model.quantile": ["log", 0.002, 0.1]}  # cosmobench tune
 
 
 def stat_batch(mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -23,7 +23,9 @@ runtime dataclass (:func:`runtime_declared`):
 * defaults and :func:`setting` arguments are literals (numbers, strings, lists, tuples,
   ``None``) or names of module-level literal constants;
 * a base class is defined in the same module or imported with ``from MODULE import NAME``;
-* fields that are not settings use ``field(init=False)`` or a ``ClassVar`` annotation.
+* fields that are not settings use ``field(init=False)`` or a ``ClassVar`` annotation; a
+  model's tuning search space is the ``ClassVar`` literal dict ``SEARCH_SPACE``
+  (:func:`search_space`).
 
 Written by hand: dataclass-based config libraries (Hydra's structured configs, pydantic)
 import the module to read a class, which is what cheap validation must avoid.
@@ -285,6 +287,45 @@ def build(cls: type, node: Mapping[str, Any], **extra):
     return cls(**{k: node[k] for k in names}, **extra)
 
 
+def search_space(ref: str | None) -> dict[str, list]:
+    """The tuning search space a settings class declares (or inherits), read from source:
+    a ``ClassVar`` literal dict ``SEARCH_SPACE = {"optim.lr": ["log", 1e-4, 1e-2],
+    "model.base_channels": ["choice", [8, 16, 32]]}`` (dotted config keys; kinds ``log``,
+    ``float``, ``int`` with bounds, ``choice`` with a list). ``{}`` without one (or ``ref=None``).
+    Used by :mod:`cosmobench.tune`, which checks every key and value against the schema."""
+    if ref is None:
+        return {}
+    module, sep, name = ref.partition(":")
+    if not sep:
+        raise ValueError(f"{ref!r} is not of the form 'module:Class'")
+    return _search_space(module, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _search_space(module: str, name: str) -> dict[str, list]:
+    """The class's own ``SEARCH_SPACE`` (a ``ClassVar`` annotation, or a plain assignment in a
+    subclass that replaces an inherited one: a class may annotate it only once in its MRO),
+    else that of its first base that has one, as Python's attribute lookup finds it."""
+    module, cls = _locate(module, name)
+    for node in cls.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else \
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id == "SEARCH_SPACE" and node.value is not None:
+            value = node.value
+            if isinstance(value, ast.Attribute) and value.attr == "SEARCH_SPACE" and isinstance(value.value, ast.Name):
+                return _search_space(module, value.value.id)  # SEARCH_SPACE = Base.SEARCH_SPACE
+            value = _literal(value, module, f"{module}:{name}.SEARCH_SPACE")
+            if not isinstance(value, dict):
+                raise ValueError(f"{module}:{name}.SEARCH_SPACE must be a dict literal")
+            return copy.deepcopy(value)
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id not in ("object", "Generic"):
+            found = _search_space(module, base.id)
+            if found:
+                return found
+    return {}
+
+
 def markdown_table(rows: list[tuple[str, Setting]]) -> str:
     """A Markdown table of ``(dotted key, setting)`` rows: key, default, unit, constraint, help."""
     def fmt(v):
@@ -304,4 +345,4 @@ def markdown_table(rows: list[tuple[str, Setting]]) -> str:
 
 
 __all__ = ["setting", "Setting", "declared", "runtime_declared", "defaults", "checks", "build",
-           "check_from_annotation", "markdown_table"]
+           "check_from_annotation", "markdown_table", "search_space"]

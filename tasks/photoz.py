@@ -19,6 +19,7 @@ the PIT values vs U(0, 1)), ``nll`` (mean -log p(z_spec)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ class KNNSettings:
     k: int = setting(30, "positive int", help="nearest training galaxies per posterior")
     bandwidth: float = setting(0.02, "positive float",
                                help="width of each neighbour's Gaussian in units of (1 + z_j)")
+
+    SEARCH_SPACE: ClassVar[dict] = {"model.k": ["int", 5, 100], "model.bandwidth": ["log", 0.005, 0.1]}  # tune
 
 
 class KNNPhotoZ(FittedBaseline):

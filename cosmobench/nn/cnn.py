@@ -17,7 +17,7 @@ layout so that it is a like-for-like baseline of :class:`~cosmobench.nn.equivari
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -53,6 +53,10 @@ class SmallCNNConfig(ConvHead):
     """Hyper-parameters of :class:`SmallCNN`."""
 
     channels: list[int] = setting([24, 48, 96], "nonempty list[positive int]", help="output channels per block")
+
+    SEARCH_SPACE: ClassVar[dict] = {"optim.lr": ["log", 3e-4, 1e-2],
+                                    "model.channels": ["choice", [[16, 32, 64], [24, 48, 96], [32, 64, 128]]],
+                                    "model.dropout": ["float", 0.0, 0.5]}  # cosmobench tune
 
 
 def block_layout(channels: Sequence[int], kernel_sizes: Sequence[int] | None) -> tuple[list[int], list[int]]:

@@ -20,6 +20,7 @@ import copy
 import re
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -86,6 +87,9 @@ class E2CNNConfig(ConvHead):
                          help="C<N> (N rotations) or D<N> (rotations and reflections)")
     channels: list[int] = setting([8, 16, 32], "nonempty list[positive int]",
                                   help="regular fields per block (each has |G| channels)")
+
+    SEARCH_SPACE: ClassVar[dict] = {"optim.lr": ["log", 3e-4, 1e-2],
+                                    "model.group": ["choice", ["C4", "D4", "D8"]]}  # cosmobench tune
 
 
 @register_net("e2cnn", E2CNNConfig, kind="image_classifier")

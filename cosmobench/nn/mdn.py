@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -81,6 +81,9 @@ class MDNConfig:
     n_components: int = setting(8, "positive int", help="Gaussian components of the mixture")
     hidden: list[int] = setting([128, 128, 128], "nonempty list[positive int]", help="widths of the MLP layers")
     dropout: float = setting(0.0, "0 <= float < 1", help="dropout after each hidden layer")
+
+    SEARCH_SPACE: ClassVar[dict] = {"optim.lr": ["log", 3e-4, 1e-2], "model.n_components": ["choice", [4, 8, 16]],
+                                    "model.dropout": ["float", 0.0, 0.3]}  # cosmobench tune
 
 
 @register_net("mdn", MDNConfig, kind="tabular_density")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -15,6 +16,9 @@ class ResNetConfig:
 
     stem_stride: int | None = setting(None, [1, 2, 4, None],
                                       help="downsampling of the stem (null: auto, ~16 px before layer1)")
+
+    SEARCH_SPACE: ClassVar[dict] = {"optim.lr": ["log", 3e-4, 1e-2],
+                                    "optim.weight_decay": ["choice", [0.0, 1e-4, 1e-3]]}  # cosmobench tune
 
 
 def auto_stem_stride(image_size: int) -> int:

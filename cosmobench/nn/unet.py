@@ -26,6 +26,7 @@ independent of the batch), ``"instance"`` or ``"none"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,9 @@ class UNetConfig:
     upsample: str = setting("transpose", ["transpose", "bilinear"],
                             help="2x2 transposed conv, or bilinear + 1x1 conv")
     dropout: float = setting(0.0, "0 <= float < 1", help="Dropout2d after the first conv of each block")
+
+    SEARCH_SPACE: ClassVar[dict] = {"optim.lr": ["log", 3e-4, 1e-2], "model.base_channels": ["choice", [8, 16, 32]],
+                                    "model.depth": ["choice", [2, 3]]}  # cosmobench tune
 
 
 @register_net("unet", UNetConfig, kind="image_to_image")
