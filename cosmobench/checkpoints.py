@@ -53,12 +53,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_module(task_cls, task: str, ckpt: Path):
+def load_module(task_cls, task: str, ckpt: Path, cfg: dict):
     """The task's LightningModule from a checkpoint: a safe read first (refuses pickled
-    code, truncated files; one-line errors), then Lightning's load, also weights_only."""
+    code, truncated files; one-line errors), then Lightning's load, also weights_only. The
+    metric protocol is the one of ``cfg`` (the config the checkpoint is applied with: its
+    ``eval`` node, absent from checkpoints saved before there was one)."""
     load_checkpoint(ckpt)
     try:
-        return task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+        return task_cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True,
+                                             evaluation=cfg.get("eval"))
     except Exception as exc:  # noqa: BLE001 - a checkpoint of another model/task is bad input
         raise InputError(f"cannot load checkpoint {ckpt} as a {task} model: {one_line(exc)}") from None
 

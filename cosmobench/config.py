@@ -510,9 +510,10 @@ def _check_reserved(layer: dict, source: str) -> None:
         raise ConfigError(f"'model.name' cannot be set in {source}: choose the model with -m MODEL")
 
 
-def apply_renames(spec: TaskSpec, layer: dict, source: str) -> dict:
+def apply_renames(spec: TaskSpec, layer: dict, source: str, schema: dict) -> dict:
     """A layer with the task's renamed keys (:attr:`TaskSpec.renamed`) moved to their new
-    place, one warning per key (configs of runs finished before a rename still load)."""
+    place, or dropped where the key was removed (``None``) or its new place does not exist for
+    this model; one warning per key (configs of runs finished before a rename still load)."""
     if not spec.renamed:
         return layer
     layer = copy.deepcopy(layer)
@@ -524,8 +525,18 @@ def apply_renames(spec: TaskSpec, layer: dict, source: str) -> dict:
         if not isinstance(node, dict) or leaf not in node:
             continue
         value = node.pop(leaf)
-        target = layer
+        if new is None:
+            log.warning("%s: config key %s was removed; its value %s is ignored", source, old, _short(value))
+            continue
         *new_parents, new_leaf = new.split(".")
+        place = schema
+        for p in new_parents:
+            place = place.get(p, {}) if isinstance(place, dict) else {}
+        if new_leaf not in place:
+            log.warning("%s: config key %s is now %s, which model %s does not have; ignored", source, old, new,
+                        schema["model"]["name"])
+            continue
+        target = layer
         for p in new_parents:
             target = target.setdefault(p, {})
         target[new_leaf] = value
@@ -552,7 +563,7 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     checks = constraints_for(spec, model)
     for source, layer in layers:
         _check_reserved(layer, source)
-        layer = apply_renames(spec, layer, source)
+        layer = apply_renames(spec, layer, source, schema)
         _validate_layer(tree, layer, source, checks)
         tree = deep_merge(tree, layer)
     tree = _interpolate(tree)

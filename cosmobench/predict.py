@@ -50,12 +50,12 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
         raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(suffixes)}")
     if checkpoint is not None:
         cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
-        module = load_module(task_cls, task, ckpt)
+        module = load_module(task_cls, task, ckpt, cfg)
     else:
         cfg = C.resolve(task, model, overrides=overrides)
         name = cfg["model"]["name"]
         try:  # only a baseline that needs neither training nor data statistics works without one
-            module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info={})
+            module = task_cls(model=cfg["model"], optim=cfg["optim"], data_info={}, evaluation=cfg.get("eval"))
         except ConfigError:
             module = None
         if module is None or not module.is_baseline or not module.net.fitted:

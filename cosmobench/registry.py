@@ -45,7 +45,7 @@ class TaskSpec:
         metric_modes: metric name -> ``"min"``, ``"max"`` or ``"zero"`` (best at 0, e.g. a bias)
             for names without a built-in direction (:data:`cosmobench.leaderboard.METRIC_MODES`).
         headline: up to four metrics shown next to the primary one in the leaderboard's glance view.
-        renamed: old dotted key -> new dotted key, so that configs of finished runs still load.
+        renamed: old dotted key -> new dotted key (None: removed), so that configs of finished runs still load.
         experiments: package whose folder holds ``<task>/defaults.yaml`` and ``<task>/<model>.yaml``
             (the task's choices of values, applied over the declared defaults); None: cosmobench's
             ``experiments/``. For plugins.

@@ -471,8 +471,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     root = default_root(root)
     dm_cls, task_cls = _checked_classes(cfg)
     check_store(root)
-    module = load_module(task_cls, task, ckpt)
-    module.eval_cfg = dict(cfg.get("eval") or {})  # the metric protocol of this test's config
+    module = load_module(task_cls, task, ckpt, cfg)
     dm = _datamodule(cfg, dm_cls, "test")
     run_dir = root / cfg["task"] / cfg["model"]["name"] / f"{_new_run_id(cfg)}-test"
     loggers = build_logger(cfg, run_dir, run_dir.name, job_type="test")

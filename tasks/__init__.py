@@ -73,7 +73,9 @@ register_task(
                   "ssim": "max", "precision": "max", "recall": "max", "f1": "max", "flux_mape_blended": "min"},
     renamed={"data.match_radius": "eval.match_radius", "data.footprint_nsigma": "eval.footprint_nsigma",
              "data.moment_sigma": "eval.moment_sigma", "data.blend_bins": "eval.blend_bins",
-             "data.blended_threshold": "eval.blended_threshold"},
+             "data.blended_threshold": "eval.blended_threshold",
+             # simulator only: the common real-data keys of every task before the refactor
+             "data.path": None, "data.val_fraction": None, "data.test_fraction": None},
 )
 
 register_task(
@@ -119,5 +121,8 @@ register_task(
              "data.num_posterior_samples": "eval.num_posterior_samples",
              "data.reference_samples": "eval.reference_samples",
              "data.sbc_posterior_samples": "eval.sbc_posterior_samples",
-             "data.time_posterior_samples": "eval.time_posterior_samples"},
+             "data.time_posterior_samples": "eval.time_posterior_samples",
+             # the budget is data.num_simulations: the split keys every task had before the refactor
+             "data.n_train": None, "data.n_val": None, "data.n_test": None, "data.path": None,
+             "data.test_fraction": None},
 )
