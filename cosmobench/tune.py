@@ -310,20 +310,18 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
     for name_ in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name_).setLevel(logging.WARNING)  # one line per trial, not Lightning's chatter
 
+    current: list = []
+
     def objective_fn(trial):
+        current[:] = [trial]
         ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if _counted(ahead) >= trials:
             raise _Surplus()
         values = _suggest(trial, space)
         trial_dir = root / TUNE_DIR / name / f"trial-{trial.number:04d}"
         t0 = time.time()
-        try:
-            state, value, info = _run_trial(trial, task, model, config_file, overrides, values, objective, spec,
-                                            trial_dir)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            log(f"[tune] trial {trial.number} interrupted; the same command resumes the study")
-            raise
+        state, value, info = _run_trial(trial, task, model, config_file, overrides, values, objective, spec,
+                                        trial_dir)
         trial.set_user_attr("seconds", round(time.time() - t0, 2))
         for k, v in info.items():
             trial.set_user_attr(k, v)
@@ -338,13 +336,20 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
         return value
 
     while _counted(study.get_trials(deepcopy=False), running=False) < trials:
-        before = len(study.get_trials(deepcopy=False))
         try:
             study.optimize(objective_fn, n_trials=1, catch=(_TrialFailed,))
         except _Surplus:
             return
-        if len(study.get_trials(deepcopy=False)) == before:  # nothing was asked (cannot happen)
-            return
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Lightning turns Ctrl-C into SystemExit; the trial is failed and not counted
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            for trial in current:
+                if study.get_trials(deepcopy=False)[trial.number].state == optuna.trial.TrialState.RUNNING:
+                    trial.set_user_attr("interrupted", True)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                log(f"[tune] trial {trial.number} interrupted; the same command resumes the study")
+            raise KeyboardInterrupt(f"study {name} stopped; the same command resumes it") from None
 
 
 def _run_trial(trial, task, model, config_file, overrides, values, objective, spec, trial_dir: Path):
