@@ -549,27 +549,47 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     """Resolve the full config of one run as a plain nested dict (see module docstring)."""
     spec = get_task(task)
     model = spec.model_or_default(model)
-    layers: list[tuple[str, dict]] = []  # read first: a bad file fails before anything else
+    auto: list[tuple[str, dict]] = []  # read first: a bad file fails before anything else
     for name in ("defaults", model):
         exp = experiments_dir(spec) / spec.name / f"{name}.yaml"
         if exp.is_file():
-            layers.append((str(exp), load_yaml(exp)))
-    layers.extend(extra_layers)
+            auto.append((str(exp), load_yaml(exp)))
+    user = list(extra_layers)
     if config_file is not None:
-        layers.append((str(config_file), load_yaml(config_file)))
-    layers.append(("command line", parse_overrides(overrides)))
-    tree = default_tree(spec, model)
-    schema = copy.deepcopy(tree)
+        user.append((str(config_file), load_yaml(config_file)))
+    user.append(("command line", parse_overrides(overrides)))
+    schema = default_tree(spec, model)
     checks = constraints_for(spec, model)
+    tree = _merge_layers(spec, schema, auto + user, checks)
+    dataset = tree["data"]["dataset"] if "dataset" in tree["data"] else None
+    if dataset:  # the data set's loader keys: over the task's choices, under the user's
+        tree = _merge_layers(spec, schema, auto + [dataset_layer(spec, dataset)] + user, checks)
+    tree = _interpolate(tree)
+    _validate_layer(schema, tree, "resolved config", checks)
+    check_values(tree)
+    return tree
+
+
+def _merge_layers(spec: TaskSpec, schema: dict, layers: list[tuple[str, dict]], checks: dict) -> dict:
+    tree = copy.deepcopy(schema)
     for source, layer in layers:
         _check_reserved(layer, source)
         layer = apply_renames(spec, layer, source, schema)
         _validate_layer(tree, layer, source, checks)
         tree = deep_merge(tree, layer)
-    tree = _interpolate(tree)
-    _validate_layer(schema, tree, "resolved config", checks)
-    check_values(tree)
     return tree
+
+
+def dataset_layer(spec: TaskSpec, name: str) -> tuple[str, dict]:
+    """The layer a named data set contributes (``data.dataset=NAME``): its loader keys with its
+    files' cached paths. Not cached: a one-line InputError naming ``cosmobench data fetch NAME``."""
+    from cosmobench.datasets.catalog import get_dataset
+    from cosmobench.datasets.download import loader_config
+    ds = get_dataset(name)
+    if ds.task != spec.name:
+        raise ConfigError(f"data.dataset={name!r} is a data set of task {ds.task!r}, not {spec.name!r} "
+                          f"(`cosmobench data list`)")
+    return f"data set {name}", {"data": loader_config(ds)}
 
 
 def _interpolate(tree: dict) -> dict:

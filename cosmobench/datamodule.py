@@ -46,6 +46,12 @@ class DataSettings:
 
     batch_size: int = setting(128, "positive int", help="samples per batch")
     num_workers: int = setting(0, "non-negative int", help="DataLoader worker processes (0: the main process)")
+    dataset: str | None = setting(None, "str or null",
+                                  help="a named public data set (`cosmobench data list`); it sets data.source and "
+                                       "the file keys to its cached files")
+    subset: int | None = setting(None, "positive int or null",
+                                 help="real data: train on a seeded subset of this many training rows "
+                                      "(stratified by class where the task has classes)")
 
 
 @dataclass
@@ -283,27 +289,61 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         (the fixed test set of a real catalogue), else None."""
         return self.require_path("test_path") if "test_path" in self.cfg and self.cfg["test_path"] else None
 
-    def real_split_rows(self, n: int) -> dict[str, np.ndarray]:
+    def real_split_rows(self, n: int, strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Row indices of the ``n`` rows of ``data.path`` per split: train/val/test
         (:func:`split_indices` with ``data.val_fraction``/``data.test_fraction``), or only
-        train/val when ``data.test_path`` is set (its rows are the test split)."""
+        train/val when ``data.test_path`` is set (its rows are the test split). The train rows
+        are cut to ``data.subset`` (:meth:`subset_rows`, stratified by ``strata[row]`` if given)."""
         fixed_test = self.test_file() is not None
         rows = split_indices(n, float(self.cfg["val_fraction"]),
                              0.0 if fixed_test else float(self.cfg["test_fraction"]), self.seed)
         if fixed_test:
             rows.pop("test")
+        rows["train"] = self.subset_rows(rows["train"], None if strata is None else np.asarray(strata)[rows["train"]])
         return rows
 
     def fingerprint(self) -> str:
-        """Hash identifying the dataset: data config + seed (+ the files' content for real data)."""
+        """Hash identifying the dataset: data config + seed (+ the files' content for real data:
+        a named data set's recorded file hashes, else those of ``data.path``/``data.test_path``)."""
         cfg = {k: v for k, v in self.cfg.items() if k not in ("batch_size", "num_workers")}
         payload: dict[str, Any] = {"cfg": cfg, "seed": self.seed}
-        if self.cfg["source"] != "sim" and self.cfg["path"]:
+        if self.cfg["dataset"]:
+            payload["dataset"] = self.provenance()
+        elif self.cfg["source"] != "sim" and "path" in self.cfg and self.cfg["path"]:
             payload["file_sha256"] = file_sha256(self.cfg["path"])
-        if self.cfg["source"] != "sim" and self.test_file() is not None:
+        if not self.cfg["dataset"] and self.cfg["source"] != "sim" and self.test_file() is not None:
             payload["test_file_sha256"] = file_sha256(self.cfg["test_path"])
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def provenance(self) -> dict[str, Any] | None:
+        """The named data set this run reads (``data.dataset``): its name and the sha256 of each
+        file as recorded when it was fetched; None for the simulator or a user's own file."""
+        if not self.cfg["dataset"]:
+            return None
+        from cosmobench.datasets.download import provenance
+        return provenance(self.cfg["dataset"])
+
+    def subset_rows(self, rows: np.ndarray, strata: np.ndarray | None = None) -> np.ndarray:
+        """``data.subset`` of the training ``rows`` (all of them if unset or larger): a seeded
+        draw, stratified by ``strata`` (e.g. the class labels of the rows: each class keeps its
+        share, at least one row), in the original order."""
+        n = self.cfg["subset"]
+        rows = np.asarray(rows)
+        if not n or n >= len(rows):
+            return rows
+        rng = np.random.default_rng([self.seed, 0x5B5E7])
+        if strata is None:
+            return np.sort(rng.choice(rows, size=n, replace=False))
+        strata = np.asarray(strata)
+        groups = [rows[strata == v] for v in np.unique(strata)]
+        quota = np.maximum(1, np.floor(n * np.array([len(g) for g in groups]) / len(rows)).astype(int))
+        for i in np.argsort([-len(g) for g in groups]):  # hand out what rounding left, largest classes first
+            if quota.sum() >= n:
+                break
+            quota[i] += min(len(groups[i]) - quota[i], n - quota.sum())
+        picked = [rng.choice(g, size=min(q, len(g)), replace=False) for g, q in zip(groups, quota)]
+        return np.sort(np.concatenate(picked))
 
     def shuffle_sampler(self, ds: Dataset) -> Sampler:
         """Sampler of a shuffled (training) loader: :class:`EpochSeededSampler`."""

@@ -151,6 +151,16 @@ def _lock_run_dir(run_dir: Path) -> int:
     return fd
 
 
+def _run_files(cfg: dict, dm) -> dict[str, str]:
+    """The files every run directory starts with: ``config.yaml``, and ``data.json`` (the named
+    data set and the sha256 of each of its files) when the run reads a registered data set."""
+    files = {"config.yaml": C.to_yaml(cfg)}
+    provenance = dm.provenance()
+    if provenance is not None:
+        files["data.json"] = json.dumps(provenance, indent=2, sort_keys=True) + "\n"
+    return files
+
+
 def _remove_run_dir(run_dir: Path, new_dirs: list[Path]) -> None:
     """Remove a run dir this process created, and the parents it created if still empty."""
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -425,7 +435,7 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
                           evaluation=cfg.get("eval"))  # only tasks with a metric protocol have an eval node
         loggers = build_logger(cfg, run_dir, run_dir.name, resume_epoch=resume_epoch)  # nothing is written before
         trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
-        run = _Run(cfg, root, run_dir, fresh=fresh, rank0=rank0, files={"config.yaml": C.to_yaml(cfg)},
+        run = _Run(cfg, root, run_dir, fresh=fresh, rank0=rank0, files=_run_files(cfg, dm),
                    smoke=bool(cfg["trainer"]["fast_dev_run"]))
 
         def fit_and_test() -> list[Path]:
@@ -477,7 +487,7 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     loggers = build_logger(cfg, run_dir, run_dir.name, job_type="test")
     trainer = build_trainer(cfg, run_dir, loggers or False)
     run = _Run(cfg, root, run_dir, fresh=True, rank0=True, label="test run", trains=False,
-               files={"config.yaml": C.to_yaml(cfg), "checkpoint.txt": f"{ckpt.resolve()}\n"})
+               files={**_run_files(cfg, dm), "checkpoint.txt": f"{ckpt.resolve()}\n"})
 
     def score() -> None:
         trainer.test(module, datamodule=dm, verbose=False)

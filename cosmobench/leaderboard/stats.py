@@ -4,8 +4,9 @@ compared with the task's baseline.
 *Entries.* Runs are grouped by (task, data track, model, experiment hash); the hash leaves
 out the seed and bookkeeping keys (:data:`cosmobench.config.BOOKKEEPING_KEYS`), so the seeds
 of one experiment form one entry, while runs of the same model with other settings form
-entries of their own. The *track* is ``sim`` for the task's simulator, else the run's
-``data.dataset`` or ``data.source`` (read from the run's ``config.yaml``): entries of
+entries of their own. The *track* is ``sim`` for the task's simulator, ``real:<name>`` or
+``external:<name>`` for a named data set (``data.dataset``, by its kind), else the run's
+``data.source`` and file (read from the run's ``config.yaml``): entries of
 different tracks are never ranked or compared together. Within an entry a seed run more than once counts once (its latest ``ok``
 run). A seed whose runs all failed counts as *failed*; an entry whose seeds all failed is
 listed below the ranked entries.
@@ -223,8 +224,10 @@ def _track_of_config(cfg: dict) -> str:
     if source in (None, "sim"):
         return "sim"
     dataset = data.get("dataset")
-    if dataset:
-        return str(dataset)
+    if dataset:  # real:<name> or external:<name> (the data set's kind)
+        from cosmobench.datasets.catalog import DATASETS
+        known = DATASETS.get(str(dataset))
+        return f"{known.kind if known else 'real'}:{dataset}"
     path = data.get("test_path") or data.get("path")
     return f"{source}:{Path(str(path)).name}" if path else str(source)
 
