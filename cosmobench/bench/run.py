@@ -1,4 +1,10 @@
-"""Run a suite locally: skip jobs that have an ``ok`` row, resume interrupted ones, report.
+"""Run a suite locally: tune first where the suite asks for it, skip jobs that have an ``ok``
+row, resume interrupted ones, report.
+
+A task with ``tune: {trials: N}`` gets, for each of its models with a declared search space,
+one ``cosmobench tune`` study of N trials (train/validation splits only) before its seeds run;
+the seeds then run at the study's best values (the same study is reused when the suite runs
+again). Tuned jobs are marked in the manifest, and the leaderboard shows their budget.
 
 Re-running a suite skips jobs that already have an ``ok`` row and re-runs failed or missing
 ones, so an interrupted suite (Ctrl-C, a killed node) resumes by running the same command
@@ -61,8 +67,20 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
     from cosmobench.results import default_root
     root = default_root(root)
     log = log or stderr_log
-    suite_path, jobs = expand(suite, tasks, seeds, overrides)  # validated before anything runs
+    suite_path, jobs = expand(suite, tasks, seeds, overrides, root=root)  # validated before anything runs
     check_root(root)
+    pending = {}
+    for j in jobs:  # tune: {trials: N}: every model gets the same budget before its seeds run
+        if j.tune.get("pending"):
+            pending.setdefault((j.task, j.model, j.tune["study"]), j)
+    for (task, model, _), j in pending.items():
+        from cosmobench.tune import tune
+        log(f"[bench] tuning {task}/{model}: {j.tune['trials']} trials (train/validation only)")
+        res = tune(task, model, trials=j.tune["trials"], jobs=n_jobs or 1, config_file=j.config,
+                   overrides=j.tune["base"], root=root, log=log)
+        log(f"[bench] {res.summary().splitlines()[0]}")
+    if pending:
+        suite_path, jobs = expand(suite, tasks, seeds, overrides, root=root)
     write_manifest(root / MANIFEST_DIR / f"{suite_path.stem}.json", suite_path, jobs, root)
     done = set() if rerun else done_keys(root)
     report = BenchReport(jobs=jobs)

@@ -14,6 +14,8 @@ override grids::
         overrides: [data.n_train=10000]
         model_overrides: {mdn: [trainer.max_epochs=8]}
         seeds: 5                      # optional, overrides the suite's seeds for this task
+        tune: {trials: 20}            # optional (also suite-wide): every model of the task gets the same
+                                      # Optuna budget (cosmobench tune) before its seeds run
         grid:                         # cartesian product; one job per grid point x model x seed
           data.n_train: [500, 2000, 10000]
 
@@ -41,8 +43,8 @@ from cosmobench.errors import ConfigError
 from cosmobench.io import atomic_path
 from cosmobench.results import FAILED_FILE, METRICS_FILE, read_rows
 
-SUITE_KEYS = ("description", "seeds", "overrides", "grid", "tasks")
-TASK_KEYS = ("models", "config", "overrides", "model_overrides", "seeds", "grid")
+SUITE_KEYS = ("description", "seeds", "overrides", "grid", "tasks", "tune")
+TASK_KEYS = ("models", "config", "overrides", "model_overrides", "seeds", "grid", "tune")
 MANIFEST_DIR = "suites"  # ROOT/suites/<suite>.json: the jobs of the latest run of each suite
 
 
@@ -58,6 +60,7 @@ class Job:
     overrides: list[str]
     config_hash: str
     grid: dict[str, Any] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)   # {"trials", "study"[, "pending"]} of a tuned job
 
     @property
     def name(self) -> str:
@@ -144,10 +147,25 @@ def load_suite(suite: str | Path | None = None) -> tuple[Path, dict]:
     return path, doc
 
 
+def _tune_option(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"trials"} or isinstance(value["trials"], bool) \
+            or not isinstance(value["trials"], int) or value["trials"] < 1:
+        raise ConfigError(f"{where}: tune must be {{trials: N}} with N >= 1, got {value!r}")
+    return value["trials"]
+
+
 def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seeds: int | None = None,
-           overrides: Iterable[str] = ()) -> tuple[Path, list[Job]]:
+           overrides: Iterable[str] = (), root: str | Path | None = None) -> tuple[Path, list[Job]]:
     """Resolve every job of a suite (default ``experiments/suites/quick.yaml``); validates
-    every config before returning, so that a bad suite fails before any job runs."""
+    every config before returning, so that a bad suite fails before any job runs.
+
+    A task with ``tune: {trials: N}`` (its own or the suite's): each model's jobs take the best
+    values of its ``cosmobench tune`` study of that base config, read from ``root``
+    (:func:`cosmobench.tune.tuned_overrides`) and appended to their overrides; jobs whose study
+    has no result yet carry ``tune["pending"]`` (:func:`cosmobench.bench.run.run_suite` tunes
+    them first). Models without a declared search space run as they are."""
     from cosmobench.registry import get_task
 
     path, doc = load_suite(suite)
@@ -193,12 +211,31 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                                                                     f"{where}: seeds")
         grid = {**suite_grid, **_grid(entry.get("grid"), where)}
         points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
+        n_trials = _tune_option(entry.get("tune", doc.get("tune")), where)
         for m in models:
             for point in points:
+                tuned: list[str] = []
+                tune_info: dict[str, Any] = {}
+                if n_trials:
+                    from cosmobench.tune import declared_space, tuned_overrides
+                    base = [*suite_ov, *_str_list(entry.get("overrides"), f"{where}: overrides"),
+                            *_str_list(model_ov.get(m), f"{where}: model_overrides.{m}"),
+                            *(f"{k}={fmt_value(v)}" for k, v in point.items()), *overrides]
+                    clash = set(declared_space(t, m)) & set(point)
+                    if clash:
+                        raise ConfigError(f"{where}: grid keys {sorted(clash)} are also tuned for {m!r}")
+                    if declared_space(t, m):
+                        name, best, _ = tuned_overrides(Path(root) if root else Path("/nonexistent"), t, m, layer,
+                                                        base)
+                        tune_info = {"trials": n_trials, "study": name, "base": base}
+                        if best is None:
+                            tune_info["pending"] = True
+                        else:
+                            tuned = best
                 for s in task_seeds:
                     ov = [*suite_ov, *_str_list(entry.get("overrides"), f"{where}: overrides"),
                           *_str_list(model_ov.get(m), f"{where}: model_overrides.{m}"),
-                          *(f"{k}={fmt_value(v)}" for k, v in point.items()), *overrides, f"seed={s}"]
+                          *(f"{k}={fmt_value(v)}" for k, v in point.items()), *overrides, *tuned, f"seed={s}"]
                     try:
                         cfg = C.resolve(t, m, config_file=layer, overrides=ov)
                     except ConfigError as exc:
@@ -208,7 +245,8 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                         if _get(cfg, k) != C.parse_value(fmt_value(v)) and _get(cfg, k) != v:
                             raise ConfigError(f"{where}: grid {k}={v!r} is overridden to {_get(cfg, k)!r} "
                                               f"by a later override")
-                    job = Job(len(jobs), t, m, s, layer, ov, C.config_hash(cfg, C.BOOKKEEPING_KEYS), point)
+                    job = Job(len(jobs), t, m, s, layer, ov, C.config_hash(cfg, C.BOOKKEEPING_KEYS), point,
+                              dict(tune_info))
                     if job.key in seen:
                         raise ConfigError(f"{where}: jobs {seen[job.key]!r} and {job.name!r} are the same run")
                     seen[job.key] = job.name
