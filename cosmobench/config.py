@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import hashlib
 import importlib.util
 import json
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -44,6 +42,9 @@ from cosmobench import constraints as K
 from cosmobench.errors import ConfigError
 from cosmobench.registry import TaskSpec, get_task
 from cosmobench.settings import Setting, declared, setting
+from cosmobench.trainer_settings import (TRAINER_DEFAULTS, TRAINER_RESERVED, trainer_kwargs,  # noqa: F401
+                                         trainer_schema, trainer_unsettable_reason)
+from cosmobench.yaml_io import MAX_YAML_BYTES, MAX_YAML_NODES, load_yaml, load_yaml_text  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -79,60 +80,12 @@ class EarlyStopping:
 COMMON_SETTINGS = {"": "cosmobench.config:RunSettings", "optim": "cosmobench.task:OptimSettings",
                    "early_stopping": "cosmobench.config:EarlyStopping"}
 
-#: Where cosmobench departs from Lightning's ``pl.Trainer`` defaults (every other argument
-#: joins with Lightning's default, :func:`trainer_schema`).
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "devices": 1,
-    "precision": "32-true",
-    "max_epochs": 10,
-    "log_every_n_steps": 10,
-    "enable_progress_bar": True,
-}
-
-#: Ranges of ``trainer.*`` values on top of the types Lightning's annotations give.
-TRAINER_RANGES: dict[str, Any] = {
-    "trainer.num_nodes": "positive int",
-    "trainer.max_epochs": "int >= -1 or null",
-    "trainer.min_epochs": "non-negative int or null",
-    "trainer.max_steps": "int >= -1",
-    "trainer.min_steps": "non-negative int or null",
-    "trainer.accumulate_grad_batches": "positive int",
-    "trainer.check_val_every_n_epoch": "positive int or null",
-    "trainer.log_every_n_steps": "non-negative int or null",
-    "trainer.num_sanity_val_steps": "int >= -1 or null",
-    "trainer.reload_dataloaders_every_n_epochs": "non-negative int",
-    "trainer.gradient_clip_val": "non-negative float or null",
-    "trainer.gradient_clip_algorithm": "one of norm, value or null",
-    "trainer.fast_dev_run": "bool or non-negative int",
-    "trainer.overfit_batches": "non-negative int or probability",
-    "trainer.limit_train_batches": "non-negative int or probability or null",
-    "trainer.limit_val_batches": "non-negative int or probability or null",
-    "trainer.limit_test_batches": "non-negative int or probability or null",
-    "trainer.limit_predict_batches": "non-negative int or probability or null",
-}
-
 #: Logger -> (packages any of which provides it, install hint).
 LOGGER_PACKAGES = {"wandb": (("wandb",), "pip install wandb"),
                    "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard")}
 
-#: ``pl.Trainer`` arguments the runner sets itself, with the reason shown to a user who sets them.
-TRAINER_RESERVED = {
-    "logger": "choose the logger with the top-level key logger=wandb|csv|tensorboard|none",
-    "callbacks": "cosmobench adds checkpointing and early stopping itself (see early_stopping.*)",
-    "default_root_dir": "run directories live under --root as ROOT/<task>/<model>/<run_id>",
-    "enable_checkpointing": "cosmobench always saves best.ckpt and last.ckpt (test, predict and resume need them)",
-    "deterministic": "cosmobench always enables deterministic algorithms so that runs are reproducible",
-    "barebones": "it disables the logging and checkpointing cosmobench records runs with",
-    "model_registry": "it uploads to Lightning's model registry, and cosmobench runs never use the network",
-}
-
 #: keys whose value may not be set by a user layer (they are chosen by the CLI)
 _RESERVED = ("task", "model.name")
-
-#: YAML bounds: bytes of text, and nodes after alias expansion (a real config has < 1000)
-MAX_YAML_BYTES = 1 << 20
-MAX_YAML_NODES = 100_000
-
 
 def experiments_dir(spec: TaskSpec | None = None) -> Path:
     """Folder of experiment configs: cosmobench's shipped ``experiments/`` (suites and the
@@ -143,84 +96,6 @@ def experiments_dir(spec: TaskSpec | None = None) -> Path:
     if found is None or not found.submodule_search_locations:
         raise ConfigError(f"experiment folder {package!r} of task {spec.name if spec else ''!r} is not a package")
     return Path(list(found.submodule_search_locations)[0])
-
-
-def cache_dir() -> Path:
-    """cosmobench's cache folder: ``$COSMOBENCH_CACHE``, else ``$XDG_CACHE_HOME/cosmobench``,
-    else ``~/.cache/cosmobench``."""
-    if os.environ.get("COSMOBENCH_CACHE"):
-        return Path(os.environ["COSMOBENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cosmobench"
-
-
-def _lightning_signature() -> dict[str, Any]:
-    """``pl.Trainer.__init__``'s arguments: ``settable`` {name: [default, constraint JSON]} for
-    those a config can express, ``objects`` for those only Python objects can. Cached as JSON
-    per installed Lightning version (computing it imports Lightning: ~5 s of CPU)."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        pl_version = version("pytorch-lightning")
-    except PackageNotFoundError:
-        pl_version = "unknown"
-    path = cache_dir() / "schema" / f"trainer-signature-{pl_version}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
-    import inspect
-    import typing
-
-    import pytorch_lightning as pl
-
-    hints = typing.get_type_hints(pl.Trainer.__init__)
-    settable, objects = {}, []
-    for name, param in inspect.signature(pl.Trainer.__init__).parameters.items():
-        if name == "self" or param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
-            continue
-        check = K.from_annotation(hints.get(name, typing.Any))
-        try:
-            default = json.loads(json.dumps(param.default))
-        except (TypeError, ValueError):
-            check = None
-        if check is None:
-            objects.append(name)
-        else:
-            settable[name] = [default, K.to_json(check)]
-    sig = {"version": pl_version, "settable": settable, "objects": objects}
-    try:
-        from cosmobench.io import atomic_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(sig), encoding="utf-8")
-    except OSError as exc:  # a read-only home: validation still works, only slower
-        log.debug("cannot cache the Trainer signature in %s: %s", path, exc)
-    return sig
-
-
-@functools.lru_cache(maxsize=1)
-def trainer_schema() -> tuple[dict[str, Any], dict[str, K.Constraint]]:
-    """Defaults and constraints of every settable ``pl.Trainer`` argument (so every Lightning
-    argument is available as ``trainer.<arg>`` with Lightning's accepted values), with
-    :data:`TRAINER_DEFAULTS` and :data:`TRAINER_RANGES` applied. Arguments the runner controls
-    (:data:`TRAINER_RESERVED`) and those only Python objects can express are left out."""
-    sig = _lightning_signature()
-    defaults, checks = {}, {}
-    for name, (default, check) in sig["settable"].items():
-        if name in TRAINER_RESERVED:
-            continue
-        defaults[name] = TRAINER_DEFAULTS.get(name, default)
-        checks[f"trainer.{name}"] = K.from_json(check)
-    checks.update(K.parse_all(TRAINER_RANGES, "TRAINER_RANGES"))
-    return defaults, checks
-
-
-def _trainer_unsettable_reason(key: str) -> str | None:
-    """Why ``trainer.<key>`` is not in the schema, if it is a Trainer argument at all."""
-    if key in TRAINER_RESERVED:
-        return TRAINER_RESERVED[key]
-    if key in _lightning_signature()["objects"]:
-        return "it takes Python objects, which a config cannot express"
-    return None
 
 
 def declared_settings(spec: TaskSpec, model: str) -> dict[str, Setting]:
@@ -266,12 +141,6 @@ def constraints_for(spec: TaskSpec, model: str) -> dict[str, K.Constraint]:
             except ValueError as exc:
                 raise ValueError(f"{s.owner}: constraint of {key!r}: {exc}") from None
     return checks
-
-
-def trainer_kwargs(cfg: dict) -> dict[str, Any]:
-    """Keyword arguments for ``pl.Trainer`` from a resolved config (the runner adds
-    ``logger``, ``callbacks``, ``default_root_dir`` and ``deterministic``)."""
-    return dict(cfg["trainer"])
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -360,7 +229,7 @@ def _validate_layer(schema: dict, layer: dict, source: str, checks: dict[str, K.
         path = f"{prefix}{k}"
         if k not in schema:
             if prefix == "trainer." and isinstance(k, str):
-                reason = _trainer_unsettable_reason(k)
+                reason = trainer_unsettable_reason(k)
                 if reason:
                     raise ConfigError(f"'{path}' (from {source}) cannot be set: {reason}")
             valid = [str(x) for x in schema]
@@ -411,96 +280,6 @@ def parse_overrides(overrides: Iterable[str]) -> dict:
                 raise ConfigError(f"override {_short(item)} conflicts with an earlier override")
         node[parts[-1]] = parse_value(value)
     return tree
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line for a (multi-line) PyYAML error: the problem and where."""
-    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
-
-def _expanded_size(node: yaml.Node, memo: dict, active: set, what: str) -> int:
-    """Number of nodes of the document once aliases are expanded (memoised: linear time)."""
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    if key in active:
-        raise ConfigError(f"{what} has a recursive YAML alias")
-    active.add(key)
-    n = 1
-    if isinstance(node, yaml.SequenceNode):
-        n += sum(_expanded_size(c, memo, active, what) for c in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        n += sum(_expanded_size(k, memo, active, what) + _expanded_size(v, memo, active, what)
-                 for k, v in node.value)
-    active.discard(key)
-    if n > MAX_YAML_NODES:
-        raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} YAML nodes (nested aliases?)")
-    memo[key] = n
-    return n
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, with YAML 1.2 floats: ``1e-3`` is a number, not a string."""
-
-
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def load_yaml_text(text: str, what: str) -> Any:
-    """Safe, bounded YAML: at most :data:`MAX_YAML_BYTES` of text and :data:`MAX_YAML_NODES`
-    nodes after alias expansion; plain data types only (no Python tags). ConfigError otherwise."""
-    if len(text) > MAX_YAML_BYTES:
-        raise ConfigError(f"{what} is larger than {MAX_YAML_BYTES} bytes")
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        if node is None:
-            return None
-        _expanded_size(node, {}, set(), what)
-        loader = _Loader("")
-        try:
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(exc)}") from None
-    except RecursionError:
-        raise ConfigError(f"{what} is nested too deeply") from None
-
-
-def load_yaml(path: str | Path) -> dict:
-    """A YAML file holding a mapping (UTF-8 text, bounded: see :func:`load_yaml_text`)."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file not found: {p}")
-    if not p.is_file():
-        raise ConfigError(f"config file {p} is not a regular file")
-    try:
-        if p.stat().st_size > MAX_YAML_BYTES:
-            raise ConfigError(f"config file {p} is larger than {MAX_YAML_BYTES} bytes")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})") from None
-    data = load_yaml_text(text, f"config file {p}")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of keys, not {type(data).__name__}")
-    return data
 
 
 def _check_reserved(layer: dict, source: str) -> None:
