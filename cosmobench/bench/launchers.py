@@ -11,7 +11,9 @@ worker, which is replaced, and the job is reported failed. SIGTERM (a scheduler 
 ``timeout``) stops the suite like Ctrl-C.
 
 *SLURM* (:func:`write_slurm`, ``--launcher slurm``): writes ``bench.sbatch`` (a job array, one
-index per job not yet done, each running one ``cosmobench train ...`` command) and
+index per job not yet done; index i runs ``python -m cosmobench.bench.worker --manifest
+manifest.json --index i``, which reads the i-th job's ``cosmobench train`` arguments from the
+manifest, so no value of a suite or config is ever part of the script) and
 ``manifest.json`` into ``--out DIR`` (default ``ROOT/slurm/<suite>``). No extra service is
 needed; re-generating the script after a partial run lists only the jobs still missing.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import shlex
 import shutil
@@ -168,34 +171,59 @@ def write_slurm(suite: str | Path | None = None, tasks: list[str] | None = None,
     check_root(root)
     done = set() if rerun else done_keys(root)
     todo = [j for j in jobs if j.key not in done]
-    out = Path(out) if out else root / "slurm" / suite_path.stem
+    safe_stem = re.sub(r"[^A-Za-z0-9._-]", "_", suite_path.stem).strip(".") or "suite"
+    out = Path(out) if out else root / "slurm" / safe_stem
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is not a directory")
+    logs = _sbatch_path(out / "logs", "--out")  # checked before anything is written
+    options = [_sbatch_option(o) for o in sbatch_options]
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     write_manifest(root / MANIFEST_DIR / f"{suite_path.stem}.json", suite_path, jobs, root)
     manifest = out / "manifest.json"
     write_manifest(manifest, suite_path, todo, root)
-    exe = Path(sys.executable).parent / "cosmobench"
-    exe_s = shlex.quote(str(exe)) if exe.is_file() else f"{shlex.quote(sys.executable)} -m cosmobench.cli"
+    py = shlex.quote(sys.executable)
+    # Nothing read from the suite, a config or a file name is written into the script as code:
+    # job i's command line is read by the worker from manifest.json at run time (inert data);
+    # the only values written are shell-quoted paths and #SBATCH lines checked to be one safe line.
     lines = ["#!/bin/bash",
-             f"# cosmobench suite {suite_path.name}: {len(todo)} jobs (of {len(jobs)}; the rest already have ok rows)",
-             f"# submit: sbatch {shlex.quote(str(out / 'bench.sbatch'))}   (manifest: manifest.json)",
-             f"#SBATCH --job-name=cosmobench-{suite_path.stem}",
+             f"# cosmobench suite {safe_stem}: {len(todo)} jobs (of {len(jobs)}; "
+             f"the rest already have ok rows)",
+             "# submit: sbatch bench.sbatch (job i runs the i-th job of manifest.json)",
+             f"#SBATCH --job-name=cosmobench-{safe_stem[:64]}",
              f"#SBATCH --array=0-{max(0, len(todo) - 1)}",
-             f"#SBATCH --output={out / 'logs'}/%A_%a.log",
+             f"#SBATCH --output={logs}/%A_%a.log",
              "#SBATCH --ntasks=1",
-             *(f"#SBATCH {o}" for o in sbatch_options),
+             *(f"#SBATCH {o}" for o in options),
              "set -euo pipefail",
              f"export COSMOBENCH_HOME={shlex.quote(str(root))}",
              "export WANDB_MODE=${WANDB_MODE:-offline}",
-             'case "${SLURM_ARRAY_TASK_ID:?this script is a SLURM job array (sbatch), or set SLURM_ARRAY_TASK_ID}" in']
-    for i, j in enumerate(todo):
-        lines.append(f"  {i}) exec {exe_s} {shlex.join(j.argv())} ;;  # {j.name}")
-    lines += ['  *) echo "cosmobench: array index ${SLURM_ARRAY_TASK_ID} is not a job of this suite" >&2; exit 2 ;;',
-              "esac", ""]
+             f"exec {py} -m cosmobench.bench.worker --manifest {shlex.quote(str(manifest.resolve()))} "
+             '--index "${SLURM_ARRAY_TASK_ID:?this script is a SLURM job array (sbatch), or set SLURM_ARRAY_TASK_ID}"',
+             ""]
     script = out / "bench.sbatch"
     with atomic_path(script) as tmp:
         tmp.write_text("\n".join(lines))
         os.chmod(tmp, 0o755)
     return script, manifest, todo
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
+_SAFE_OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9._:/,+%@=-]*)?")
+
+
+def _sbatch_path(path: Path, what: str) -> str:
+    """A path for an ``#SBATCH`` line (read by sbatch, which does not quote): safe characters only."""
+    text = str(path.resolve())
+    if not _SAFE_PATH.fullmatch(text):
+        raise ConfigError(f"{what} {text!r}: the SLURM log folder may hold only letters, digits and ._/+- "
+                          f"(it is written into an #SBATCH line)")
+    return text
+
+
+def _sbatch_option(option: str) -> str:
+    """An ``--sbatch`` option: one ``--name[=value]`` of safe characters (it becomes an #SBATCH line)."""
+    if not isinstance(option, str) or not _SAFE_OPTION.fullmatch(option):
+        raise ConfigError(f"--sbatch {option!r}: give one option --name=value of letters, digits and "
+                          f"._:/,+%@=- (it is written into an #SBATCH line)")
+    return option

@@ -4,7 +4,8 @@
 Protocol: one JSON job per line on stdin (a :class:`~cosmobench.bench.suites.Job` as a dict
 plus ``root``, ``log`` and ``argv``), one JSON result per line on the original stdout:
 ``{"index", "status": "ok"|"failed"|"error", "run_dir", "metrics", "config_hash", "error",
-"seconds", "cpu_seconds"}``. While a job runs, stdout and stderr (Lightning's model
+"seconds", "cpu_seconds"}``. ``--manifest FILE --index I`` runs job I of a SLURM manifest
+instead (:func:`slurm_job`). While a job runs, stdout and stderr (Lightning's model
 summary, progress bars, warnings, a traceback) go to the job's log file. The worker runs
 each job through :func:`cosmobench.runner.train`, which re-seeds everything and resets the
 thread count, so a run's metrics do not depend on the jobs before it in the same worker.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shlex
 import signal
@@ -79,5 +81,30 @@ def run_job(job: dict, saved_err: int, devnull: int) -> dict:
     return out
 
 
+def slurm_job(manifest: str, index: str) -> int:
+    """Run job ``index`` of a SLURM ``manifest.json`` (:func:`cosmobench.bench.launchers.write_slurm`)
+    as ``cosmobench train ...``: the job's arguments are read here as data, never from the script."""
+    from cosmobench.bench.suites import Job
+    from cosmobench.cli import main as cli_main
+
+    try:
+        jobs = json.loads(Path(manifest).read_text())["jobs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"cosmobench: error: cannot read the suite manifest {manifest}: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    if not re.fullmatch(r"[0-9]{1,9}", index) or int(index) >= len(jobs):
+        print(f"cosmobench: array index {index[:40]!r} is not a job of this suite (0-{len(jobs) - 1})", file=sys.stderr)
+        return 2
+    try:
+        job = Job(**jobs[int(index)])
+    except TypeError as exc:
+        print(f"cosmobench: error: job {index} of {manifest} is not a job: {exc}", file=sys.stderr)
+        return 2
+    print(f"$ cosmobench {shlex.join(job.argv())}", flush=True)
+    return cli_main(job.argv())
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--manifest" and sys.argv[3] == "--index":
+        sys.exit(slurm_job(sys.argv[2], sys.argv[4]))
     sys.exit(main())
