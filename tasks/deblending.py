@@ -1,14 +1,24 @@
 """Deblending: separate the light of overlapping galaxies in multi-band scenes.
 
-Both models share the detector, the matching and the metrics
+All models share the detection stage, the matching and the metrics
 (:mod:`cosmobench.metrics.deblending`, protocol in the ``eval`` node), so they differ only in
 how each detected source's isolated image is estimated:
 
-* **Detection** (both): SEP on the band-summed, background-subtracted image
-  (:class:`cosmobench.detection.Detector`, settings :class:`~cosmobench.detection.SEPDetection`:
-  ``model.detect_thresh`` sigma, ``model.minarea``, multi-threshold deblending
-  ``model.deblend_nthresh`` / ``model.deblend_cont``, matched filter = the band-mean PSF), or
-  the positions of a user catalogue (``data.catalog``).
+* **Detection** (every model, ``model.detector``, settings
+  :class:`~cosmobench.detection.DetectionSettings`): ``sep``, SEP on the band-summed,
+  background-subtracted image (:class:`cosmobench.detection.Detector`: ``model.detect_thresh``
+  sigma, ``model.minarea``, multi-threshold deblending ``model.deblend_nthresh`` /
+  ``model.deblend_cont``, matched filter = the band-mean PSF); or ``learned``, the peaks of a
+  centre heat map (:class:`cosmobench.nn.detector.CenterNetDetector`), trained on the true
+  centroids of the training split before the model's own training
+  (:meth:`DeblendingTask.train_detector`), SEP's segments split between its positions; or the
+  positions of a user catalogue (``data.catalog``, predict).
+* ``noiseless`` (:class:`cosmobench.nn.deblender.NoiselessDeblender`, kind ``deblender``):
+  per detection the isolated, noise-free, PSF-convolved image; same inputs, training and loss
+  as ``unet`` (below), whose targets are the simulator's noiseless isolated images.
+* ``modelfit`` (:class:`ModelFitDeblender`, :mod:`cosmobench.modelfit`): a simultaneous,
+  variance-weighted fit of PSF-convolved Sérsic / bulge+disk profiles to all detections of a
+  scene, batched over the scenes of a test batch; nothing to fit on the training split.
 * ``unet`` (:class:`cosmobench.nn.deblender.UNetDeblender`, a network of kind ``deblender``):
   a learned refinement of segmentation photometry; per detected source it shares every pixel
   of the blend between the sources of the scene and the background (flux-conserving shares
