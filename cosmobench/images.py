@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cosmobench.errors import InputError
+from cosmobench.io import quiet_readers
 
 #: stretches :func:`apply_stretch` knows
 STRETCHES = ("asinh", "linear")
@@ -112,10 +113,27 @@ def check_finite_images(datasets: Mapping[str, Dataset] | torch.Tensor | np.ndar
 # ----------------------------------------------------------------------------- readers
 
 
+def check_numeric(a: Any, path: str | Path, what: str = "array", allow_empty: bool = False) -> np.ndarray:
+    """``a`` as a numeric (integer, float or bool) numpy array with at least one axis, else a
+    one-line InputError naming ``path``: strings, objects, records, complex values (the
+    imaginary part would be dropped silently), a scalar, or an empty array."""
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        raise InputError(f"{path}: {what} holds complex values ({a.dtype}); cosmobench reads real values only "
+                         f"(store the real and imaginary parts as separate real arrays)")
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"{path}: {what} is not numeric (dtype {a.dtype})")
+    if a.ndim == 0:
+        raise InputError(f"{path}: {what} is a scalar, not an array")
+    if a.size == 0 and not allow_empty:
+        raise InputError(f"{path}: {what} is empty (shape {a.shape})")
+    return a
+
+
 def _load_fits_array(path: Path, key: str | int | None) -> np.ndarray:
     from astropy.io import fits
     try:
-        with fits.open(path, memmap=False) as hdul:
+        with quiet_readers(), fits.open(path, memmap=False) as hdul:
             if key is not None:
                 try:
                     hdu = hdul[int(key) if str(key).isdigit() else key]
@@ -128,72 +146,89 @@ def _load_fits_array(path: Path, key: str | int | None) -> np.ndarray:
                     raise InputError(f"{path}: FITS file has no image HDU with data")
             if not hdu.is_image or hdu.data is None:
                 raise InputError(f"{path}: FITS HDU {key!r} is not an image with data")
-            return np.array(hdu.data, dtype=np.float32)
+            return check_numeric(np.array(hdu.data), path, f"FITS HDU {hdu.name or key!r}").astype(np.float32)
     except InputError:
         raise
-    except Exception as exc:  # astropy raises many types for non-FITS or corrupt files
-        raise InputError(f"{path} is not a readable FITS file: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for non-FITS or corrupt files
+        raise InputError(f"{path} is not a readable FITS file (truncated or corrupt?): {_one_line(exc)}") from None
+
+
+def _member(names: list[str], key: str | None) -> str | None:
+    return key if key is not None else ("images" if "images" in names else names[0] if len(names) == 1 else None)
 
 
 def stack_members(path: str | Path) -> list[str]:
     """Names of the arrays of an ``.npz`` file or of the top-level datasets of an HDF5 file."""
     path = Path(path).expanduser()
     try:
-        if path.name.lower().endswith(".npz"):
-            with np.load(path, allow_pickle=False) as z:
-                return list(z.files)
-        import h5py
-        with h5py.File(path, "r") as fh:
-            return [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path} is not a readable {path.suffix} file: {_one_line(exc)}") from None
+        with quiet_readers():
+            if path.name.lower().endswith(".npz"):
+                with np.load(path, allow_pickle=False) as z:
+                    return list(z.files)
+            import h5py
+            with h5py.File(path, "r") as fh:
+                return [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
+    except Exception as exc:  # noqa: BLE001 - zipfile, h5py and numpy raise many types for corrupt files
+        raise InputError(f"{path} is not a readable {path.suffix} file (truncated or corrupt?): "
+                         f"{_one_line(exc)}") from None
 
 
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """The raw array stored in ``path`` (``.npy``, ``.npz``, ``.h5``/``.hdf5``, FITS; ``key``
     selects an npz member / HDF5 dataset / FITS HDU, default ``images`` or the only array).
-    No layout checks (see :func:`read_image_stack` for image stacks)."""
+    No layout checks (see :func:`read_image_stack` for image stacks). Every malformed file
+    (empty, truncated, not the format its name says, a member that is a group or a scalar,
+    strings, complex values, no values) is one InputError line; third-party warnings are
+    silenced (:func:`quiet_readers`)."""
     path = Path(path).expanduser()
     name = path.name.lower()
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
-    if name.endswith(".npy"):
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputError(f"{path} is not a readable .npy array: {_one_line(exc)}") from None
-    if name.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                names = list(z.files)
-                k = key if key is not None else ("images" if "images" in names else
-                                                 names[0] if len(names) == 1 else None)
-                if k not in names:
-                    raise InputError(f"{path}: .npz has no array {key or 'images'!r} (has: {', '.join(names)})")
-                return z[k]
-        except InputError:
-            raise
-        except (ValueError, OSError) as exc:
-            raise InputError(f"{path} is not a readable .npz file: {_one_line(exc)}") from None
-    if name.endswith(HDF5_SUFFIXES):
-        import h5py
-        try:
-            with h5py.File(path, "r") as fh:
-                names = [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
-                k = key if key is not None else ("images" if "images" in names else
-                                                 names[0] if len(names) == 1 else None)
-                if k is None or k not in fh:
-                    raise InputError(f"{path}: HDF5 has no dataset {key or 'images'!r} "
-                                     f"(has: {', '.join(fh.keys())})")
-                return fh[k][:]
-        except InputError:
-            raise
-        except OSError as exc:
-            raise InputError(f"{path} is not a readable HDF5 file: {_one_line(exc)}") from None
     if name.endswith(FITS_SUFFIXES):
         return _load_fits_array(path, key)
-    raise InputError(f"{path}: unsupported image format {path.suffix or 'without suffix'!r}; "
-                     f"use .npy, .npz, .h5/.hdf5 or .fits")
+    if not name.endswith((".npy", ".npz") + HDF5_SUFFIXES):
+        raise InputError(f"{path}: unsupported image format {path.suffix or 'without suffix'!r}; "
+                         f"use .npy, .npz, .h5/.hdf5 or .fits")
+    try:
+        with quiet_readers():
+            if name.endswith(".npy"):
+                what = "array"
+                if path.stat().st_size == 0:
+                    raise InputError(f"{path} is empty (0 bytes), not a .npy array")
+                a = np.load(path, allow_pickle=False)
+            elif name.endswith(".npz"):
+                import zipfile
+                if not zipfile.is_zipfile(path):
+                    raise InputError(f"{path} is not a .npz file (not a zip archive; empty or truncated?)")
+                with np.load(path, allow_pickle=False) as z:
+                    names = list(z.files)
+                    k = _member(names, key)
+                    if k not in names:
+                        raise InputError(f"{path}: .npz has no array {key or 'images'!r} (has: {', '.join(names)})")
+                    what = f"member {k!r}"
+                    a = z[k]
+            else:
+                import h5py
+                with h5py.File(path, "r") as fh:
+                    names = [k for k in fh.keys() if isinstance(fh[k], h5py.Dataset)]
+                    k = _member(list(fh.keys()), key)
+                    if k is None or k not in fh:
+                        raise InputError(f"{path}: HDF5 has no dataset {key or 'images'!r} "
+                                         f"(has: {', '.join(fh.keys())})")
+                    what = f"HDF5 dataset {k!r}"
+                    ds = fh[k]
+                    if not isinstance(ds, h5py.Dataset):
+                        raise InputError(f"{path}: HDF5 {k!r} is a {type(ds).__name__.lower()}, not a dataset "
+                                         f"(has datasets: {', '.join(names) or 'none'})")
+                    if ds.shape is None or ds.ndim == 0:
+                        raise InputError(f"{path}: {what} is a scalar, not an array")
+                    a = ds[()]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy, zipfile and h5py raise many types for corrupt files
+        raise InputError(f"{path} is not a readable {path.suffix} file (truncated or corrupt?): "
+                         f"{_one_line(exc)}") from None
+    return check_numeric(a, path, what)
 
 
 def read_image_stack(path: str | Path, key: str | None = None, n_bands: int | None = None) -> np.ndarray:
@@ -260,13 +295,13 @@ def read_image_file(path: str | Path, n_bands: int) -> np.ndarray:
     if name.endswith((".npy",) + FITS_SUFFIXES):
         a = load_array(path, None)
     else:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
         try:
-            with Image.open(path) as im:
+            with quiet_readers(), Image.open(path) as im:
                 a = np.asarray(im.convert("L" if n_bands == 1 else "RGB"))
         except FileNotFoundError:
             raise InputError(f"image file not found: {path}") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - Pillow: unidentified, truncated, decompression bomb ...
             raise InputError(f"{path} is not a readable image: {_one_line(exc)}") from None
     if a.ndim == 2:
         a = a[..., None]
@@ -286,7 +321,7 @@ def read_folder_catalog(path: str | Path, file_column: str, label_column: str | 
     path = Path(path)
     vote_columns = list(vote_columns or [])
     need = [file_column] + (vote_columns if vote_columns else [label_column] if label_column else [])
-    table = read_table(path, need)
+    table = read_table(path, need, numeric=vote_columns)
     n = len(table[file_column])
     if n == 0:
         raise InputError(f"{path}: table has no rows")
@@ -333,10 +368,16 @@ class H5Images:
         return {**self.__dict__, "_fh": None}
 
     def __call__(self, r: int) -> np.ndarray:
-        if self._fh is None:
-            import h5py
-            self._fh = h5py.File(self.path, "r")
-        return to_chw(self._fh[self.key][r][None], self.n_bands, self.path)[0]
+        try:
+            with quiet_readers():
+                if self._fh is None:
+                    import h5py
+                    self._fh = h5py.File(self.path, "r")
+                a = np.asarray(self._fh[self.key][r])
+        except Exception as exc:  # noqa: BLE001 - h5py raises many types for a corrupt or truncated file
+            raise InputError(f"{self.path}: cannot read image {r} of {self.key!r} (truncated or corrupt?): "
+                             f"{_one_line(exc)}") from None
+        return to_chw(check_numeric(a, self.path, f"image {r} of {self.key!r}")[None], self.n_bands, self.path)[0]
 
 
 class FileImages:

@@ -33,6 +33,28 @@ TABLE_FORMATS = {".csv": "ascii.csv", ".csv.gz": "ascii.csv", ".ecsv": "ascii.ec
 WRITE_SUFFIXES = (".csv", ".ecsv", ".fits", ".fit", ".parquet", ".npz", ".h5", ".hdf5")
 
 
+@contextmanager
+def quiet_readers():
+    """Silence third-party chatter while a file is read: Python warnings (numpy's
+    ComplexWarning, astropy's VerifyWarning/AstropyUserWarning, h5py) and astropy's logger
+    (which prints ``WARNING: File may have been truncated`` itself). A problem they signal is
+    then caught as an exception or by :func:`check_numeric` and reported as one InputError."""
+    import logging
+    import warnings
+    known = logging.Logger.manager.loggerDict  # never create astropy's logger (it has its own class)
+    loggers = [known[n] for n in ("astropy", "healpy") if isinstance(known.get(n), logging.Logger)]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -60,12 +82,14 @@ def _column_array(col) -> np.ndarray:
 
 
 def read_table(path: str | Path, columns: Iterable[str] | None = None,
-               optional: Iterable[str] = ()) -> dict[str, np.ndarray]:
+               optional: Iterable[str] = (), numeric: Iterable[str] | bool = ()) -> dict[str, np.ndarray]:
     """Columns of a CSV/ECSV/FITS/Parquet table -> ``{name: array}`` (file order).
 
     ``columns``: the columns needed (all if None; a missing one is an InputError listing the
     available ones); ``optional``: columns read only if present. Masked float/int entries
-    become NaN, masked strings ``""``."""
+    become NaN, masked strings ``""``. ``numeric`` (column names, or True for all read):
+    those columns are returned as float64 and an entry that is text other than a missing
+    value is an InputError naming the column, the row and the value (:func:`numeric_strict`)."""
     p = Path(path).expanduser()
     fmt = table_format(p)
     if fmt is None:
@@ -74,8 +98,9 @@ def read_table(path: str | Path, columns: Iterable[str] | None = None,
         raise InputError(f"table file not found: {p}")
     from astropy.table import Table
     try:
-        table = Table.read(p, format=fmt)
-    except Exception as exc:  # astropy/pyarrow raise many types for corrupt files
+        with quiet_readers():
+            table = Table.read(p, format=fmt)
+    except Exception as exc:  # noqa: BLE001 - astropy/pyarrow raise many types for corrupt files
         raise InputError(f"cannot read {fmt.replace('ascii.', '').upper()} table {p}: {_one_line(exc)}") from None
     available = list(table.colnames)
     wanted = available if columns is None else list(columns)
@@ -84,7 +109,41 @@ def read_table(path: str | Path, columns: Iterable[str] | None = None,
         raise InputError(f"column(s) {', '.join(repr(c) for c in missing)} not found in {p}; "
                          f"available columns: {', '.join(available)}")
     names = wanted + [c for c in optional if c in available and c not in wanted]
-    return {c: _column_array(table[c]) for c in names}
+    out = {}
+    for c in names:
+        col = table[c]
+        if col.ndim != 1:
+            raise InputError(f"{p}: column {c!r} is not a scalar column (shape {col.shape})")
+        out[c] = _column_array(col)
+    strict = names if numeric is True else [c for c in (numeric or ()) if c in out]
+    for c in strict:
+        out[c] = numeric_strict(out[c], p, c)
+    return out
+
+
+#: text entries read as missing values (NaN) by :func:`numeric_strict`
+MISSING_TEXT = ("", "nan", "NaN", "NAN", "null", "NULL", "None", "NA", "N/A", "--", "-")
+
+
+def numeric_strict(values: np.ndarray, path: str | Path, column: str) -> np.ndarray:
+    """A table column as float64 where every entry is a number or a missing value (empty,
+    ``nan``, ``null``, ...: NaN); other text is a one-line InputError naming the column, row
+    and value. Complex values are refused (their imaginary part would be dropped)."""
+    a = np.asarray(values)
+    if a.dtype.kind == "c":
+        raise InputError(f"{path}: column {column!r} holds complex values; a real number is expected")
+    if a.dtype.kind in "fiub":
+        return a.astype(np.float64)
+    if a.dtype.kind not in "USO":
+        raise InputError(f"{path}: column {column!r} is not numeric (dtype {a.dtype})")
+    out = numeric_column(a)
+    text = np.char.strip(a.astype(str))
+    bad = np.isnan(out) & ~np.isin(text, MISSING_TEXT)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: column {column!r} is not numeric: row {r} holds {str(text[r])[:40]!r} "
+                         f"({int(bad.sum())} such entries)")
+    return out
 
 
 def numeric_column(values: np.ndarray) -> np.ndarray:
@@ -146,4 +205,5 @@ def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: 
     return p
 
 
-__all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "write_table", "atomic_path"]
+__all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "numeric_strict", "write_table",
+           "atomic_path", "quiet_readers"]

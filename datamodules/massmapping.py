@@ -36,7 +36,9 @@ Sources
   ``(N, N)``/``(M, N, N)`` (needed to train or score; predict needs only the shear);
   optional ``data.mask_path`` (1 = observed) and ``data.noise_path`` (per-pixel noise std)
   with one map for all or one per map; pixel side ``data.pixel_arcmin``. Maps are split
-  into train/val/test by ``data.val_fraction``/``data.test_fraction``.
+  into train/val/test by ``data.val_fraction``/``data.test_fraction``; ``data.tile`` first
+  cuts every map into non-overlapping ``tile x tile`` maps (:func:`tile_maps`; a single large
+  field such as kappaTNG's). ``predict`` reads whole maps.
 * ``healpix``: ``data.path`` = HEALPix FITS maps with fields (gamma1, gamma2[, mask]) — a file
   or a glob pattern (several maps); ``data.kappa_path`` the matching convergence files;
   ``data.mask_path`` optional; ``data.gamma2_sign`` as above. Split by file.
@@ -89,9 +91,26 @@ class MassMappingData(ImageAugment, PatchSettings, HealpixFootprint, FlatMask, S
     spatial_order: str = setting("yx", ["yx", "xy"], help="flat files: rows are y (yx) or x (xy, transposed)")
     gamma2_sign: float = setting(1.0, [1.0, -1.0, 1, -1],
                                  help="-1 for catalogues whose x axis runs the other way (RA to the left)")
+    tile: int | None = setting(None, "int >= 8 or null", unit="px",
+                               help="flat files: cut every map into non-overlapping tile x tile maps before the "
+                                    "train/val/test split (one large field, e.g. kappaTNG's 360 px -> 9 of 120); "
+                                    "null: whole maps")
 
 
 # --------------------------------------------------------------------------- real-data readers
+#: smallest side (px) of a flat shear map: below it the Fourier inversion has no scale to recover
+#: (a 2x2 map has one non-zero mode) and the U-Net's pooling runs out of pixels (data.tile >= 8 too)
+MIN_MAP_PX = 8
+
+
+def check_observed(mask: np.ndarray, where: str) -> None:
+    """Every map of ``mask`` ``(M, ...)`` (1 = observed) has an observed pixel; else an
+    InputError: a map with no data would get a convergence map made of nothing."""
+    empty = np.flatnonzero(~(np.asarray(mask).reshape(len(mask), -1) > 0).any(1))
+    if len(empty):
+        raise InputError(f"{where}: map {int(empty[0])} has no observed pixel (its mask is all zero"
+                         f"{f'; {len(empty)} such maps' if len(empty) > 1 else ''})")
+
 
 
 def _load_raw(path: Path, what: str) -> np.ndarray:
@@ -126,6 +145,9 @@ def read_flat_shear(path: str | Path, axis_order: str = "auto", spatial_order: s
         a = np.moveaxis(a, -1, 1)
     if a.shape[1] != 2:
         raise InputError(f"{p}: data.axis_order={axis_order} but the component axis has length {a.shape[1]}, not 2")
+    if min(a.shape[-2:]) < MIN_MAP_PX:
+        raise InputError(f"{p}: shear maps of {a.shape[-2]}x{a.shape[-1]} px are too small for a convergence "
+                         f"map (at least {MIN_MAP_PX}x{MIN_MAP_PX} px)")
     if spatial_order == "xy":
         a = np.swapaxes(a, -1, -2)
     a = a.copy()
@@ -153,6 +175,22 @@ def _read_flat_scalar(path: str | Path, n_maps: int, shape: tuple[int, int], spa
     return np.array(a, dtype=np.float64)
 
 
+def tile_maps(data: dict[str, np.ndarray], tile: int) -> dict[str, np.ndarray]:
+    """Cut every ``(M, C, N, N)`` array of ``data`` into non-overlapping ``tile x tile``
+    maps -> ``(M * (N // tile)^2, C, tile, tile)``, row-major over the tiles of each map
+    (a remainder of ``N % tile`` px at the high edges is dropped)."""
+    n = next(iter(data.values())).shape[-1]
+    k = n // tile
+    if k < 1:
+        raise ConfigError(f"data.tile={tile} is larger than the {n} px maps")
+    out = {}
+    for key, a in data.items():
+        a = a[..., :k * tile, :k * tile]
+        m, c = a.shape[:2]
+        out[key] = a.reshape(m, c, k, tile, k, tile).transpose(0, 2, 4, 1, 3, 5).reshape(m * k * k, c, tile, tile)
+    return out
+
+
 def _expand(pattern: str, what: str) -> list[Path]:
     files = sorted(Path(f) for f in glob.glob(str(Path(pattern).expanduser())))
     if not files:
@@ -162,25 +200,15 @@ def _expand(pattern: str, what: str) -> list[Path]:
 
 def read_healpix_shear(path: str | Path, gamma2_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
     """``(gamma (2, npix), mask or None)`` from a HEALPix FITS file with fields gamma1, gamma2
-    [, mask] (RING or NEST: healpy converts to RING)."""
+    [, mask] (header ORDERING RING or NESTED, converted to RING; anything else is refused:
+    :func:`cosmobench.sim.healpix.read_healpix_fits`)."""
     import healpy as hp
-    from astropy.io import fits
 
+    from cosmobench.sim.healpix import read_healpix_fits
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"HEALPix map file not found: {p}")
-    try:
-        with fits.open(p) as hdul:
-            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
-                raise InputError(f"{p}: not a HEALPix FITS map (no binary table in HDU 1)")
-            n_fields = len(hdul[1].columns)
-        if n_fields < 2:
-            raise InputError(f"{p}: a HEALPix shear file needs fields gamma1, gamma2 [, mask]; it has {n_fields}")
-        maps = hp.read_map(p, field=tuple(range(min(n_fields, 3))), dtype=np.float64)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{p}: cannot read HEALPix maps: {' '.join(str(exc).split())}") from None
+    maps = read_healpix_fits(p, None, "HEALPix shear map (fields gamma1, gamma2 [, mask])", min_fields=2)
     maps = np.atleast_2d(np.asarray(maps, dtype=np.float64))
     bad = (maps == hp.UNSEEN) | ~np.isfinite(maps)
     gamma = np.where(bad[:2], 0.0, maps[:2])
@@ -196,10 +224,9 @@ def read_healpix_shear(path: str | Path, gamma2_sign: float = 1.0) -> tuple[np.n
 
 def _read_healpix_scalar(path: Path, what: str) -> np.ndarray:
     import healpy as hp
-    try:
-        m = hp.read_map(path, field=0, dtype=np.float64)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read HEALPix {what}: {' '.join(str(exc).split())}") from None
+
+    from cosmobench.sim.healpix import read_healpix_fits
+    m = read_healpix_fits(path, (0,), f"HEALPix {what}")[0]
     return np.where((m == hp.UNSEEN) | ~np.isfinite(m), 0.0, m)
 
 
@@ -304,6 +331,7 @@ class MassMappingDataModule(ImageDataModule):
         mask = np.ones((m,) + shape)
         if s.mask_path:
             mask = (_read_flat_scalar(s.mask_path, m, shape, s.spatial_order, "mask") > 0).astype(float)
+        check_observed(mask, str(s.mask_path))
         out["gamma"] = gamma * mask[:, None]
         out["mask"] = mask[:, None]
         if s.noise_path:
@@ -329,6 +357,7 @@ class MassMappingDataModule(ImageDataModule):
                     raise InputError(f"{s.mask_path}: mask has {len(extra_mask)} pixels, the shear map {g.shape[1]}")
                 m = m * (extra_mask > 0)
             m = (m > 0).astype(float)
+            check_observed(m[None], f"{f} (mask field, data.mask_path and UNSEEN/NaN pixels)")
             gammas.append(g * m), masks.append(m[None])
             if kappa_files is not None:
                 k = _read_healpix_scalar(kappa_files[i], "convergence")
@@ -394,6 +423,8 @@ class MassMappingDataModule(ImageDataModule):
             splits = {split: sim(split, n) for split, n in (("train", s.n_train), ("val", s.n_val), ("test", s.n_test))}
         else:
             data = self._load_healpix() if self.sky == "healpix" else self._load_flat(need_kappa=True)
+            if s.tile and self.sky == "flat":
+                data = tile_maps(data, s.tile)
             idx = split_indices(len(data["gamma"]), s.val_fraction, s.test_fraction, self.seed)
             splits = {split: {k: v[i] for k, v in data.items()} for split, i in idx.items()}
         train = splits["train"]

@@ -38,6 +38,7 @@ from cosmobench.datamodule import ArrayDataset, progress, sample_rng
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
 from cosmobench.images import FileImages, H5Images, LazyImageDataset, read_folder_catalog, to_chw
+from cosmobench.io import quiet_readers
 from cosmobench.settings import build, setting
 from cosmobench.sim.galaxies import GalaxySample, Observation
 
@@ -120,15 +121,27 @@ class MorphologyDataModule(ImageClassDataModule):
         import h5py
         ikey, lkey = self.cfg["image_key"], self.cfg["label_key"]
         try:
-            with h5py.File(path, "r") as fh:
+            with quiet_readers(), h5py.File(path, "r") as fh:
                 missing = [k for k in (ikey, lkey) if k not in fh]
                 if missing:
                     raise InputError(f"{path}: HDF5 has no dataset {missing[0]!r} (has: {', '.join(fh.keys())}); "
                                      f"set data.image_key / data.label_key")
+                for k in (ikey, lkey):
+                    ds = fh[k]
+                    if not isinstance(ds, h5py.Dataset) or ds.shape is None or ds.ndim == 0:
+                        raise InputError(f"{path}: HDF5 {k!r} is not an array dataset (a group or a scalar)")
+                    if ds.dtype.kind not in "biuf":
+                        raise InputError(f"{path}: HDF5 dataset {k!r} is not numeric (dtype {ds.dtype})")
                 shape = fh[ikey].shape
-                labels = np.asarray(fh[lkey][:]).astype(np.int64).reshape(-1)
-        except OSError as exc:
-            raise InputError(f"{path} is not a readable HDF5 file: {' '.join(str(exc).split())}") from None
+                labels = np.asarray(fh[lkey][()])
+                if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+                    raise InputError(f"{path}: labels {lkey!r} must be integers 0..9")
+                labels = labels.astype(np.int64).reshape(-1)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - h5py raises many types for corrupt files
+            raise InputError(f"{path} is not a readable HDF5 file (truncated or corrupt?): "
+                             f"{' '.join(str(exc).split())}") from None
         to_chw(np.zeros((1,) + tuple(shape[1:]), np.uint8), self.n_bands, f"{path}:{ikey}")  # validate layout
         if len(labels) != shape[0]:
             raise InputError(f"{path}: {shape[0]} images but {len(labels)} labels")

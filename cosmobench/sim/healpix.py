@@ -379,3 +379,58 @@ class GnomonicPatches:
         num = np.zeros(len(self.wsum))
         np.add.at(num, self.a_hpx, self.a_w * vals)
         return np.where(self.wsum > 0, num / np.where(self.wsum > 0, self.wsum, 1.0), 0.0)
+
+
+#: values of a HEALPix FITS header's ORDERING keyword and the ``nest`` flag of healpy they mean
+ORDERINGS = {"RING": False, "NESTED": True, "NEST": True}
+
+
+def read_healpix_fits(path, fields: tuple[int, ...] | None, what: str = "HEALPix map", min_fields: int = 1,
+                      max_fields: int = 3) -> np.ndarray:
+    """Fields ``fields`` (None: the first ``min_fields..max_fields`` the file has) of a HEALPix FITS map (binary table in HDU 1) as float64 ``(len(fields),
+    npix)`` in RING order. The ordering is the header's ``ORDERING`` keyword, which must be
+    ``RING`` or ``NESTED``/``NEST`` (healpy reads anything else, or no keyword, as RING: a
+    silently scrambled map); ``NSIDE`` must match the number of pixels. Every problem, and any
+    failure of astropy/healpy to read the file, is a one-line InputError; their warnings and
+    log messages are silenced (:func:`cosmobench.io.quiet_readers`)."""
+    from pathlib import Path
+
+    from cosmobench.errors import InputError
+    from cosmobench.io import quiet_readers
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"{what} file not found: {p}")
+    try:
+        import healpy as hp
+        from astropy.io import fits
+        with quiet_readers():
+            with fits.open(p, memmap=False) as hdul:
+                if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+                    raise InputError(f"{p}: not a HEALPix FITS map (no binary table in HDU 1)")
+                hdr, n_fields = hdul[1].header, len(hdul[1].columns)
+                kinds = [c.format[-1:] for c in hdul[1].columns]
+            order = str(hdr.get("ORDERING", "")).strip().upper()
+            if order not in ORDERINGS:
+                raise InputError(f"{p}: HEALPix ORDERING {order or '(missing)'!r} is not RING or NESTED; "
+                                 f"set the header keyword ORDERING")
+            if fields is None:
+                if n_fields < min_fields:
+                    raise InputError(f"{p}: {what} needs at least {min_fields} fields, the file has {n_fields}")
+                fields = tuple(range(min(n_fields, max_fields)))
+            if max(fields) >= n_fields:
+                raise InputError(f"{p}: {what} needs {max(fields) + 1} field(s), the file has {n_fields}")
+            if any(kinds[f] in ("A", "C", "M", "L", "X", "P", "Q") for f in fields):
+                raise InputError(f"{p}: {what} fields must be real numbers, got FITS formats "
+                                 f"{[kinds[f] for f in fields]}")
+            maps = hp.read_map(p, field=tuple(fields), dtype=np.float64, nest=False, partial=False)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - astropy and healpy raise many types for corrupt files
+        raise InputError(f"{p}: cannot read {what} (truncated or not a HEALPix map?): "
+                         f"{' '.join(str(exc).split())[:300]}") from None
+    maps = np.atleast_2d(np.asarray(maps, dtype=np.float64))
+    nside = hdr.get("NSIDE")
+    if nside is not None and maps.shape[1] != 12 * int(nside) ** 2:
+        raise InputError(f"{p}: NSIDE={nside} but the map has {maps.shape[1]} pixels")
+    return maps
+
