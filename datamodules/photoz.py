@@ -27,6 +27,11 @@ Sources:
   ``data.test_fraction``), or, with ``data.test_path`` (a second table with the same
   columns, e.g. a survey's published test set), train/val from ``data.path`` and test from
   ``data.test_path``.
+  Plain whitespace-separated text catalogues (``.cat``, ``.txt``, ``.dat`` or no suffix, as
+  Beck+2017's Teddy/Happy files ``teddyT_A.cat``/``happyT_A``) are read by
+  :func:`read_text_catalog`: lines starting with ``#`` are comments, ``data.text_columns``
+  names the columns (the files have no header line), or, if null, the first line is the
+  header; a header line that repeats the names is skipped.
 
 Valid values (catalogues; every rule is applied to both files and the dropped rows are
 counted per reason in one WARNING line and in ``self.dropped``):
@@ -57,7 +62,7 @@ import numpy as np
 from cosmobench.datamodule import (ArrayDataset, BaseDataModule, DataSettings, FileSplits, FixedTestFile, SimSplits,
                                    sample_rng)
 from cosmobench.errors import ConfigError, InputError
-from cosmobench.io import numeric_column, read_table, write_table
+from cosmobench.io import numeric_column, read_table, table_format, write_table
 from cosmobench.settings import build, setting
 from cosmobench.sim.photometry import BANDS, PhotometrySurvey, simulate_catalog
 
@@ -85,6 +90,10 @@ class PhotoZData(PhotometrySurvey, DataSettings, SimSplits, FileSplits, FixedTes
                                                help="catalogue magnitudes/errors that mark a non-detection")
     nondetection: str = setting("limit", ["limit", "drop"],
                                 help="non-detections: S/N = 1 upper limit from data.depth_5sigma, or drop the row")
+    text_columns: list[str] | None = setting(None, "list[str] or null",
+                                             help="whitespace-separated text catalogues (.cat/.txt/.dat or no "
+                                                  "suffix, e.g. Beck+2017's): their column names in order; null: "
+                                                  "the first line of the file is the header")
 
 
 def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.ndarray:
@@ -94,6 +103,40 @@ def photoz_features(mag: np.ndarray, magerr: np.ndarray, ref_band: int) -> np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         logerr = np.log10(np.maximum(magerr, 1e-4))
     return np.concatenate([colours, mag[:, ref_band:ref_band + 1], logerr], axis=1)
+
+
+TEXT_SUFFIXES = (".cat", ".txt", ".dat", "")  #: plain text catalogues (read_text_catalog)
+
+
+def read_text_catalog(path: Path, names: list[str] | None, columns: list[str],
+                      optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Columns of a whitespace-separated text table (astropy ``ascii``; ``#`` lines are
+    comments) -> ``{name: array}``. ``names``: the column names in order (files without a
+    header; a first line equal to them is skipped), or None (the first line is the header,
+    with or without a leading ``#``). Missing columns are an InputError listing those found."""
+    from astropy.io import ascii
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"table file not found: {p}")
+    with open(p, errors="replace") as fh:
+        first = next((line for line in fh if line.strip()), "")
+    words = first.lstrip("#").split()
+    try:
+        if names is None:
+            fmt = "commented_header" if first.lstrip().startswith("#") else "basic"
+            table = ascii.read(p, format=fmt, delimiter=" ", guess=False, fast_reader=False)
+        else:
+            start = 1 if not first.lstrip().startswith("#") and words == list(names) else 0
+            table = ascii.read(p, format="no_header", names=list(names), delimiter=" ", guess=False,
+                               data_start=start)
+    except Exception as exc:  # astropy raises many types for malformed text
+        raise InputError(f"cannot read text table {p}: {' '.join(str(exc).split())[:300]}") from None
+    available = list(table.colnames)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise InputError(f"column(s) {', '.join(repr(c) for c in missing)} not found in {p}; "
+                         f"available columns: {', '.join(available)} (data.text_columns names them)")
+    return {c: np.asarray(table[c]) for c in [*columns, *(c for c in optional if c in available)]}
 
 
 def feature_names(bands: list[str], ref_band: int) -> list[str]:
@@ -155,7 +198,12 @@ class PhotoZDataModule(BaseDataModule):
         c = self.cfg
         mags, errs, zcol = list(c["mag_columns"]), list(c["err_columns"]), c["z_column"]
         cols = mags + errs + ([zcol] if need_z else [])
-        raw = read_table(path, cols, optional=() if need_z or not zcol else (zcol,))
+        optional = () if need_z or not zcol else (zcol,)
+        if table_format(path) is None and Path(path).suffix.lower() in TEXT_SUFFIXES:
+            text_cols = c["text_columns"]
+            raw = read_text_catalog(path, list(text_cols) if text_cols else None, cols, optional)
+        else:
+            raw = read_table(path, cols, optional=optional)
         table = {k: numeric_column(v) for k, v in raw.items()}
         out = {"mag": np.stack([table[m] for m in mags], axis=1),
                "magerr": np.stack([table[e] for e in errs], axis=1)}
@@ -223,7 +271,8 @@ class PhotoZDataModule(BaseDataModule):
         else:
             self.n_dropped, self.dropped = 0, {}
             data = self._catalog_rows(self.require_path())
-            idx = self.real_split_rows(len(data["z"]))
+            z = data["z"]  # data.subset of the training rows: stratified in redshift deciles
+            idx = self.real_split_rows(len(z), np.searchsorted(np.quantile(z, np.linspace(0.1, 0.9, 9)), z))
             splits = {s: {k: v[i] for k, v in data.items()} for s, i in idx.items()}
             test = self.test_file()
             if test is not None:

@@ -404,3 +404,31 @@ def simulate_catalog(rng: np.random.Generator, n: int, survey: PhotometrySurvey 
     mag, magerr = add_flux_noise(rng, mag_true, depth_5sigma)
     return {"z": z, "mag": mag, "magerr": magerr, "mag_true": mag_true, "type": t,
             "ebv": ebv, "abs_mag_b": abs_mag}
+
+
+#: columns of Beck+2017's template-fitting catalogues (COINtoolbox/photoz_catalogues, columns.txt)
+BECK2017_COLUMNS = ("ID", "u", "g", "r", "i", "z", "uErr", "gErr", "rErr", "iErr", "zErr", "redshift", "redshiftErr")
+#: SDSS-like survey for the stand-ins: i < 17.9 (about the SDSS main-sample r < 17.77 for a
+#: typical r - i), SDSS 5-sigma depths (Abazajian+2004 95 % completeness, rounded), z up to 0.8
+SDSS_LIKE = PhotometrySurvey(mag_limit=17.9, depth_5sigma=[22.0, 22.2, 22.2, 21.3, 20.5], z_max=0.8,
+                             nz_alpha=2.0, nz_beta=1.5, nz_z0=0.12)
+
+
+def write_beck2017_standin(path, n: int, seed: int, survey: PhotometrySurvey | None = None,
+                           header: bool = False) -> None:
+    """A generated stand-in with the layout of Beck+2017's ``forTemplateBased`` files
+    (whitespace-separated, the 13 columns of :data:`BECK2017_COLUMNS`, an SDSS-like integer
+    ObjID, optionally a ``#`` header line), drawn from :func:`simulate_catalog` with ``survey``
+    (default :data:`SDSS_LIKE`). Not the real catalogue: it exercises the reader and the
+    track where the real files cannot be downloaded. A shifted ``survey`` (fainter
+    ``mag_limit``) imitates the wider coverage of set D."""
+    rng = np.random.default_rng(seed)
+    cat = simulate_catalog(rng, n, survey or SDSS_LIKE)
+    ids = 1237645876861272064 + rng.choice(10 ** 9, n, replace=False)
+    zerr = np.abs(1e-4 * (1 + cat["z"]) * (1 + 0.3 * rng.standard_normal(n)))
+    rows = np.column_stack([cat["mag"], cat["magerr"], cat["z"], zerr])
+    with open(path, "w") as fh:
+        if header:
+            fh.write("#" + " ".join(BECK2017_COLUMNS) + "\n")
+        for i, r in zip(ids, rows):
+            fh.write(f"{i} " + " ".join(f"{v:.6f}" for v in r) + "\n")
