@@ -60,12 +60,11 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(fh)
             keys = list(reader.fieldnames or [])
             rows = [r for r in reader if _epoch_of(r) <= self._keep_upto_epoch]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
+        from cosmobench.io import atomic_path
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         self.metrics_keys = keys
 
 
