@@ -137,6 +137,69 @@ class ImageClassificationTask(BaseTask):
         return build_net(self.model_name, self.model_cfg, n_bands=int(info["n_bands"]),
                          n_classes=len(self.class_names), image_size=int(info["image_size"]))
 
+    # --- initialisation and fine-tuning (cosmobench.transfer) ------------------------------
+    #: names of the ``net`` tensors loaded by ``model.init_from``/``model.pretrained`` (frozen
+    #: for ``model.freeze_epochs``), empty otherwise
+    loaded_tensors: frozenset = frozenset()
+
+    def setup(self, stage: str) -> None:
+        """Before fitting: apply ``model.init_from`` / ``model.pretrained`` once
+        (:func:`cosmobench.transfer.initialise`; a resumed run's checkpoint is restored after
+        it), log the report and write ``init.json`` in the run dir (rank 0)."""
+        super().setup(stage)
+        if stage != "fit" or getattr(self, "_init_done", False):
+            return
+        from cosmobench.transfer import initialise, write_report
+        report = initialise(self.net, self.model_cfg, self.model_name, self.class_names)
+        self._init_done = True
+        if report is None:
+            return
+        self.loaded_tensors = frozenset(report["loaded"])
+        trainer = self._trainer
+        if trainer is not None and trainer.global_rank == 0 and not trainer.fast_dev_run:
+            write_report(report, trainer.default_root_dir)
+
+    def _head_and_encoder(self) -> tuple[list, list]:
+        from cosmobench.transfer import head_prefix
+        head = head_prefix(self.net)
+        named = list(self.net.named_parameters())
+        return [p for n, p in named if n.startswith(head)], [p for n, p in named if not n.startswith(head)]
+
+    def param_groups(self):
+        """Two groups when ``model.head_lr_factor`` != 1: the head at that factor, the rest at 1."""
+        factor = float(self.model_cfg.get("head_lr_factor", 1.0))
+        if factor == 1.0:
+            return super().param_groups()
+        head, encoder = self._head_and_encoder()
+        return [{"params": encoder, "lr_factor": 1.0}, {"params": head, "lr_factor": factor}]
+
+    def frozen(self) -> bool:
+        """Whether the loaded encoder is frozen in this epoch (``model.freeze_epochs``)."""
+        return bool(self.loaded_tensors) and self.current_epoch < int(self.model_cfg.get("freeze_epochs", 0))
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze (or unfreeze) the loaded encoder tensors: ``requires_grad`` off (no gradient,
+        so no optimizer step or weight decay) and their batch norms in eval mode."""
+        super().on_train_epoch_start()
+        from cosmobench.transfer import head_prefix
+        frozen, head = self.frozen(), head_prefix(self.net)
+        for name, p in self.net.named_parameters():
+            if name in self.loaded_tensors and not name.startswith(head):
+                p.requires_grad_(not frozen)
+        self._set_frozen_norms(frozen)
+
+    def _set_frozen_norms(self, frozen: bool) -> None:
+        if not frozen:
+            return
+        for name, m in self.net.named_modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase) and f"{name}.weight" in self.loaded_tensors:
+                m.eval()
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Lightning puts the module back in train mode after a validation inside an epoch
+        if self.loaded_tensors and self.frozen():
+            self._set_frozen_norms(True)
+
     # --- forward --------------------------------------------------------------------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images ``(B, C, H, W)`` -> network input ``(B, C, H, W)`` (train-split statistics)."""

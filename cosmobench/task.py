@@ -256,6 +256,16 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
     #: output extensions besides the table formats that :meth:`write_predictions` writes (e.g. ``.npy``)
     extra_predict_suffixes: tuple[str, ...] = ()
 
+    @classmethod
+    def predict_files(cls, output: Path) -> list[Path]:
+        """Every file ``cosmobench predict`` writes for ``output``: ``output`` and the companion
+        files :meth:`write_predictions` writes, named from the full output stem with
+        :func:`cosmobench.io.side_path` (``run.v1.csv`` -> ``run.v1_images.npz``). ``predict``
+        checks them all before anything is written and writes them as one set
+        (:func:`cosmobench.io.write_set`: writes through ``atomic_path``/``write_table`` are
+        staged and moved into place together). Override to add companions."""
+        return [Path(output)]
+
     def write_predictions(self, loader: torch.utils.data.DataLoader, output: Path) -> list[Path] | None:
         """Optional ``cosmobench predict`` hook for tasks whose input items do not map to one
         output row each (e.g. a scene yields a variable number of deblended sources).
@@ -391,8 +401,8 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         from torch.optim import lr_scheduler as S
 
         cfg = self.optim_cfg
-        params = [p for p in self.parameters() if p.requires_grad]
         lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
+        params = [{"params": g["params"], "lr": lr * float(g.get("lr_factor", 1.0))} for g in self.param_groups()]
         optimizers = {"adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
                       "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
                       "sgd": lambda: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg["momentum"]))}
@@ -409,7 +419,7 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         if sched == "one-cycle":
             pct = warmup / total if warmup else 0.3
             return {"optimizer": opt, "lr_scheduler": {
-                "scheduler": S.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999)),
+                "scheduler": S.OneCycleLR(opt, max_lr=[g["lr"] for g in params], total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999)),
                 "interval": "step"}}
         main = {"none": lambda: S.ConstantLR(opt, factor=1.0, total_iters=0),
                 "cosine": lambda: S.CosineAnnealingLR(opt, T_max=main_steps, eta_min=float(cfg["min_lr"])),
@@ -429,6 +439,13 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
         if warm is not None:
             scheduler = S.SequentialLR(opt, [warm, scheduler], milestones=[warmup])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups ``[{"params": [...], "lr_factor": f}]``: each group's
+        learning rate is ``f x optim.lr`` (schedules scale all groups alike). Default: every
+        trainable parameter at ``optim.lr``; image classifiers give the head its own factor
+        (:mod:`cosmobench.transfer`)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr_factor": 1.0}]
 
     def _schedule_lengths(self) -> tuple[int, int]:
         """(optimizer steps of the whole run, optimizer steps per epoch) from the Trainer."""
