@@ -283,8 +283,8 @@ def tune(task: str, model: str | None = None, trials: int = 10, jobs: int = 1, c
     if jobs > 1:  # other processes join the same study
         argv = [sys.executable, "-m", "cosmobench.cli", "tune", task, "-m", model, "--trials", str(trials),
                 "--jobs", "1", "--study", name, "--objective", objective, "--root", str(root),
-                *(["-c", str(config_file)] if config_file else []), *overrides,
-                *[f"--space={k}={_space_text(v)}" for k, v in extra_space.items()]]
+                *(["-c", str(config_file)] if config_file else []),
+                *[f"--space={k}={_space_text(v)}" for k, v in extra_space.items()], *overrides]
         helpers = [subprocess.Popen(argv) for _ in range(jobs - 1)]
     try:
         _work(st_, name, task, model, trials, config_file, overrides, space, objective, root, spec, log)

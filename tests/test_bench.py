@@ -233,34 +233,26 @@ def test_eight_bench_workers_record_every_run(tmp_path, root):
     assert sorted(r["seed"] for r in rows if r["status"] == "ok") == list(range(8))
 
 
-def test_suite_tune_option_gives_every_model_the_same_budget(tmp_path, toy_plugin, monkeypatch):
-    """`tune: {trials: N}`: each model with a search space is tuned (train/val only) before its
-    seeds run, the seeds run at the best values, the leaderboard marks them with the budget;
-    running the suite again reuses the study."""
-    from cosmobench import bench, leaderboard, tune
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PLUGIN_SRC), os.environ.get("PYTHONPATH")])))
-    spaces = {"linear": {"optim.lr": ["log", 1e-3, 0.3]}, "mean": {}}
-    monkeypatch.setattr(tune, "declared_space", lambda task, model: dict(spaces.get(model, {})))
+def test_suite_tune_option_gives_every_model_the_same_budget(tmp_path):
+    """`tune: {trials: N}`: each model with a search space is tuned (train/val only, in a child
+    process) before its seeds run, the seeds run at the best values, the leaderboard marks them
+    with the budget; running the suite again reuses the study."""
+    from cosmobench import bench, leaderboard
+    from cosmobench.errors import ConfigError
     root = tmp_path / "runs"
-    s = suite_file(tmp_path, {"seeds": 2, "overrides": FAST, "tasks": {"toy": {"models": ["linear", "mean"],
-                                                                              "tune": {"trials": 3}}}})
-    with pytest.raises(ConfigErrorType()):
-        bench.expand(suite_file(tmp_path, {"tasks": {"toy": {"tune": {"trials": 0}}}}, name="bad.yaml"))
+    tiny = ["logger=none", "plots=false", "data.n_train=300", "data.n_val=100", "data.n_test=100"]
+    s = suite_file(tmp_path, {"seeds": 2, "overrides": tiny, "tasks": {"photoz": {"models": ["knn"],
+                                                                                 "tune": {"trials": 2}}}})
+    with pytest.raises(ConfigError, match="trials"):
+        bench.expand(suite_file(tmp_path, {"tasks": {"photoz": {"tune": {"trials": 0}}}}, name="bad.yaml"))
     report = bench.run_suite(s, root=root, log=lambda m: None)
-    assert len(report.ok) == 4 and not report.failed
+    assert len(report.ok) == 2 and not report.failed
     (summary,) = (root / "tune").glob("*.json")
     doc = json.loads(summary.read_text())
-    assert doc["trials"] == 3 and doc["model"] == "linear"
+    assert doc["trials"] == 2 and doc["model"] == "knn" and set(doc["best_params"]) == {"model.k", "model.bandwidth"}
     jobs = bench.expand(s, root=root)[1]
-    lin = [j for j in jobs if j.model == "linear"]
-    assert all(f"optim.lr={doc['best_params']['optim.lr']}" in j.overrides and j.tune["trials"] == 3 for j in lin)
-    assert all(not j.tune for j in jobs if j.model == "mean")  # nothing to tune: runs as it is
+    assert all(f"model.k={doc['best_params']['model.k']}" in j.overrides and j.tune["trials"] == 2 for j in jobs)
     md = leaderboard.to_markdown(leaderboard.load(root))
-    assert "linear (tuned 3)" in md and "3 trials per model" in md
+    assert "knn (tuned 2)" in md and "2 trials per model" in md
     again = bench.run_suite(s, root=root, log=lambda m: None)
-    assert len(again.skipped) == 4  # the same study, the same tuned configs: nothing to run
-
-
-def ConfigErrorType():
-    from cosmobench.errors import ConfigError
-    return ConfigError
+    assert len(again.skipped) == 2  # the same study, the same tuned configs: nothing to run

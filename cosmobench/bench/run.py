@@ -74,11 +74,8 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
         if j.tune.get("pending"):
             pending.setdefault((j.task, j.model, j.tune["study"]), j)
     for (task, model, _), j in pending.items():
-        from cosmobench.tune import tune
         log(f"[bench] tuning {task}/{model}: {j.tune['trials']} trials (train/validation only)")
-        res = tune(task, model, trials=j.tune["trials"], jobs=n_jobs or 1, config_file=j.config,
-                   overrides=j.tune["base"], root=root, log=log)
-        log(f"[bench] {res.summary().splitlines()[0]}")
+        _tune_in_subprocess(j, root, n_jobs or 1)
     if pending:
         suite_path, jobs = expand(suite, tasks, seeds, overrides, root=root)
     write_manifest(root / MANIFEST_DIR / f"{suite_path.stem}.json", suite_path, jobs, root)
@@ -125,6 +122,26 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
     log(f"[bench] finished in {_fmt_secs(time.time() - progress.t0)}: {len(report.ok)} ok, "
         f"{len(report.failed)} failed, {len(report.skipped)} skipped (already done)")
     return report
+
+
+def _tune_in_subprocess(job: Job, root: Path, n_jobs: int) -> None:
+    """``cosmobench tune`` for the job's model and base config in a child process (as the
+    runs themselves, training never happens in the suite process); its ``[tune]`` lines go to
+    stderr. Ctrl-C stops the suite (the study resumes next time)."""
+    import subprocess
+    import sys
+
+    from cosmobench.errors import ConfigError, RunFailure
+    argv = [sys.executable, "-m", "cosmobench.cli", "tune", job.task, "-m", job.model, "--trials",
+            str(job.tune["trials"]), "--jobs", str(n_jobs), "--root", str(root),
+            *(["-c", job.config] if job.config else []), *job.tune["base"]]
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL)
+    if proc.returncode == 130:
+        raise KeyboardInterrupt(f"tuning {job.task}/{job.model} interrupted; run the suite again to resume")
+    if proc.returncode == 2:
+        raise ConfigError(f"tuning {job.task}/{job.model} refused its config (see the line above)")
+    if proc.returncode != 0:
+        raise RunFailure(f"tuning {job.task}/{job.model} failed (exit {proc.returncode}; see the lines above)")
 
 
 def _move_log(root: Path, job: Job, run_dir: str | None) -> None:
