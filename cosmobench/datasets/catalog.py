@@ -395,12 +395,13 @@ register_dataset(Dataset(
           doi     = {10.1051/0004-6361/200913577},
         }"""),
     loader={"source": "flat", "mask_path": "cosmos_full_mask_0.29arcmin360.fits", "pixel_arcmin": 0.29,
-            "spatial_order": "yx", "gamma2_sign": 1.0},
+            "axis_order": "hwc", "spatial_order": "yx", "gamma2_sign": 1.0},
     notes="Predict-only (there is no true convergence). e1, e2 and the mask are separate (360, 360) float32 "
-          "FITS images; `cosmobench predict` reads one shear file, so stack them once: "
+          "FITS images; `cosmobench predict` reads one shear file, so stack them once into the (360, 360, 2) "
+          "layout of kappatng-cosmos' shear file: "
           "python -c \"import numpy as np; from astropy.io import fits; d='$(cosmobench data path cosmos-shear)/'; "
           "np.save('cosmos_shear.npy', np.stack([fits.getdata(d + f'cosmos_full_e{i}_0.29arcmin360.fits') "
-          "for i in (1, 2)]))\" then `cosmobench predict massmapping --checkpoint CKPT --input cosmos_shear.npy "
+          "for i in (1, 2)], -1))\" then `cosmobench predict massmapping --checkpoint CKPT --input cosmos_shear.npy "
           "data.dataset=cosmos-shear` (the mask of this entry is applied). std1/std2 (360, 360) float64 are the "
           "per-component noise std (zero outside the mask). ks_e_0.29arcmin360.fits (360, 360) float64 is "
           "jax-lensing's Kaiser-Squires map: our KS of the stacked e1/e2 (rows = y, gamma2 sign +1, 2 arcmin "
