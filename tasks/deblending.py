@@ -149,9 +149,8 @@ class DeblendingTask(BaseTask):
         self.examples: list[dict[str, np.ndarray]] = []
         self.center_net = None
         if self.model_cfg["detector"] == "learned":
-            from cosmobench.nn.detector import CenterNetConfig, CenterNetDetector
-            self.center_net = CenterNetDetector(build(CenterNetConfig, self.model_cfg),
-                                                n_bands=int(self.require_info("n_bands")["n_bands"]))
+            self.center_net = build_net("centernet", self.model_cfg, kind="detector",
+                                        n_bands=int(self.require_info("n_bands")["n_bands"]))
             self.register_buffer("detector_trained", torch.zeros((), dtype=torch.bool))
         if self.model_name == "sep":
             return SepDeblender()

@@ -24,6 +24,7 @@ kind                    shape keywords                               input -> ou
 ``tabular_density``     ``in_features``, ``loc``, ``scale``          ``(B, F)`` -> mixture ``(B, K)`` x 3
 ``image_to_image``      ``in_channels``, ``out_channels``            ``(B, C, H, W)`` -> ``(B, C', H, W)``
 ``deblender``           ``n_bands``                                  see :mod:`cosmobench.nn.deblender`
+``detector``            ``n_bands``                                  scene -> centre heat map (:mod:`cosmobench.nn.detector`)
 ======================  ===========================================  =================================
 
 Listing the networks does not import them: the ``@register_net`` decorators of this
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-KINDS = ("image_classifier", "tabular_density", "image_to_image", "deblender")
+KINDS = ("image_classifier", "tabular_density", "image_to_image", "deblender", "detector")
 
 
 @dataclass(frozen=True)

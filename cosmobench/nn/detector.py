@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosmobench.nn import register_net
 from cosmobench.nn.unet import UNet, UNetConfig
 from cosmobench.settings import setting
 
@@ -42,6 +43,7 @@ class CenterNetConfig:
                                         help="learned detector: smallest heat-map peak kept as a detection")
 
 
+@register_net("centernet", CenterNetConfig, kind="detector")
 class CenterNetDetector(nn.Module):
     """Centre heat map and offsets of a multi-band scene (module docstring)."""
 
