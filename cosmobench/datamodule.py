@@ -223,6 +223,58 @@ def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
     return h.hexdigest()
 
 
+# --- memory bounds of sizes ---------------------------------------------------------------
+#: share of the memory available to this process that the data of one run may take
+MEMORY_FRACTION = 0.5
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may use: the physical memory, bounded by a cgroup (v2 or
+    v1) limit and ``RLIMIT_AS``, whichever is smallest."""
+    import os
+    import resource
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            limits.append(int(text))
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft not in (resource.RLIM_INFINITY, -1):
+        limits.append(int(soft))
+    return min(limits) if limits else 1 << 34
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_memory(estimates: Mapping[str, float], what: str = "the data") -> None:
+    """Refuse sizes whose arrays would not fit in memory, before anything is allocated:
+    ``estimates`` maps the setting(s) that set a size (``"data.image_size=4096,
+    data.n_train=10000"``) to the bytes they need; their sum above ``MEMORY_FRACTION`` of
+    :func:`available_memory` is a ConfigError (exit 2) naming the keys and the estimate."""
+    from cosmobench.errors import ConfigError
+    total = float(sum(estimates.values()))
+    limit = MEMORY_FRACTION * available_memory()
+    if total > limit:
+        key, big = max(estimates.items(), key=lambda kv: kv[1])
+        raise ConfigError(f"{key}: {what} would need about {_fmt_bytes(big)} of memory"
+                          f"{f' ({_fmt_bytes(total)} in all)' if len(estimates) > 1 else ''}, more than the "
+                          f"{_fmt_bytes(limit)} a run may use here ({int(MEMORY_FRACTION * 100)} % of "
+                          f"{_fmt_bytes(available_memory())}): reduce it")
+
+
 class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
     """Base of every task's datamodule. ``cfg`` is the resolved ``data`` config node: every
     key its settings class declares is present and was validated (read ``cfg[key]``; never
@@ -230,6 +282,29 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
 
     #: file extension :meth:`export` writes
     export_suffix: str = ".csv"
+    #: keys of :meth:`info` that data must share with a checkpoint to be scored or predicted by
+    #: it (bands, image size, classes, ...; :func:`cosmobench.checkpoints.check_data_matches`)
+    shape_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def preflight(cls, cfg: Mapping[str, Any]) -> None:
+        """Cheap checks of a resolved ``data`` node before any data is read or simulated (run
+        by :meth:`setup` and for every job of a suite before the first job runs): a real-data
+        source without ``data.path``, and sizes whose arrays would not fit in memory
+        (:meth:`memory_estimate`, :func:`check_memory`). ConfigError (exit 2)."""
+        from cosmobench.errors import ConfigError
+        source = cfg.get("source")
+        if source not in (None, "sim") and "path" in cfg and not cfg["path"]:
+            raise ConfigError(f"data.source={source} needs data.path=FILE")
+        estimates = cls.memory_estimate(cfg)
+        if estimates:
+            check_memory(estimates)
+
+    @classmethod
+    def memory_estimate(cls, cfg: Mapping[str, Any]) -> dict[str, float]:
+        """``{"data.key=value[, ...]": bytes}``: the memory the datasets of ``cfg`` will take
+        (the largest arrays; an estimate made before anything is allocated). Default: none."""
+        return {}
 
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__()
@@ -265,6 +340,7 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        type(self).preflight(self.cfg)
         datasets = self.build()
         missing = {"train", "val", "test"} - set(datasets)
         if missing:

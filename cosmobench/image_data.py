@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, FixedTestFile, ImageAugment,
-                                   ImageDataModule, SimSplits)
+                                   ImageDataModule, SimSplits, check_memory)
 from cosmobench.errors import InputError
 from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize,
                                read_folder_catalog, read_image_stack, stack_members, train_band_statistics,
@@ -55,6 +55,27 @@ class ImageClassSettings(ImageAugment, FixedTestFile, FileSplits, SimSplits, Dat
 
 class ImageClassDataModule(ImageDataModule):
     """Datamodule of an image-classification task (see the module docstring)."""
+
+    #: a checkpoint scores / predicts only images of its bands and size, and its classes
+    shape_keys = ("n_bands", "image_size", "classes")
+
+    @classmethod
+    def memory_estimate(cls, cfg) -> dict[str, float]:
+        """float32 images: a batch (twice: the collated copy), and every simulated image
+        (the simulated splits are held in memory)."""
+        size, bands, batch = int(cfg["image_size"]), int(cfg["n_bands"]), int(cfg["batch_size"])
+        per_image = 4.0 * bands * size * size
+        out = {f"data.image_size={size} (data.n_bands={bands}, data.batch_size={batch})": 2 * per_image * batch}
+        if cfg["source"] == "sim":
+            n = sum(int(cfg[f"n_{s}"]) for s in ("train", "val", "test"))
+            out[f"data.image_size={size} with data.n_train + data.n_val + data.n_test = {n} simulated images"] = \
+                per_image * n
+        return out
+
+    def resize_memory_check(self, n_images: int, what: str) -> None:
+        """Before resizing ``n_images`` images to ``data.image_size``: they must fit in memory."""
+        check_memory({f"data.image_size={self.image_size} for {n_images} images of {what}":
+                      4.0 * self.n_bands * self.image_size ** 2 * n_images})
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
@@ -109,6 +130,7 @@ class ImageClassDataModule(ImageDataModule):
         x = torch.from_numpy(read_image_stack(p, key=key, n_bands=self.n_bands))
         check_finite_images(x, what=str(p))
         if x.shape[-1] != self.image_size:
+            self.resize_memory_check(len(x), str(p))
             x = crop_resize(x, crop, self.image_size)
         return ArrayDataset({"image": x.contiguous().numpy()})
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from cosmobench.errors import InputError
+from cosmobench.errors import ConfigError, InputError
 
 #: extension -> astropy format name
 TABLE_FORMATS = {".csv": "ascii.csv", ".csv.gz": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits",
@@ -159,8 +160,15 @@ def numeric_column(values: np.ndarray) -> np.ndarray:
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; moved onto ``path`` only if the block
     succeeds, removed otherwise (a reader never sees a half-written file). The temporary name
-    is unique per call, so concurrent writers of the same file never share it."""
+    is unique per call, so concurrent writers of the same file never share it. Inside an
+    active :func:`write_set` that declares ``path``, the file is instead moved into place
+    with the rest of the set when the set commits."""
     path = Path(path)
+    ws = _ACTIVE_SET.get()
+    if ws is not None and ws.declares(path):
+        with ws.stage(path) as tmp:
+            yield tmp
+        return
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
@@ -168,6 +176,141 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# --- sets of output files: checked before anything is written, committed together --------
+#: extensions stripped from an output name to get its stem (longest first): the table formats,
+#: the image formats and the task outputs of ``predict``
+OUTPUT_SUFFIXES = (".fits.gz", ".fit.gz", ".csv.gz", ".parquet", ".hdf5", ".ecsv", ".fits", ".json", ".yaml",
+                   ".csv", ".fit", ".fts", ".npz", ".npy", ".png", ".pdf", ".h5")
+
+
+def output_stem(path: str | Path) -> str:
+    """The name of ``path`` without its (known) extension, and only that: ``run.v1.csv`` ->
+    ``run.v1``, ``cat.fits.gz`` -> ``cat`` (unknown extensions: the last suffix is removed)."""
+    name = Path(path).name
+    for ext in OUTPUT_SUFFIXES:
+        if name.lower().endswith(ext) and len(name) > len(ext):
+            return name[:-len(ext)]
+    return Path(name).stem
+
+
+def side_path(output: str | Path, tail: str) -> Path:
+    """A companion file of ``output`` named from its full stem: ``side_path("run.v1.csv",
+    "_images.npz")`` -> ``run.v1_images.npz`` (two outputs never share a companion)."""
+    output = Path(output)
+    return output.with_name(output_stem(output) + tail)
+
+
+_ACTIVE_SET: ContextVar["WriteSet | None"] = ContextVar("cosmobench_write_set", default=None)
+
+
+class WriteSet:
+    """The files one command writes (see :func:`write_set`)."""
+
+    def __init__(self, paths: Iterable[str | Path], overwrite: bool = False, what: str = "--output"):
+        self.paths = [Path(p).expanduser() for p in paths]
+        self.what = what
+        self.staged: dict[Path, Path] = {}
+        keys = [self._key(p) for p in self.paths]
+        if len(set(keys)) != len(keys):
+            dup = next(p for p, k in zip(self.paths, keys) if keys.count(k) > 1)
+            raise ConfigError(f"{what}: {dup} would be written twice (choose another output name)")
+        for p in self.paths:
+            if p.is_dir():
+                raise ConfigError(f"{what}: {p} is a directory")
+            if p.exists() and not overwrite:
+                raise ConfigError(f"{what}: {p} exists: pass --overwrite to replace it")
+            parent = p.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{what}: cannot write {p}: {parent} is not a writable directory")
+
+    @staticmethod
+    def _key(p: Path) -> str:
+        return os.path.normcase(os.path.abspath(p))
+
+    def declares(self, path: str | Path) -> bool:
+        return self._key(Path(path)) in {self._key(p) for p in self.paths}
+
+    @contextmanager
+    def stage(self, path: Path) -> Iterator[Path]:
+        """A temporary file for ``path`` (its suffix kept, for writers that infer the format);
+        kept until :meth:`commit` moves every staged file into place."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to the staged file of {path}")
+        old = self.staged.pop(next((p for p in self.staged if self._key(p) == self._key(path)), path), None)
+        if old is not None:
+            old.unlink(missing_ok=True)
+        self.staged[path] = tmp
+
+    def commit(self) -> None:
+        """Move every staged file into place. An existing file is first moved aside, so that a
+        failure part-way restores the previous set (nothing half-replaced)."""
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for path, tmp in self.staged.items():
+                backup = None
+                if path.exists():
+                    backup = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.bak")
+                    os.replace(path, backup)
+                done.append((path, backup))
+                os.replace(tmp, path)
+        except BaseException:
+            for path, backup in reversed(done):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+            raise
+        finally:
+            for tmp in self.staged.values():
+                tmp.unlink(missing_ok=True)
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        self.staged = {}
+
+    def discard(self) -> None:
+        for tmp in self.staged.values():
+            tmp.unlink(missing_ok=True)
+        self.staged = {}
+
+
+@contextmanager
+def write_set(paths: Iterable[str | Path], overwrite: bool = False, what: str = "--output") -> Iterator[WriteSet]:
+    """Write several files as one: every path is checked first (not a directory; an existing
+    file only with ``overwrite``; a writable folder; no path twice: ``ConfigError`` before
+    anything is written), then inside the block every write through :func:`atomic_path`
+    (hence :func:`write_table`, :func:`cosmobench.images.write_image_stack`, and any code that
+    writes to ``atomic_path(p)``'s temporary file) of a declared path goes to a temporary file,
+    and only when the block succeeds are all of them moved into place together; on any error
+    none is (a path the set does not declare is written as usual, at once). Use::
+
+        with write_set([out, side_path(out, "_images.npz")], overwrite) as ws:
+            write_table(table, out)
+            with atomic_path(side_path(out, "_images.npz")) as tmp:
+                np.savez(tmp, ...)
+    """
+    ws = WriteSet(paths, overwrite, what)
+    token = _ACTIVE_SET.set(ws)
+    try:
+        yield ws
+        ws.commit()
+    except BaseException:
+        ws.discard()
+        raise
+    finally:
+        _ACTIVE_SET.reset(token)
 
 
 def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: bool = True) -> Path:
@@ -206,4 +349,5 @@ def write_table(columns: Mapping[str, np.ndarray], path: str | Path, overwrite: 
 
 
 __all__ = ["TABLE_FORMATS", "WRITE_SUFFIXES", "table_format", "read_table", "numeric_column", "numeric_strict", "write_table",
-           "atomic_path", "quiet_readers"]
+           "atomic_path", "quiet_readers",
+           "output_stem", "side_path", "write_set", "WriteSet"]

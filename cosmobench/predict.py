@@ -19,8 +19,10 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
     names ...); ``overrides`` change them. Output format follows the extension (see
     :mod:`cosmobench.io`: CSV, ECSV, FITS, Parquet, NPZ, HDF5); a ``(B, K)`` output column
-    is written as ``column_0..column_{K-1}``. The file is written atomically; an existing
-    file is replaced only with ``overwrite=True``. The checkpoint is read with
+    is written as ``column_0..column_{K-1}``. Every file (the table and the task's companion
+    files, :meth:`cosmobench.task.BaseTask.predict_files`) is checked before anything is
+    read or written and they are written as one set (:func:`cosmobench.io.write_set`); an
+    existing file is replaced only with ``overwrite=True``. The checkpoint is read with
     ``weights_only=True``. ``precision`` (``auto``, ``bf16``, ``fp32``) is the network's
     compute precision where the task implements a fast inference path
     (:meth:`cosmobench.task.BaseTask.inference_autocast`; ``auto``: bfloat16 on a CPU with
@@ -30,7 +32,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     import numpy as np
     import torch
 
-    from cosmobench.io import WRITE_SUFFIXES, write_table
+    from cosmobench.io import WRITE_SUFFIXES, WriteSet, write_set, write_table
     from cosmobench.task import INFERENCE_PRECISIONS
 
     if precision not in INFERENCE_PRECISIONS:
@@ -48,6 +50,10 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     suffixes = WRITE_SUFFIXES + tuple(task_cls.extra_predict_suffixes)
     if not out.name.lower().endswith(suffixes):
         raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(suffixes)}")
+    files = task_cls.predict_files(out)
+    WriteSet(files, overwrite)  # every file checked before anything is read or written
+    if Path(input_path).expanduser().resolve() in {f.expanduser().resolve() for f in files}:
+        raise ConfigError(f"--output {out}: predict would overwrite its input {input_path}")
     if checkpoint is not None:
         cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
         module = load_module(task_cls, task, ckpt, cfg)
@@ -66,7 +72,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     module.set_inference_precision(precision)
     module.set_inference_compile(compile)
     loader = dm.predict_loader(input_path)
-    with torch.no_grad():  # a task may write its own outputs (BaseTask.write_predictions)
+    with torch.no_grad(), write_set(files, overwrite):  # a task may write its own outputs (write_predictions)
         if module.write_predictions(loader, out) is not None:
             return out
     columns: dict[str, list] = {}
@@ -84,5 +90,6 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
         else:
             for j in range(arr.shape[1]):
                 table[f"{k}_{j}"] = arr[:, j]
-    write_table(table, out)
+    with write_set(files, overwrite):
+        write_table(table, out)
     return out

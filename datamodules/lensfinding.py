@@ -208,6 +208,7 @@ class LensFindingDataModule(ImageClassDataModule):
         labels = self._stack_labels(path, len(x), label_path)
         x = torch.from_numpy(x)
         check_finite_images(x, what=str(path))
+        self.resize_memory_check(len(x), str(path))
         return crop_resize(x, self.cfg["crop"], self.image_size).contiguous().numpy(), labels
 
     def _real_splits(self, make, n: int, test) -> dict[str, Dataset]:

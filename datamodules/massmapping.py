@@ -239,6 +239,23 @@ class MassMappingDataModule(ImageDataModule):
 
     augment_fields = {"gamma": "spin2", "kappa": "scalar", "mask": "scalar", "noise": "scalar"}
 
+    @classmethod
+    def memory_estimate(cls, cfg) -> dict[str, float]:
+        """Simulated maps (float32 gamma, kappa, mask: 4 planes per map, every split in memory)
+        and the simulator's complex128 work arrays (flat: the periodic box of ``data.box_factor``
+        times the map side; HEALPix: a few full-sky maps and their alm)."""
+        if cfg["source"] != "sim":
+            return {}
+        n = sum(int(cfg[f"n_{s}"]) for s in ("train", "val", "test"))
+        if cfg["sky"] == "healpix":
+            nside = int(cfg["nside"])
+            npix = 12 * nside ** 2
+            return {f"data.nside={nside} with {n} simulated maps": 16.0 * npix * n,
+                    f"data.nside={nside}: the simulator's work arrays": 8 * 16.0 * npix}
+        m, box = int(cfg["map_size"]), int(cfg["map_size"]) * int(cfg["box_factor"])
+        return {f"data.map_size={m} with {n} simulated maps": 16.0 * m * m * n,
+                f"data.map_size={m}, data.box_factor={cfg['box_factor']}: the simulation box": 8 * 16.0 * box * box}
+
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__(cfg, seed)
         self.settings = build(MassMappingData, self.cfg)

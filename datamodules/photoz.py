@@ -147,6 +147,17 @@ def feature_names(bands: list[str], ref_band: int) -> list[str]:
 class PhotoZDataModule(BaseDataModule):
     """ugriz photometry -> redshift. ``cfg`` is the ``data`` config node (:class:`PhotoZData`)."""
 
+    #: a checkpoint applies to catalogues with its number of features (2 per band)
+    shape_keys = ("n_features",)
+
+    @classmethod
+    def memory_estimate(cls, cfg) -> dict[str, float]:
+        """Simulated catalogues: magnitudes, errors, features and redshift (float64, ~4 copies)."""
+        if cfg["source"] != "sim":
+            return {}
+        n = sum(int(cfg[f"n_{s}"]) for s in ("train", "val", "test"))
+        return {f"data.n_train + data.n_val + data.n_test = {n} simulated galaxies": 4 * 8.0 * 21 * n}
+
     def __init__(self, cfg: Mapping[str, Any], seed: int = 0):
         super().__init__(cfg, seed)
         self.stats: dict[str, Any] = {}

@@ -71,3 +71,46 @@ def test_write_formats_and_errors(tmp_path):
     with pytest.raises(InputError, match="exists"):
         write_table({"p": cols["p"]}, tmp_path / "o.fits", overwrite=False)
     assert table_format("x.FITS.gz") == "fits" and table_format("x.npz") is None
+
+
+# --- issue 21 §2: sets of output files ---------------------------------------------------
+def test_side_path_keeps_the_full_stem():
+    from cosmobench.io import output_stem, side_path
+    assert side_path("d/run.v1.csv", "_images.npz").name == "run.v1_images.npz"
+    assert side_path("d/run.v2.csv", "_images.npz").name == "run.v2_images.npz"
+    assert side_path("cat.fits.gz", "_images.fits").name == "cat_images.fits"
+    assert output_stem("a.b.c.parquet") == "a.b.c" and output_stem("x.unknown") == "x"
+
+
+def test_write_set_is_all_or_nothing(tmp_path):
+    from cosmobench.errors import ConfigError
+    from cosmobench.io import atomic_path, write_set, write_table
+    out, side = tmp_path / "o.v1.csv", tmp_path / "o.v1_images.npz"
+    with pytest.raises(RuntimeError, match="boom"):
+        with write_set([out, side]):
+            write_table({"a": np.arange(3)}, out)
+            assert not out.exists()  # staged, not yet in place
+            with atomic_path(side) as tmp:
+                np.savez(open(tmp, "wb"), x=np.zeros(2))
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written, no temporaries
+    with write_set([out, side]):
+        write_table({"a": np.arange(3)}, out)
+        with atomic_path(side) as tmp:
+            np.savez(open(tmp, "wb"), x=np.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.v1.csv", "o.v1_images.npz"]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for paths in ([out, side], [tmp_path / "new.csv", side], [side]):  # a side file exists: refused before writing
+        with pytest.raises(ConfigError, match="--overwrite"):
+            with write_set(paths):
+                raise AssertionError("the block must not run")
+    with pytest.raises(ConfigError, match="twice"):
+        write_set([out, tmp_path / "." / "o.v1.csv"], overwrite=True).__enter__()
+    with pytest.raises(ConfigError, match="directory"):
+        write_set([tmp_path], overwrite=True).__enter__()
+    # an overwrite that fails part-way keeps the previous set
+    with pytest.raises(ValueError):
+        with write_set([out, side], overwrite=True):
+            write_table({"a": np.arange(5)}, out)
+            raise ValueError("second file failed")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
