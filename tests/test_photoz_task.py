@@ -187,9 +187,12 @@ def test_fits_loader_and_errors(tmp_path):
         PhotoZDataModule(_cat_cfg(tmp_path / "cat.fits", z_column="redshift"), seed=0).setup()
     with pytest.raises(InputError, match="not found"):
         PhotoZDataModule(_cat_cfg(tmp_path / "nope.csv"), seed=0).setup()
-    (tmp_path / "cat.txt").write_text("a b\n")
-    with pytest.raises(InputError, match="unsupported"):
+    (tmp_path / "cat.txt").write_text("a b\n1 2\n")  # a whitespace text table, without the columns
+    with pytest.raises(InputError, match=r"'mag_u', .* not found .*available columns: a, b"):
         PhotoZDataModule(_cat_cfg(tmp_path / "cat.txt"), seed=0).setup()
+    (tmp_path / "cat.xlsx").write_text("a b\n")
+    with pytest.raises(InputError, match="unsupported"):
+        PhotoZDataModule(_cat_cfg(tmp_path / "cat.xlsx"), seed=0).setup()
     with pytest.raises(ConfigError, match="same number"):
         PhotoZDataModule(_cat_cfg(tmp_path / "cat.fits", err_columns=ERRS[:3]), seed=0).setup()
     with pytest.raises(InputError, match="input file not found"):
