@@ -1,7 +1,8 @@
 """``cosmobench`` command line (exit codes: docs/ARCHITECTURE.md, "Runs, results and errors").
 
 Exit codes: 0 success, 2 bad usage / config / input (nothing written), 1 run failure
-(e.g. NaN loss; a ``failed`` row is recorded), 130 interrupted. Every error prints exactly
+(e.g. NaN loss; a ``failed`` row is recorded), 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM, e.g. a scheduler's time limit: stopped like Ctrl-C, resumable). Every error prints exactly
 one line on stderr, ``cosmobench: error: <reason>``: :func:`main` is the one place that
 turns exceptions into that line (:func:`one_line`). Set ``COSMOBENCH_DEBUG=1`` to see the
 traceback as well.
@@ -302,6 +303,8 @@ COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "te
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        from cosmobench.signals import handle_sigterm
+        handle_sigterm()  # SIGTERM stops every phase like Ctrl-C; exit 143
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         if extra:  # KEY=VALUE overrides may follow options such as -m MODEL
@@ -317,8 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt as exc:  # runner.RunInterrupted says what happened to the run
         reason = one_line(str(exc))
-        print(f"cosmobench: interrupted{': ' + reason if reason else ''}", file=sys.stderr)
-        return 130
+        code = getattr(exc, "exit_code", 130)
+        what = "terminated (SIGTERM)" if code == 143 else "interrupted"
+        print(f"cosmobench: {what}{': ' + reason if reason else ''}", file=sys.stderr)
+        if code == 143 and argv is None:  # the console script: end now, before SLURM's SIGKILL (the
+            import logging                  # interpreter's clean-up of torch & co. takes seconds)
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except BaseException as exc:  # noqa: BLE001 - the one place that reports every error
         if os.environ.get("COSMOBENCH_DEBUG"):
             traceback.print_exc()

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cosmobench.errors import ConfigError
+from cosmobench.errors import ConfigError, RunFailure
 from cosmobench.nn.cnn import SmallCNNConfig
 from cosmobench.settings import setting
 
@@ -269,12 +269,30 @@ def potential_posterior(log_prob_fn: Callable[[torch.Tensor, torch.Tensor], torc
     return MCMCPosterior(potential, proposal=prior, theta_transform=mcmc_transform(prior), **mcmc_kwargs(mcmc))
 
 
-def sample(posterior, x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` posterior samples for every observation in ``x`` (B, ...): (n, B, d)."""
+class SamplingLimit(RunFailure):
+    """Drawing posterior samples by rejection hit its limit (``eval.max_sampling_time`` or an
+    acceptance floor): almost every draw falls outside the prior, typically for an observation
+    far from anything the prior simulates. A run ends failed (exit 1); ``predict`` turns it
+    into an input error (exit 2) naming the observation."""
+
+
+def sample(posterior, x: torch.Tensor, n: int, max_time: float | None = None) -> torch.Tensor:
+    """``n`` posterior samples for every observation in ``x`` (B, ...): (n, B, d). A direct
+    (NPE) posterior rejects draws outside the prior for at most ``max_time`` seconds, then
+    raises :class:`SamplingLimit` (sbi would otherwise loop at "0.000 % accepted")."""
+    from sbi.inference import DirectPosterior
     x = x.float()
-    if len(x) == 1:
-        return posterior.sample((n,), x=x, show_progress_bars=False)[:, None, :]
-    return posterior.sample_batched((n,), x=x, show_progress_bars=False)
+    kw = {"max_sampling_time": max_time} if max_time is not None and isinstance(posterior, DirectPosterior) else {}
+    try:
+        if len(x) == 1:
+            return posterior.sample((n,), x=x, show_progress_bars=False, **kw)[:, None, :]
+        return posterior.sample_batched((n,), x=x, show_progress_bars=False, **kw)
+    except RuntimeError as exc:
+        if "max_sampling_time" not in str(exc):
+            raise
+        raise SamplingLimit(f"npe: fewer than {n} of the flow's posterior draws fell inside the prior within "
+                            f"eval.max_sampling_time={max_time:g} s (almost all draws are rejected); the "
+                            f"observation is probably far outside what the prior can simulate") from None
 
 
 # --- diagnostics -------------------------------------------------------------------------

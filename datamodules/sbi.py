@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -132,14 +133,32 @@ class SBIDataModule(BaseDataModule):
             raise ConfigError(f"data.num_sbc ({c['num_sbc']}) must be >= data.num_observations "
                               f"({c['num_observations']}): the observations are the first SBC pairs")
         self.problem: SBIProblem = get_problem(c["problem"], problem_config(c))
+        self._check_memory()
         self.export_suffix = ".npy" if self.problem.is_map else ".csv"
         self.stats: dict[str, Any] = {}
 
+    def _check_memory(self) -> None:
+        """Refuse a simulation budget whose arrays cannot fit in memory, before simulating:
+        ConfigError naming the key and the estimate (float64 while simulated, then float32)."""
+        c, p = self.cfg, self.problem
+        n = int(c["num_simulations"]) + int(c["num_sbc"])
+        per_pair = (int(np.prod(p.x_shape)) + len(p.param_names)) * (8 + 4)
+        need = n * per_pair
+        avail = _memory_bytes()
+        if need > avail:
+            raise ConfigError(f"data.num_simulations={c['num_simulations']} (+ data.num_sbc={c['num_sbc']}) needs "
+                              f"about {need / 2**30:.1f} GiB for the simulated pairs of problem {p.name!r} "
+                              f"({per_pair} bytes each), more than this machine's {avail / 2**30:.1f} GiB: "
+                              f"lower data.num_simulations")
+
     # --- simulation -------------------------------------------------------------------
     def simulate(self, split: str, n: int) -> dict[str, np.ndarray]:
-        """``n`` (theta, x) pairs of ``split`` (chunk c from ``sample_rng(seed, split, c)``)."""
+        """``n`` (theta, x) pairs of ``split`` (chunk c from ``sample_rng(seed, split, c)``);
+        a progress bar on long budgets."""
+        from cosmobench.datamodule import progress
         thetas, xs = [], []
-        for c in range(-(-n // CHUNK)):
+        n_chunks = -(-n // CHUNK)
+        for c in progress(range(n_chunks), n_chunks, f"simulating {split} ({n} pairs)", min_total=20):
             rng = sample_rng(self.seed, split, c)
             theta = self.problem.sample_prior(CHUNK, rng)
             thetas.append(theta)
@@ -213,6 +232,10 @@ class SBIDataModule(BaseDataModule):
             from cosmobench.io import numeric_column, read_table
             table = read_table(p)
             names = self.problem.data_names()
+            data_cols = [c for c in table if re.fullmatch(r"data_\d+", str(c))]
+            if data_cols and len(data_cols) != D:  # sbibm's layout of another problem
+                raise InputError(f"{p}: {len(data_cols)} data_* columns, but problem {self.problem.name!r} "
+                                 f"observes {D} values (data_1 ... data_{D}): an observation of another problem?")
             if all(n in table for n in names):
                 cols = names
             elif len(table) == D:
@@ -237,6 +260,14 @@ class SBIDataModule(BaseDataModule):
             raise InputError(f"{p}: maps of {a.shape[-2]}x{a.shape[-1]} pixels, but the model was trained on "
                              f"{shape[0]}x{shape[1]} (data.map_size)")
         return np.asarray(a, np.float64)
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine (bytes)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
 
 
 def _safe_std(s: np.ndarray) -> np.ndarray:

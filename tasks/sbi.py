@@ -33,6 +33,7 @@ for one new observation, incl. MCMC warm-up).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,20 @@ import torch
 from torch import nn
 
 from cosmobench import sbi_adapter
+from cosmobench.datamodule import progress
 from cosmobench.datamodules.sbi import reference_posterior
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.metrics import sbi as M
 from cosmobench.nn import build_net
 from cosmobench.plots import pyplot, save
-from cosmobench.sbi_adapter import MCMCSettings, RejectionABCSettings
+from cosmobench.sbi_adapter import MCMCSettings, RejectionABCSettings, SamplingLimit
 from cosmobench.settings import build, setting
 from cosmobench.sim.sbi_problems import SBIProblem, get_problem
 from cosmobench.task import BaseTask, FittedBaseline
 
 NEURAL = ("npe", "nle", "nre")
+
+log = logging.getLogger(__name__)
 MCMC_MODELS = ("nle", "nre", "mcmc")  #: models that sample by MCMC (their model node has the MCMC settings)
 
 
@@ -67,6 +71,13 @@ class SBIEval:
     sbc_posterior_samples: int = setting(1000, "positive int", help="posterior samples per SBC/TARP test pair")
     time_posterior_samples: int = setting(10000, "positive int",
                                           help="samples drawn for one new observation to measure time_per_posterior")
+    c2st_jobs: int = setting(1, "positive int",
+                             help="worker processes fitting the C2ST folds in parallel (the value does not depend "
+                                  "on it: every fold is fitted single-threaded)")
+    max_sampling_time: float = setting(600.0, "positive float", unit="s",
+                                       help="limit on drawing one set of posterior samples by rejection (NPE draws "
+                                            "outside the prior, rejection ABC's KDE): beyond it the run stops "
+                                            "with an error naming the observation")
 
 
 class RejectionABC(FittedBaseline):
@@ -77,6 +88,7 @@ class RejectionABC(FittedBaseline):
     def __init__(self, problem: SBIProblem, cfg: RejectionABCSettings):
         super().__init__()
         self.problem, self.quantile = problem, float(cfg.quantile)
+        self.max_time = 600.0  #: eval.max_sampling_time, set by the task
         self.s_train = torch.empty(0)
         self.theta_train = torch.empty(0)
         self.s_std = torch.empty(0)
@@ -107,15 +119,18 @@ class RejectionABC(FittedBaseline):
             accepted = self.theta_train[dist.topk(k, largest=False).indices].numpy()
             kde = gaussian_kde(accepted.T)
             got: list[np.ndarray] = []
-            have, tries = 0, 0
+            have, drawn, t0 = 0, 0, time.monotonic()
             while have < n:
                 cand = kde.resample(max(n, 1000), seed=rng).T
                 ok = torch.isfinite(self.problem.log_prior(torch.as_tensor(cand))).numpy()
                 got.append(cand[ok])
                 have += int(ok.sum())
-                tries += 1
-                if tries > 1000:
-                    raise RuntimeError("rejection_abc: the KDE of accepted parameters lies outside the prior")
+                drawn += len(cand)
+                if have < n and (time.monotonic() - t0 > self.max_time or drawn >= 1000 * max(n, 1000)):
+                    raise SamplingLimit(f"rejection_abc: observation {b}: only {have / drawn:.3%} of {drawn} draws "
+                                        f"of the KDE of accepted parameters lie inside the prior (limits: "
+                                        f"{1000 * max(n, 1000)} draws, eval.max_sampling_time={self.max_time:g} s); "
+                                        f"the observation is probably far outside what the prior can simulate")
             out[:, b] = np.concatenate(got)[:n]
         return out
 
@@ -205,15 +220,20 @@ class SBITask(BaseTask):
                 was_training = self.net.training
                 self.net.eval()
                 with torch.no_grad():
-                    s = sbi_adapter.sample(self.posterior(), torch.as_tensor(x, dtype=torch.float32), n)
+                    s = sbi_adapter.sample(self.posterior(), torch.as_tensor(x, dtype=torch.float32), n,
+                                           max_time=self._max_sampling_time())
                 self.net.train(was_training)
                 return s.detach().cpu().numpy().astype(np.float64)
             if self.model_name == "rejection_abc":
+                self.net.max_time = self._max_sampling_time()
                 return self.net.sample(x, n, np.random.default_rng(seed))
             return self.net.sample(x, n, seed)
         finally:
             torch.random.set_rng_state(state)
             np.random.set_state(np_state)
+
+    def _max_sampling_time(self) -> float:
+        return float((self.eval_cfg or {}).get("max_sampling_time") or 600.0)
 
     # --- test -------------------------------------------------------------------------
     def on_test_start(self) -> None:
@@ -231,7 +251,9 @@ class SBITask(BaseTask):
         seed = int(info["seed"])
         c2sts, nltps, stds, refs, posts = [], [], [], [], []
         t_first = None
-        for k in range(n_obs):
+        jobs = int(ev.get("c2st_jobs") or 1)
+        for k in progress(range(n_obs), n_obs, "sbi evaluation: observations (posterior, reference, C2ST)",
+                          min_total=1):
             t0 = time.perf_counter()
             post = self.sample_posterior(x[k:k + 1], n_post, seed=1000 + k)[:, 0]
             if k == 0:
@@ -239,7 +261,7 @@ class SBITask(BaseTask):
             ref = reference_posterior(self.problem, info["problem_cfg"], seed, k, theta[k], x[k],
                                       int(ev["reference_samples"]))
             if ref is not None:
-                c2sts.append(M.c2st(ref, post, seed=1))
+                c2sts.append(M.c2st(ref, post, seed=1, n_jobs=jobs))
             nltps.append(M.nltp(post, theta[k]))
             stds.append(M.posterior_std(post))
             posts.append(post)
@@ -251,6 +273,7 @@ class SBITask(BaseTask):
             t0 = time.perf_counter()
             self.sample_posterior(x[:1], n_time, seed=999)
             t_post = time.perf_counter() - t0
+        log.info("sbi evaluation: SBC/TARP posteriors for %d test pairs", len(x))
         sbc_samples = self.sample_posterior(x, int(ev["sbc_posterior_samples"]), seed=2000)
         ranks, pvals = sbi_adapter.sbc(theta, x, sbc_samples)
         ecp, alpha, atc = sbi_adapter.tarp(theta, sbc_samples, seed=seed)
@@ -267,7 +290,11 @@ class SBITask(BaseTask):
     # --- predict ----------------------------------------------------------------------
     def predict_outputs(self, batch):
         n = int(self.eval_cfg["num_posterior_samples"])
-        s = self.sample_posterior(batch["x"].cpu().numpy(), n, seed=0)        # (n, B, d)
+        try:
+            s = self.sample_posterior(batch["x"].cpu().numpy(), n, seed=0)        # (n, B, d)
+        except SamplingLimit as exc:
+            first = int(batch["idx"][0])
+            raise InputError(f"observations {first}..{first + len(batch['idx']) - 1} of the input: {exc}") from None
         cols = {name: torch.as_tensor(s[:, :, j].T.reshape(-1)) for j, name in enumerate(self.param_names)}
         cols["observation"] = batch["idx"].cpu().repeat_interleave(n)
         return cols

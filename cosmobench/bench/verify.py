@@ -4,6 +4,10 @@ For each (task, model) of the suite, the first job that has an ``ok`` row is re-
 scratch root (``ROOT/verify/<timestamp>``) in a fresh local worker, and every metric is
 compared exactly (NaN equals NaN) with the stored row; a difference, a failed re-run or a
 (task, model) without any ``ok`` row fails the check (the CLI exits 1).
+
+Timing metrics (:func:`is_timing`: the naming rule ``time_*``, ``*_time``, ``*_seconds``, e.g.
+sbi's ``time_per_posterior``) measure the machine, not the model: they are reported apart
+(stored, re-run, relative change) and never fail the check.
 """
 from __future__ import annotations
 
@@ -22,6 +26,12 @@ class VerifyResult:
     status: str  # "same", "differs", "missing" (no stored ok row), "failed" (re-run failed)
     diffs: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     error: str = ""
+    timings: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  #: never compared
+
+
+def is_timing(name: str) -> bool:
+    """Whether metric ``name`` is a wall-clock timing (module docstring: the one naming rule)."""
+    return name.startswith("time_") or name.endswith(("_time", "_seconds"))
 
 
 def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seeds: int | None = None,
@@ -58,15 +68,20 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                 return
             stored = ok_rows[job.key].metrics
             new = res["metrics"]
-            diffs = {k: (stored.get(k), new.get(k)) for k in sorted(set(stored) | set(new))
-                     if stored.get(k) != new.get(k) and not (_isnan(stored.get(k)) and _isnan(new.get(k)))}
-            results.append(VerifyResult(job, "differs" if diffs else "same", diffs))
+            keys = sorted(set(stored) | set(new))
+            diffs = {k: (stored.get(k), new.get(k)) for k in keys if not is_timing(k)
+                     and stored.get(k) != new.get(k) and not (_isnan(stored.get(k)) and _isnan(new.get(k)))}
+            timings = {k: (stored.get(k), new.get(k)) for k in keys if is_timing(k)}
+            results.append(VerifyResult(job, "differs" if diffs else "same", diffs, timings=timings))
 
         launcher.run(list(chosen.values()), on_done)
     for r in results:
         detail = "; ".join(f"{k}: stored {a!r} vs re-run {b!r}" for k, a, b in
                            ((k, *v) for k, v in r.diffs.items()))
         log(f"[verify] {r.status:<8} {r.job.name} {detail or r.error}".rstrip())
+        for k, (a, b) in r.timings.items():
+            change = f" ({(b - a) / a:+.1%})" if isinstance(a, float) and isinstance(b, float) and a else ""
+            log(f"[verify]   timing, not compared: {k} stored {a!r} vs re-run {b!r}{change}")
     return results
 
 

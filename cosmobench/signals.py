@@ -1,0 +1,42 @@
+"""SIGTERM stops a cosmobench process like Ctrl-C (docs/ARCHITECTURE.md, "Runs, results and
+errors"): a scheduler's time limit or preemption must not be ignored until SIGKILL.
+
+:func:`handle_sigterm` (called first by the CLI) installs a handler that raises
+:class:`Terminated` in the main thread; runs stop, are marked interrupted (nothing recorded,
+resumable with ``resume=last``) and the CLI exits 143.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler (:func:`handle_sigterm`): a scheduler's
+    time limit or preemption (SLURM sends SIGTERM, then SIGKILL after a grace period). It is a
+    KeyboardInterrupt so that every phase stops as it does on Ctrl-C (Lightning's loops, the
+    evaluation's Python loops between numpy/sklearn calls); the CLI exits 143 (128 + 15)."""
+
+    exit_code = 143
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
+    raise Terminated(f"received {signal.Signals(signum).name}")
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM stop this process like Ctrl-C (:class:`Terminated`), from the main thread
+    (the CLI calls it first). Lightning keeps its own handler in front of it while it runs
+    (it forwards the signal to DDP children and, under SLURM, requeues on SIGUSR1)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupt_code(exc: BaseException) -> int:
+    """130 (Ctrl-C) or 143 (SIGTERM) for an interrupt, also when Lightning turned it into
+    ``sys.exit(1)`` (the original exception is then the context)."""
+    for e in (exc, exc.__context__):
+        if isinstance(e, Terminated):
+            return Terminated.exit_code
+    return 130
