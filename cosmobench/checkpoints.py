@@ -79,6 +79,35 @@ def checkpoint_model(ckpt: dict) -> str | None:
     return model.get("name") if isinstance(model, dict) else None
 
 
+#: config nodes a trained checkpoint fixes: an override of them at test/predict would be ignored
+FIXED_BY_CHECKPOINT = ("model.", "optim.")
+
+
+def checkpoint_task(ckpt: dict) -> str | None:
+    """Task name recorded in a checkpoint (:meth:`cosmobench.task.BaseTask.on_save_checkpoint`)."""
+    meta = ckpt.get("cosmobench")
+    task = meta.get("task") if isinstance(meta, dict) else None
+    return task if isinstance(task, str) else None
+
+
+def check_data_matches(dm_cls, cfg: dict, data_info: dict, ckpt: Path, info: dict | None = None) -> None:
+    """Data a checkpoint is applied to must have the shape it was trained on: every key of the
+    datamodule's ``shape_keys`` (bands, image size, classes, features ...) that the checkpoint's
+    ``data_info`` holds must equal the value of the config's ``data`` node (checked before any
+    data is read: ConfigError naming the key) and, given ``info`` (the datamodule's facts after
+    reading the data), the data's (InputError). Both before any run dir or row exists."""
+    for key in getattr(dm_cls, "shape_keys", ()):
+        if key not in data_info:
+            continue
+        want = data_info[key]
+        if key in cfg["data"] and cfg["data"][key] != want:
+            raise ConfigError(f"checkpoint {ckpt} expects data.{key}={want!r}, the config gives "
+                              f"{cfg['data'][key]!r} (set data.{key}={want!r} or use a matching checkpoint)")
+        if info is not None and key in info and info[key] != want:
+            raise InputError(f"the data do not match checkpoint {ckpt}: {key} is {info[key]!r}, the model was "
+                             f"trained with {want!r}")
+
+
 def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = None, overrides: Iterable[str] = (),
                       config_file: str | Path | None = None) -> tuple[dict, Path]:
     """Resolved config for applying a trained checkpoint: the defaults of its model, then
@@ -88,12 +117,23 @@ def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = Non
     ckpt = Path(checkpoint).expanduser()
     if not ckpt.is_file():
         raise InputError(f"checkpoint not found: {ckpt}")
+    overrides = list(overrides)
+    fixed = [o for o in overrides if o.split("=", 1)[0].strip().startswith(FIXED_BY_CHECKPOINT)]
+    if fixed:
+        raise ConfigError(f"{fixed[0].split('=', 1)[0]}: the model and its training are fixed by the checkpoint "
+                          f"{ckpt}; this override would be ignored (train a new model to change it)")
     run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
     run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
-    saved_task, saved = saved_identity(run_cfg) if run_cfg is not None else (task, None)
-    if saved_task != task:
-        raise ConfigError(f"checkpoint {ckpt} belongs to task {saved_task!r}, not {task!r}")
-    saved = saved or checkpoint_model(load_checkpoint(ckpt))
+    state = load_checkpoint(ckpt)
+    ckpt_task = checkpoint_task(state)
+    saved_task, saved = saved_identity(run_cfg) if run_cfg is not None else (ckpt_task, None)
+    if saved_task is None:
+        raise ConfigError(f"checkpoint {ckpt} does not say which task it belongs to (saved away from its run "
+                          f"dir by an older cosmobench): use it from its run dir RUN/checkpoints/")
+    for owner in {saved_task, ckpt_task} - {None}:
+        if owner != task:
+            raise ConfigError(f"checkpoint {ckpt} belongs to task {owner!r}, not {task!r}")
+    saved = saved or checkpoint_model(state)
     if saved and model and saved != model:
         raise ConfigError(f"checkpoint {ckpt} holds model {saved!r}, not {model!r} (leave -m out)")
     if not (saved or model):

@@ -53,6 +53,15 @@ class ImageClassSettings(ImageAugment, FixedTestFile, FileSplits, SimSplits, Dat
     label_column: str = setting("label", "str", help="table of image files: column of the labels")
 
 
+def split_labels(ds: Dataset) -> np.ndarray | None:
+    """The hard labels of a split (in-memory or lazy dataset), or None if it holds none."""
+    if isinstance(ds, ArrayDataset):
+        return ds.arrays["label"].numpy() if "label" in ds.arrays else None
+    if isinstance(ds, LazyImageDataset):
+        return np.asarray(ds.labels)[np.asarray(ds.rows)]
+    return None
+
+
 class ImageClassDataModule(ImageDataModule):
     """Datamodule of an image-classification task (see the module docstring)."""
 
@@ -92,6 +101,15 @@ class ImageClassDataModule(ImageDataModule):
 
     def build(self) -> dict[str, Dataset]:
         datasets = self.build_splits()
+        if self.cfg["source"] != "sim":  # a classifier is trained and scored on at least two classes
+            for split in ("train", "test"):
+                labels = split_labels(datasets[split])
+                if labels is not None and len(np.unique(labels)) < 2:
+                    only = int(labels[0]) if len(labels) else None
+                    name = self.class_names[only] if only is not None and only < len(self.class_names) else only
+                    raise InputError(f"the {split} split holds only class {name!r} ({len(labels)} images): "
+                                     f"{'training' if split == 'train' else 'the metrics (balanced accuracy, ROC-AUC)'}"
+                                     f" need at least two classes")
         check_finite_images(datasets)  # every split (lazy ones: per image as it is read)
         self.norm = train_band_statistics(datasets["train"], self.cfg["stretch"])
         return datasets

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cosmobench import config as C
-from cosmobench.checkpoints import checkpoint_config, load_classes, load_module
+from cosmobench.checkpoints import check_data_matches, checkpoint_config, load_classes, load_module
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.registry import get_task
 
@@ -57,6 +57,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     if checkpoint is not None:
         cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
         module = load_module(task_cls, task, ckpt, cfg)
+        check_data_matches(dm_cls, cfg, module.data_info, ckpt)
     else:
         cfg = C.resolve(task, model, overrides=overrides)
         name = cfg["model"]["name"]

@@ -124,6 +124,14 @@ def gather_outputs(module: pl.LightningModule, chunks: list[dict[str, torch.Tens
     return {k: v.cpu().numpy()[first] for k, v in local.items()}
 
 
+def registered_task_name(cls: type) -> str | None:
+    """The name of the registered task whose module class is ``cls`` (None if none or several)."""
+    from cosmobench.registry import list_tasks
+    ref = f"{cls.__module__}:{cls.__qualname__}"
+    names = [spec.name for spec in list_tasks() if spec.module == ref]
+    return names[0] if len(names) == 1 else None
+
+
 class BaseTask(pl.LightningModule, metaclass=ABCMeta):
     """Base LightningModule. ``model`` is the resolved ``model`` config node (with ``name``),
     ``optim`` the ``optim`` node, ``data_info`` the datamodule's :meth:`info`."""
@@ -255,6 +263,14 @@ class BaseTask(pl.LightningModule, metaclass=ABCMeta):
 
     #: output extensions besides the table formats that :meth:`write_predictions` writes (e.g. ``.npy``)
     extra_predict_suffixes: tuple[str, ...] = ()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint names its task and model (``checkpoint["cosmobench"]``; the data shape
+        it expects is ``hyper_parameters.data_info``), so that ``test``/``predict`` refuse
+        another task's checkpoint even away from its run dir
+        (:func:`cosmobench.checkpoints.checkpoint_config`)."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["cosmobench"] = {"task": registered_task_name(type(self)), "model": self.model_name}
 
     @classmethod
     def predict_files(cls, output: Path) -> list[Path]:

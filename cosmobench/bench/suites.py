@@ -238,6 +238,7 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                           *(f"{k}={fmt_value(v)}" for k, v in point.items()), *overrides, *tuned, f"seed={s}"]
                     try:
                         cfg = C.resolve(t, m, config_file=layer, overrides=ov)
+                        preflight(cfg)
                     except ConfigError as exc:
                         raise ConfigError(f"{where}, model {m!r}"
                                           f"{', grid ' + json.dumps(point) if point else ''}: {exc}") from None
@@ -252,6 +253,19 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                     seen[job.key] = job.name
                     jobs.append(job)
     return path, jobs
+
+
+def preflight(cfg: dict) -> None:
+    """What a run checks before it reads any data, for one job's resolved config: a run that
+    would train nothing (``trainer.max_epochs=0`` ...) and the datamodule's
+    :meth:`~cosmobench.datamodule.BaseDataModule.preflight` (a real source without
+    ``data.path``, sizes that do not fit in memory). ConfigError."""
+    from cosmobench.checkpoints import load_classes
+    from cosmobench.registry import get_task
+    from cosmobench.runner import check_trains
+    check_trains(cfg)
+    dm_cls, _ = load_classes(get_task(cfg["task"]))
+    dm_cls.preflight(cfg["data"])
 
 
 def _get(cfg: dict, dotted: str) -> Any:
