@@ -45,17 +45,24 @@ from cosmobench.checkpoints import (check_data_matches, checkpoint_config, check
                                     load_classes, load_module,
                                     one_line, saved_identity)
 from cosmobench.errors import ConfigError, InputError, RunFailure
+from cosmobench.signals import interrupt_code
 from cosmobench.predict import predict
 from cosmobench.registry import get_task
 from cosmobench.results import METRICS_FILE, default_root
 
 ENV_RUN_DIR = "COSMOBENCH_RUN_DIR"
 ENV_CKPT = "COSMOBENCH_RESUME_CKPT"
+INTERRUPTED_FILE = "interrupted.txt"  #: in a run dir stopped by Ctrl-C/SIGTERM: when and by which signal
 
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: nothing is recorded, the run dir stays resumable
-    (``resume=last`` continues from ``checkpoints/last.ckpt``). The CLI exits 130."""
+    (``resume=last`` continues from ``checkpoints/last.ckpt``). The CLI exits 130
+    (``exit_code``; 143 for SIGTERM, :class:`Terminated`)."""
+
+    def __init__(self, message: str = "", exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -134,8 +141,36 @@ def _plan_run_dir(root: Path, cfg: dict) -> tuple[Path, Path | None, bool]:
                               f"not {cfg['task']}/{cfg['model']['name']}")
         return run_dir, ckpt, False
     job = _external_job_id()  # every process of the job must agree on the run id
-    run_id = f"job{job}-s{cfg['seed']}" if job else _new_run_id(cfg)
+    requeued = None if job else _slurm_requeued_run(root, cfg)
+    if requeued is not None:
+        return requeued
+    slurm = None if job else _slurm_job_id()
+    run_id = (f"job{job}-s{cfg['seed']}" if job else
+              f"slurm{slurm}-{C.config_hash(cfg)[:8]}-s{cfg['seed']}" if slurm else _new_run_id(cfg))
     return root / cfg["task"] / cfg["model"]["name"] / run_id, None, True
+
+
+def _slurm_job_id() -> str | None:
+    """``<job>`` or ``<array job>_<task>`` of a SLURM batch job (Lightning's own rule), else None."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def _slurm_requeued_run(root: Path, cfg: dict) -> tuple[Path, Path | None, bool] | None:
+    """A SLURM job requeued by Lightning's auto-requeue (SIGUSR1: ``hpc_ckpt_N.ckpt`` saved in
+    the run dir, ``scontrol requeue``) starts again with ``SLURM_RESTART_COUNT`` >= 1: it
+    continues its own unfinished run dir (named from the job id) from the newest of its HPC
+    checkpoint and ``checkpoints/last.ckpt``."""
+    slurm = _slurm_job_id()
+    if not slurm or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+        return None
+    run_dir = root / cfg["task"] / cfg["model"]["name"] / f"slurm{slurm}-{C.config_hash(cfg)[:8]}-s{cfg['seed']}"
+    if not run_dir.is_dir() or (run_dir / METRICS_FILE).exists():
+        return None
+    ckpts = [*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"]
+    ckpts = [c for c in ckpts if c.is_file()]
+    return run_dir, max(ckpts, key=lambda c: c.stat().st_mtime) if ckpts else None, False
 
 
 def _lock_run_dir(run_dir: Path) -> int:
@@ -311,6 +346,7 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
                 if run.rank0 and not run.smoke:
                     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
                     (run_dir / FAILED_FILE).unlink(missing_ok=True)  # of an earlier attempt of this run
+                    (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
                     if cfg["plots"]:
                         L.log_images(loggers, module.make_plots(module.test_arrays, run_dir / "plots"))
                     if artifacts is not None:
@@ -324,8 +360,11 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
                 # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on
                 if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
                     raise
-                L.finish(loggers, exit_code=130)
-                raise RunInterrupted(_interrupted_message(run)) from None
+                code = interrupt_code(exc)
+                L.finish(loggers, exit_code=code)
+                if run.rank0 and run_dir.is_dir() and not run.smoke:  # marked; removed when it completes
+                    (run_dir / INTERRUPTED_FILE).write_text(f"{_utcnow()} {'SIGTERM' if code == 143 else 'SIGINT'}\n")
+                raise RunInterrupted(_interrupted_message(run), exit_code=code) from None
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {one_line(exc)}"
                 L.finish(loggers, exit_code=1)
