@@ -105,7 +105,12 @@ def test_simulation_budget_beyond_memory_is_refused_before_simulating(tmp_path, 
 def test_rejection_abc_with_no_draw_inside_the_prior_stops_with_a_clear_error():
     from cosmobench.sbi_adapter import SamplingLimit
     from cosmobench.sim.sbi_problems import get_problem
-    from tasks.sbi import RejectionABC
+    import sys
+
+    from cosmobench.registry import get_task
+    from cosmobench.runner import load_classes
+    _, task_cls = load_classes(get_task("sbi"))   # the task module as the registry loads it
+    RejectionABC = sys.modules[task_cls.__module__].RejectionABC
     problem = get_problem("two_moons")
     rng = np.random.default_rng(0)
     theta = problem.sample_prior(300, rng)
@@ -119,10 +124,9 @@ def test_rejection_abc_with_no_draw_inside_the_prior_stops_with_a_clear_error():
 
 def test_npe_posterior_outside_the_prior_stops_with_a_clear_error():
     from cosmobench import sbi_adapter as A
-    from cosmobench.settings import build
     from cosmobench.sim.sbi_problems import get_problem
     problem = get_problem("two_moons")                     # uniform prior on [-1, 1]^2
-    cfg = vars(build(A.NPESettings, {"density_estimator": "mdn", "hidden_features": 8, "num_components": 1}))
+    cfg = {"density_estimator": "mdn", "hidden_features": 8, "num_components": 1, "num_transforms": 1, "num_bins": 2}
     net = A.build_estimator("npe", cfg, ([50.0, 50.0], [0.01, 0.01]), ([0.0, 0.0], [1.0, 1.0]))
     post = A.build_posterior("npe", net, problem.torch_prior())
     with pytest.raises(A.SamplingLimit, match="max_sampling_time=1 s"):
