@@ -120,7 +120,7 @@ def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = Non
     overrides = list(overrides)
     fixed = [o for o in overrides if o.split("=", 1)[0].strip().startswith(FIXED_BY_CHECKPOINT)]
     if fixed:
-        raise ConfigError(f"{fixed[0].split('=', 1)[0]}: the model and its training are fixed by the checkpoint "
+        raise ConfigError(f"{fixed[0]}: the model and its training are fixed by the checkpoint "
                           f"{ckpt}; this override would be ignored (train a new model to change it)")
     run_cfg_path = ckpt.resolve().parent.parent / "config.yaml"
     run_cfg = C.load_yaml(run_cfg_path) if run_cfg_path.is_file() else None
