@@ -58,6 +58,7 @@ from torch import nn
 
 from cosmobench.detection import DetectionSettings, Detector, SEPDetection, assign_segments, segment_images
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.io import side_path
 from cosmobench.metrics.deblending import check_bins, deblending_metrics, measure_scene
 from cosmobench.nn import build_net
 from cosmobench.plots import pyplot, save
@@ -131,6 +132,10 @@ class ModelFitDeblender(SepDeblender):
     def __init__(self, settings):
         super().__init__()
         self.settings = settings
+
+
+def _fits_output(output: Path) -> bool:
+    return Path(output).name.lower().endswith((".fits", ".fit", ".fits.gz"))
 
 
 class DeblendingTask(BaseTask):
@@ -452,9 +457,10 @@ class DeblendingTask(BaseTask):
         filters = getattr(getattr(loader, "dataset", None), "filters", None) or list(range(flux.shape[1]))
         table.update({f"flux_{f}": flux[:, b] for b, f in enumerate(filters)})
         stack = np.concatenate(images)
-        fits_out = output.name.lower().endswith((".fits", ".fit", ".fits.gz"))
-        img_path = output.with_name(output.name.split(".")[0] + ("_images.fits" if fits_out else "_images.npz"))
-        with atomic_path(img_path) as tmp:   # moved into place only once the catalogue is written
+        fits_out = _fits_output(output)
+        img_path = self.predict_files(output)[1]
+        write_table(table, output)
+        with atomic_path(img_path) as tmp:  # predict writes both files as one set (io.write_set)
             if fits_out:
                 from astropy.io import fits
                 fits.HDUList([fits.PrimaryHDU(stack), fits.BinTableHDU.from_columns(
@@ -463,8 +469,14 @@ class DeblendingTask(BaseTask):
             else:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, images=stack, scene=table["scene"], id=table["id"])
-            write_table(table, output)
         return [output, img_path]
+
+    @classmethod
+    def predict_files(cls, output: Path) -> list[Path]:
+        """The source catalogue and the deblended images beside it (``run.v1.csv`` ->
+        ``run.v1_images.npz``; a FITS catalogue gets ``_images.fits``)."""
+        output = Path(output)
+        return [output, side_path(output, "_images.fits" if _fits_output(output) else "_images.npz")]
 
     # --- plots ------------------------------------------------------------------------
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:

@@ -185,6 +185,22 @@ def test_predict_sep_on_a_5_band_npz_cutout(tmp_path, root):
         assert hdul[0].data.shape == (3, 5, 40, 40)
 
 
+def test_predict_side_file_is_named_from_the_full_stem_and_never_overwritten(tmp_path, root):
+    """run.v1.csv and run.v2.csv get their own images files; an existing images file stops the
+    predict before anything is written (without --overwrite)."""
+    make_cutout(tmp_path / "cutout.npz")
+    base = ["predict", "deblending", "-m", "sep", "--input", str(tmp_path / "cutout.npz")]
+    for name in ("run.v1.csv", "run.v2.csv"):
+        out = run_cli([*base, "--output", str(tmp_path / name)], root)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run.v1_images.npz").is_file() and (tmp_path / "run.v2_images.npz").is_file()
+    assert not (tmp_path / "run_images.npz").exists()
+    (tmp_path / "new_images.npz").write_bytes(b"mine")
+    out = run_cli([*base, "--output", str(tmp_path / "new.csv")], root)
+    assert out.returncode == 2 and "new_images.npz" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "new.csv").exists() and (tmp_path / "new_images.npz").read_bytes() == b"mine"
+
+
 def test_predict_bad_input_exits_2_and_writes_nothing(tmp_path, root):
     np.savez(tmp_path / "bad.npz", images=np.zeros((5, 20, 20)), variance=np.ones((4, 20, 20)))
     out = run_cli(["predict", "deblending", "-m", "sep", "--input", str(tmp_path / "bad.npz"),
