@@ -183,6 +183,15 @@ def study_name(task: str, model: str, base_cfg: dict, objective: str, space: dic
     return f"{task}-{model}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def _lock(root: Path) -> int:
+    """An exclusive ``flock`` on ``ROOT/tune.sqlite.lock`` (released by closing the fd)."""
+    import fcntl
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / f"{STORE}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def storage(root: Path):
     """Optuna's RDB storage in ``ROOT/tune.sqlite`` (waits for other writers, fails stale trials)."""
     import warnings
@@ -264,18 +273,22 @@ def tune(task: str, model: str | None = None, trials: int = 10, jobs: int = 1, c
     name = study or study_name(task, model, base, objective, space)
     direction = ("minimize" if spec.mode == "min" else "maximize") if objective == "metric" else "minimize"
     t0 = time.time()
-    st = storage(root)
     sampler = optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st_ = optuna.create_study(storage=st, study_name=name, direction=direction, sampler=sampler, pruner=pruner,
-                              load_if_exists=True)
-    st_.set_user_attr("task", task)
-    st_.set_user_attr("model", model)
-    st_.set_user_attr("objective", objective)
-    if enqueue and not st_.trials:
-        for params in enqueue:
-            st_.enqueue_trial({k: json.dumps(v) if space[k][0] == "choice" else v for k, v in params.items()})
+    lock = _lock(root)  # Optuna creates the schema of a new storage: one process at a time
+    try:
+        st = storage(root)
+        st_ = optuna.create_study(storage=st, study_name=name, direction=direction, sampler=sampler,
+                                  pruner=pruner, load_if_exists=True)
+        st_.set_user_attr("task", task)
+        st_.set_user_attr("model", model)
+        st_.set_user_attr("objective", objective)
+        if enqueue and not st_.trials:
+            for params in enqueue:
+                st_.enqueue_trial({k: json.dumps(v) if space[k][0] == "choice" else v for k, v in params.items()})
+    finally:
+        os.close(lock)
     log(f"[tune] study {name} in {root / STORE}: {_counted(st_.trials)} of {trials} trials done; "
         f"objective: {spec.primary_metric if objective == 'metric' else 'val_loss'} on the validation split; "
         f"{jobs} worker(s)")
@@ -314,6 +327,7 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
 
     def objective_fn(trial):
         current[:] = [trial]
+        trial.set_user_attr("pid", os.getpid())
         ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if _counted(ahead) >= trials:
             raise _Surplus()
@@ -336,6 +350,7 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
         return value
 
     while _counted(study.get_trials(deepcopy=False), running=False) < trials:
+        last = max((t.number for t in study.get_trials(deepcopy=False)), default=-1)
         try:
             study.optimize(objective_fn, n_trials=1, catch=(_TrialFailed,))
         except _Surplus:
@@ -344,11 +359,13 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
             # Lightning turns Ctrl-C into SystemExit; the trial is failed and not counted
             if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
                 raise
-            for trial in current:
-                if study.get_trials(deepcopy=False)[trial.number].state == optuna.trial.TrialState.RUNNING:
-                    trial.set_user_attr("interrupted", True)
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                log(f"[tune] trial {trial.number} interrupted; the same command resumes the study")
+            # this process's running trial: the objective's, or one asked for before the objective began
+            mine = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
+                    and (t.user_attrs.get("pid") == os.getpid() or ("pid" not in t.user_attrs and t.number > last))]
+            for t in mine:
+                study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                log(f"[tune] trial {t.number} interrupted; the same command resumes the study")
             raise KeyboardInterrupt(f"study {name} stopped; the same command resumes it") from None
 
 

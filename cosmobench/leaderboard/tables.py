@@ -104,7 +104,11 @@ def fmt_cell(e: Entry, name: str) -> str:
 
 
 def fmt_p(p: float) -> str:
-    return "<0.001" if p < 1e-3 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    """Two significant digits; three near the 5% threshold, so that rounding never shows
+    ``p=0.05`` for a significant result."""
+    if p < 1e-3:
+        return "<0.001"
+    return f"{p:.3g}" if 0.04 <= p < 0.06 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
 
 
 def fmt_verdict(c: Comparison | None, is_baseline: bool = False) -> str:
