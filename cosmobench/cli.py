@@ -320,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt as exc:  # runner.RunInterrupted says what happened to the run
         reason = one_line(str(exc))
+        from cosmobench.signals import acknowledge
+        acknowledge()
         code = getattr(exc, "exit_code", 130)
         what = "terminated (SIGTERM)" if code == 143 else "interrupted"
         print(f"cosmobench: {what}{': ' + reason if reason else ''}", file=sys.stderr)

@@ -20,9 +20,32 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
+_state = {"received": False, "handled": False}
+
+
 def _raise_terminated(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
+    if _state["handled"]:  # the interrupt is being cleaned up: a repeated SIGTERM must not break it
+        return
+    if not _state["received"]:
+        _state["received"] = True
+        # Python code called from C (a __del__, a library's callback) may swallow the exception:
+        # deliver it again every 2 s until someone handles it (acknowledge())
+        threading.Thread(target=_redeliver, args=(signum,), daemon=True).start()
     raise Terminated(f"received {signal.Signals(signum).name}")
+
+
+def _redeliver(signum) -> None:
+    import os
+    import time
+    while not _state["handled"]:
+        time.sleep(2.0)
+        if not _state["handled"]:
+            os.kill(os.getpid(), signum)
+
+
+def acknowledge() -> None:
+    """The interrupt reached code that stops the run (runner, CLI): no more re-deliveries."""
+    _state["handled"] = True
 
 
 def handle_sigterm() -> None:
@@ -36,6 +59,7 @@ def handle_sigterm() -> None:
 def interrupt_code(exc: BaseException) -> int:
     """130 (Ctrl-C) or 143 (SIGTERM) for an interrupt, also when Lightning turned it into
     ``sys.exit(1)`` (the original exception is then the context)."""
+    acknowledge()
     for e in (exc, exc.__context__):
         if isinstance(e, Terminated):
             return Terminated.exit_code
