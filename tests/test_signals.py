@@ -99,17 +99,18 @@ def test_sigterm_during_test_phase_evaluation_exits_143(root):
     assert "resume=last" in err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # not yet run to the end here (the machine was overloaded): see the session note
 def test_sigterm_during_predict_exits_143_no_output(root, tmp_path):
-    out = run_cli(["train", "sbi", "-c", str(SBI), "-m", "mcmc", "data.problem=gaussian_linear"], root)
+    out = run_cli(["train", "sbi", "-c", str(SBI), "-m", "rejection_abc", "data.problem=gaussian_linear"], root)
     assert out.returncode == 0, out.stderr[-2000:]
-    (run,) = run_dirs(root, "sbi", "mcmc")
+    (run,) = run_dirs(root, "sbi", "rejection_abc")
     obs = tmp_path / "obs.csv"
     obs.write_text("data_1,data_2,data_3,data_4,data_5,data_6,data_7,data_8,data_9,data_10\n"
                    + "\n".join(",".join(["0.1"] * 10) for _ in range(4)) + "\n")
     dest = tmp_path / "post.csv"
-    # slice-sampling MCMC on the true likelihood, 200,000 samples per observation: minutes
+    # 2 million KDE draws per observation, each checked against the prior: many seconds
     proc = _popen(["predict", "sbi", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--input", str(obs),
-                   "--output", str(dest), "eval.num_posterior_samples=200000"], root)
+                   "--output", str(dest), "eval.num_posterior_samples=2000000"], root)
     hit = _wait(lambda: _rss_mb(proc.pid) > 500, proc)  # torch, sbi and the checkpoint loaded
     time.sleep(3)
     assert hit and proc.poll() is None
