@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from cosmobench.errors import ConfigError, CosmobenchError
+from cosmobench.signals import INTERRUPTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -318,15 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    except KeyboardInterrupt as exc:  # runner.RunInterrupted says what happened to the run
+    except INTERRUPTS as exc:  # runner.RunInterrupted says what happened to the run
         reason = one_line(str(exc))
         from cosmobench.signals import acknowledge
         acknowledge()
         code = getattr(exc, "exit_code", 130)
         what = "terminated (SIGTERM)" if code == 143 else "interrupted"
         print(f"cosmobench: {what}{': ' + reason if reason else ''}", file=sys.stderr)
-        if code == 143 and argv is None:  # the console script: end now, before SLURM's SIGKILL (the
-            import logging                  # interpreter's clean-up of torch & co. takes seconds)
+        if argv is None:  # the console script: end now (before SLURM's SIGKILL after SIGTERM); the run is
+            import logging  # already marked and resumable, and the interpreter's clean-up of torch, W&B
+            #                 and Optuna after an interrupt takes seconds or, in a tune, hung
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()

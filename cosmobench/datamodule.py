@@ -291,11 +291,10 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         """Cheap checks of a resolved ``data`` node before any data is read or simulated (run
         by :meth:`setup` and for every job of a suite before the first job runs): a real-data
         source without ``data.path``, and sizes whose arrays would not fit in memory
-        (:meth:`memory_estimate`, :func:`check_memory`). ConfigError (exit 2)."""
-        from cosmobench.errors import ConfigError
-        source = cfg.get("source")
-        if source not in (None, "sim") and "path" in cfg and not cfg["path"]:
-            raise ConfigError(f"data.source={source} needs data.path=FILE")
+        (:meth:`memory_estimate`, :func:`check_memory`). InputError/ConfigError (exit 2)."""
+        source = cfg["source"]
+        if source != "sim" and "path" in cfg and not cfg["path"]:  # as require_path says it
+            raise InputError(f"data.source={source!r} needs data.path=FILE")
         estimates = cls.memory_estimate(cfg)
         if estimates:
             check_memory(estimates)

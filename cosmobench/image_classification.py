@@ -167,7 +167,7 @@ class ImageClassificationTask(BaseTask):
 
     def param_groups(self):
         """Two groups when ``model.head_lr_factor`` != 1: the head at that factor, the rest at 1."""
-        factor = float(self.model_cfg.get("head_lr_factor", 1.0))
+        factor = float(self.model_cfg["head_lr_factor"])
         if factor == 1.0:
             return super().param_groups()
         head, encoder = self._head_and_encoder()
@@ -175,12 +175,14 @@ class ImageClassificationTask(BaseTask):
 
     def frozen(self) -> bool:
         """Whether the loaded encoder is frozen in this epoch (``model.freeze_epochs``)."""
-        return bool(self.loaded_tensors) and self.current_epoch < int(self.model_cfg.get("freeze_epochs", 0))
+        return bool(self.loaded_tensors) and self.current_epoch < int(self.model_cfg["freeze_epochs"])
 
     def on_train_epoch_start(self) -> None:
         """Freeze (or unfreeze) the loaded encoder tensors: ``requires_grad`` off (no gradient,
         so no optimizer step or weight decay) and their batch norms in eval mode."""
         super().on_train_epoch_start()
+        if not self.loaded_tensors:  # nothing was loaded: nothing to freeze
+            return
         from cosmobench.transfer import head_prefix
         frozen, head = self.frozen(), head_prefix(self.net)
         for name, p in self.net.named_parameters():

@@ -45,7 +45,7 @@ from cosmobench.checkpoints import (check_data_matches, checkpoint_config, check
                                     load_classes, load_module,
                                     one_line, saved_identity)
 from cosmobench.errors import ConfigError, InputError, RunFailure
-from cosmobench.signals import interrupt_code
+from cosmobench.signals import INTERRUPTS, interrupt_code
 from cosmobench.predict import predict
 from cosmobench.registry import get_task
 from cosmobench.results import METRICS_FILE, default_root
@@ -356,9 +356,9 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
                 if run.fresh and run.rank0:
                     _remove_run_dir(run_dir, new_dirs)
                 raise
-            except (KeyboardInterrupt, SystemExit) as exc:
+            except (*INTERRUPTS, SystemExit) as exc:
                 # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on
-                if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                if isinstance(exc, SystemExit) and not isinstance(exc.__context__, INTERRUPTS):
                     raise
                 code = interrupt_code(exc)
                 L.finish(loggers, exit_code=code)

@@ -11,13 +11,19 @@ import signal
 import threading
 
 
-class Terminated(KeyboardInterrupt):
+class Terminated(BaseException):
     """Raised in the main thread by the SIGTERM handler (:func:`handle_sigterm`): a scheduler's
-    time limit or preemption (SLURM sends SIGTERM, then SIGKILL after a grace period). It is a
-    KeyboardInterrupt so that every phase stops as it does on Ctrl-C (Lightning's loops, the
-    evaluation's Python loops between numpy/sklearn calls); the CLI exits 143 (128 + 15)."""
+    time limit or preemption (SLURM sends SIGTERM, then SIGKILL after a grace period). Not a
+    KeyboardInterrupt: libraries catch that and carry on (scikit-learn's MLP ends its fit early
+    with "Training interrupted by user", so a C2ST would silently change); like it, not an
+    Exception, so no ``except Exception`` swallows it. Code that handles Ctrl-C handles both
+    (:data:`INTERRUPTS`); the CLI exits 143 (128 + 15)."""
 
     exit_code = 143
+
+
+#: what an interrupted run catches: Ctrl-C and SIGTERM
+INTERRUPTS = (KeyboardInterrupt, Terminated)
 
 
 _state = {"received": False, "handled": False}

@@ -151,11 +151,11 @@ def initialise(net, cfg: dict[str, Any], model_name: str, classes: list[str]) ->
     """Apply ``model.init_from`` / ``model.pretrained`` of ``cfg`` (the ``model`` node) to ``net``
     in place; return the report (:func:`match_state` lists + ``source``), or None if neither is
     set. ConfigError for both set or a checkpoint from which no encoder tensor loads."""
-    init_from, pretrained = cfg.get("init_from"), cfg.get("pretrained")
+    init_from, pretrained = cfg["init_from"], cfg["pretrained"]
     if init_from and pretrained:
         raise ConfigError("model.init_from and model.pretrained are exclusive: set one")
     if not (init_from or pretrained):
-        if int(cfg.get("freeze_epochs") or 0):
+        if cfg["freeze_epochs"]:
             raise ConfigError("model.freeze_epochs needs pretrained weights: set model.init_from or model.pretrained")
         return None
     src_path = Path(init_from).expanduser() if init_from else pretrained_file(pretrained, model_name)

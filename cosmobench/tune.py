@@ -45,6 +45,7 @@ from typing import Any, Iterable
 
 from cosmobench import config as C
 from cosmobench.errors import ConfigError, RunFailure
+from cosmobench.signals import INTERRUPTS
 
 KINDS = ("log", "float", "int", "choice")
 STORE = "tune.sqlite"
@@ -355,9 +356,9 @@ def _work(study, name, task, model, trials, config_file, overrides, space, objec
             study.optimize(objective_fn, n_trials=1, catch=(_TrialFailed,))
         except _Surplus:
             return
-        except (KeyboardInterrupt, SystemExit) as exc:
+        except (*INTERRUPTS, SystemExit) as exc:
             # Lightning turns Ctrl-C into SystemExit; the trial is failed and not counted
-            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, INTERRUPTS):
                 raise
             # this process's running trial: the objective's, or one asked for before the objective began
             mine = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING

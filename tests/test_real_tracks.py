@@ -18,7 +18,7 @@ import cosmobench
 from cosmobench import cli
 from cosmobench import config as C
 from cosmobench.datasets import get_dataset
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import InputError
 from cosmobench.predict import predict
 from cosmobench.sim.photometry import BECK2017_COLUMNS, write_beck2017_standin
 
@@ -167,7 +167,7 @@ def test_cosmos_shear_predicts_from_the_stacked_components(cache, root, tmp_path
                              overrides=["data.dataset=cosmos-shear"])
     k = np.load(out)
     assert k.shape[-2:] == (360, 360) and np.isfinite(k).all()
-    with pytest.raises(ConfigError, match="needs data.path"):  # predict-only: no shear/convergence pair to train on
+    with pytest.raises(InputError, match="needs data.path"):  # predict-only: no shear/convergence pair to train on
         cosmobench.train("massmapping", "ks", [*FAST, "data.dataset=cosmos-shear"], root=root)
 
 

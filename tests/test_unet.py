@@ -2,8 +2,15 @@
 import pytest
 import torch
 
+from cosmobench.config import resolve
 from cosmobench.errors import ConfigError
-from cosmobench.nn.unet import UNet
+from cosmobench.nn.unet import UNet as _UNet
+from cosmobench.nn.unet import UNetConfig
+
+
+def UNet(in_channels, out_channels, **kw):
+    """The network with its declared defaults except ``kw``."""
+    return _UNet(UNetConfig(**kw), in_channels=in_channels, out_channels=out_channels)
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (1, 1), (64, 64), (33, 8)])
@@ -62,8 +69,10 @@ def test_internal_padding_is_cropped_back_at_the_same_offset():
 @pytest.mark.parametrize("kw, word", [(dict(depth=-1), "depth"), (dict(norm="layer"), "norm"),
                                       (dict(padding_mode="wrap"), "padding_mode"), (dict(base_channels=0), "base")])
 def test_bad_arguments_name_the_problem(kw, word):
+    """Bad values are refused by the declared constraints, before a network is built."""
+    (key, value), = kw.items()
     with pytest.raises(ConfigError, match=word):
-        UNet(1, 1, **kw)
+        resolve("massmapping", "unet", overrides=[f"model.{key}={value}"])
 
 
 def test_wrong_input_channels():

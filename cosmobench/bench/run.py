@@ -24,6 +24,7 @@ from typing import Iterable
 from cosmobench.bench.launchers import LocalLauncher, stderr_log
 from cosmobench.bench.suites import (MANIFEST_DIR, Job, check_root, done_keys, expand, latest_row, resumable,
                                      write_manifest)
+from cosmobench.signals import INTERRUPTS
 
 
 @dataclass
@@ -113,7 +114,7 @@ def run_suite(suite: str | Path | None = None, tasks: list[str] | None = None, s
     try:
         if todo:
             launcher.run(todo, on_done)
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         report.interrupted = True
         left = len(todo) - len(report.ok) - len(report.failed)
         log(f"[bench] interrupted: {len(report.ok)} done, {len(report.failed)} failed, {left} not finished; "
