@@ -111,27 +111,30 @@ def fmt_p(p: float) -> str:
     return f"{p:.3g}" if 0.04 <= p < 0.06 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
 
 
-def fmt_verdict(c: Comparison | None, is_baseline: bool = False) -> str:
-    """The glance view's verdict: ``better p=0.003``, ``indistinguishable p=0.41``, ``baseline``,
-    ``— (n=1)`` (fewer than 2 shared seeds)."""
+def _no_test(c: Comparison | None, is_baseline: bool) -> str | None:
+    """The cell of an entry without a paired test (the baseline, none, too few seeds), else None."""
     if is_baseline:
         return "baseline"
     if c is None:
         return "—"
     if c.p_value is None:
         return f"— (n={c.n_pairs})"
+    return None
+
+
+def fmt_verdict(c: Comparison | None, is_baseline: bool = False) -> str:
+    """The glance view's verdict: ``better p=0.003``, ``indistinguishable p=0.41``, ``baseline``,
+    ``— (n=1)`` (fewer than 2 shared seeds)."""
+    cell = _no_test(c, is_baseline)
+    if cell is not None:
+        return cell
     p = fmt_p(c.p_value)
     return f"{c.verdict} p{p}" if p.startswith("<") else f"{c.verdict} p={p}"
 
 
 def fmt_comparison(c: Comparison | None, is_baseline: bool = False) -> str:
-    if is_baseline:
-        return "baseline"
-    if c is None:
-        return "—"
-    if c.p_value is None:
-        return f"— (n={c.n_pairs})"
-    return f"{c.verdict}, p={c.p_value:.2g} (n={c.n_pairs})"
+    cell = _no_test(c, is_baseline)
+    return cell if cell is not None else f"{c.verdict}, p={c.p_value:.2g} (n={c.n_pairs})"
 
 
 def columns(spec, entries: list[Entry]) -> list[str]:
