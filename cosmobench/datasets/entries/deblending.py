@@ -1,0 +1,46 @@
+"""Data set entries of deblending: HSC blends in COSMOS (scarlet's example data).
+
+Hashes: see docs/datasets.md, "Where the hashes come from"."""
+from cosmobench.datasets.catalog import Dataset, bibtex, github_file, register_dataset
+
+_SCARLET = ("pmelchior", "scarlet", "998ca34cf7441bc372280302178de2568990babb")
+register_dataset(Dataset(
+    name="hsc-blends", task="deblending",
+    description="Real HSC-SSP blends in the COSMOS field from scarlet's example data: 5 bands (grizy) with "
+                "variance, bit-mask, PSFs and a detection catalogue (predict-only: no truth)",
+    files=(
+        github_file(*_SCARLET, "data/hsc_cosmos_35.npz", size=242498,
+                    sha256="d829803f7896698e394cbc7ab78b54d8845587243154d09420c44bb1425c754e"),
+        github_file(*_SCARLET, "data/hsc_cosmos.npz", size=148838,
+                    sha256="6c2ed70f28e4cf14de6d27552a16476f37fae0e30f2a61e47a69c6a5894e1efc"),
+    ),
+    licence="MIT (licence of the publisher's repository); pixels: HSC-SSP public data release "
+            "(acknowledge HSC-SSP, Aihara et al. 2018)",
+    licence_url="https://github.com/pmelchior/scarlet/blob/master/LICENSE.md",
+    citation_key="Melchior2018", citation=bibtex("""
+        @article{Melchior2018,
+          author  = {Melchior, P. and Moolekamp, F. and Jerdee, M. and Armstrong, R. and Sun, A.-L. and
+                     Bosch, J. and Lupton, R.},
+          title   = {SCARLET: Source separation in multi-band images by Constrained Matrix Factorization},
+          journal = {Astronomy and Computing},
+          volume  = {24},
+          pages   = {129--142},
+          year    = {2018},
+          doi     = {10.1016/j.ascom.2018.07.001},
+        }
+        @article{Aihara2018,
+          author  = {Aihara, H. and others},
+          title   = {The Hyper Suprime-Cam SSP Survey: Overview and survey design},
+          journal = {Publications of the Astronomical Society of Japan},
+          volume  = {70},
+          pages   = {S4},
+          year    = {2018},
+          doi     = {10.1093/pasj/psx066},
+        }"""),
+    loader={"input": "hsc_cosmos_35.npz", "catalog": "npz", "extra_inputs": ["hsc_cosmos.npz"]},
+    notes="hsc_cosmos_35.npz: images, variance (5, 58, 48) float32, mask (5, 58, 48) int32, psfs (5, 43, 43), "
+          "filters, catalog (x, y) of 7 sources: `cosmobench predict deblending --input <path> data.catalog=npz`. "
+          "hsc_cosmos.npz: images (5, 69, 57), psfs (5, 41, 41) and a SEP catalogue, no variance (SEP estimates "
+          "it). Real blends have no truth: predict-only.",
+    homepage="https://github.com/pmelchior/scarlet/tree/master/data",
+))

@@ -1,0 +1,28 @@
+"""Data set entries of lensfinding: an external simulator (no stably hosted real labelled set was found).
+
+Hashes: see docs/datasets.md, "Where the hashes come from"."""
+from cosmobench.datasets.catalog import Dataset, bibtex, register_dataset
+
+register_dataset(Dataset(
+    name="lenstronomy-lenses", task="lensfinding", kind="external", files=(),
+    description="Test cutouts rendered locally by lenstronomy (power-law elliptical mass, bulge+disk lens "
+                "light: models our simulator does not use); nothing to download",
+    licence="BSD-3-Clause (lenstronomy); the rendered images are yours",
+    licence_url="https://github.com/lenstronomy/lenstronomy/blob/main/LICENSE",
+    citation_key="Birrer2018", citation=bibtex("""
+        @article{Birrer2018,
+          author  = {Birrer, S. and Amara, A.},
+          title   = {lenstronomy: Multi-purpose gravitational lens modelling software package},
+          journal = {Physics of the Dark Universe},
+          volume  = {22},
+          pages   = {189--201},
+          year    = {2018},
+          doi     = {10.1016/j.dark.2018.11.002},
+        }"""),
+    loader={"source": "lenstronomy"},
+    notes="No real labelled lens set with stable, hash-checkable hosting was found (the Bologna lens "
+          "challenge, Metcalf+2019, is its published anchor but its files are not on a pinned host). This entry "
+          "stands for the external-simulator track: data.source=lenstronomy (to be wired) renders the set with "
+          "the peers extra; fetch has nothing to download.",
+    homepage="https://github.com/lenstronomy/lenstronomy",
+))
