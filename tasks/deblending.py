@@ -24,12 +24,13 @@ how each detected source's isolated image is estimated:
   of the blend between the sources of the scene and the background (flux-conserving shares
   that start as SEP's segmentation photometry). It sees only the observed scene and what the
   detector derived from it; the truth enters only the loss. Applied to every detection.
-  Trained on whole scenes (:class:`DeblenderTraining`, ``model.train_positions``): ``truth``
+  Trained on whole scenes (:class:`DeblenderTraining`, ``model.train_positions``,
+  :mod:`cosmobench.blend_training`): ``truth``
   (default) at the true positions, jittered by ``model.position_jitter`` px, each source but
   one per scene dropped with probability ``model.neighbour_dropout`` (a missed detection: its
   light stays in the blend), the SEP segments split between the kept positions; or
   ``detections``: the SEP detections as at test time, each with the truth it is matched to as
-  target. Loss per source (:func:`source_loss`): the bounded image error
+  target. Loss per source (:func:`cosmobench.blend_training.source_loss`): the bounded image error
   ``sum (p - t)^2 / (sum t^2 + sum p^2)`` plus ``model.flux_weight`` times
   ``mean_b |F_p,b - F_t,b| / F_t,b``.
 * ``sep`` (:class:`SepDeblender`, a :class:`~cosmobench.task.FittedBaseline` with nothing to
@@ -59,9 +60,9 @@ from torch import nn
 from cosmobench.detection import DetectionSettings, Detector, SEPDetection, assign_segments, segment_images
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.io import side_path
+from cosmobench.blend_training import segment_channels, source_loss, training_sources
 from cosmobench.metrics.deblending import check_bins, deblending_metrics, measure_scene
 from cosmobench.nn import build_net
-from cosmobench.plots import pyplot, save
 from cosmobench.settings import build, setting
 from cosmobench.sim.blends import blendedness, footprint_threshold
 from cosmobench.task import BaseTask, FittedBaseline
@@ -82,30 +83,6 @@ class DeblenderTraining(DetectionSettings):
     flux_weight: float = setting(10.0, "non-negative float", help="weight of the relative flux error in the loss")
     train_positions: str = setting("truth", ["detections", "truth"],
                                    help="train at the true positions or at the SEP detections")
-
-
-def segment_channels(seg: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``(S, 2, H, W)`` float: per source ``index`` ``(S,)`` (0-based) of its scene's
-    segmentation map ``seg`` ``(S, H, W)`` (label ``k + 1`` = source ``k``, 0 = background),
-    1 in its own segment, and 1 in the other sources' segments."""
-    own = seg == (index + 1).view(-1, 1, 1)
-    return torch.stack([own, (seg > 0) & ~own], dim=1).float()
-
-
-def source_loss(pred: torch.Tensor, target: torch.Tensor, flux_weight: float) -> torch.Tensor:
-    """Per-source training loss ``(S,)`` of isolated images ``(S, C, H, W)``: the symmetric
-    normalised squared error ``sum (p - t)^2 / (sum t^2 + sum p^2)`` (in [0, 2]) plus
-    ``flux_weight`` times the relative flux error ``mean_b |F_p - F_t| / F_t`` (the test
-    metric ``flux_mape``, as a fraction). The image term is bounded, so that detections that
-    merge two galaxies (whose target is only one of them: no deblender can avoid a large error
-    there) do not outweigh everything else; with the plain ``/ sum t^2`` the mean was lowest
-    for an all-zero prediction (measured: every share collapsed to 0)."""
-    eps = 1e-12 * target.abs().amax().clamp_min(1e-30)
-    num = (pred - target).square().flatten(1).sum(1)
-    den = target.square().flatten(1).sum(1) + pred.square().flatten(1).sum(1)
-    f_true, f_pred = target.sum((-2, -1)), pred.sum((-2, -1))
-    rel = ((f_pred - f_true).abs() / f_true.abs().clamp_min(eps)).mean(1)
-    return num / den.clamp_min(eps ** 2) + flux_weight * rel
 
 
 class SepDeblender(FittedBaseline):
@@ -235,72 +212,19 @@ class DeblendingTask(BaseTask):
             return self.learned_positions(batch["image"], batch["variance"])
         return [None] * n
 
-    # --- training (unet) --------------------------------------------------------------
+    # --- training (the networks) -----------------------------------------------------
     def _training_sources(self, batch: dict[str, torch.Tensor]):
-        """The sources of a batch as the net sees them, with their targets.
+        """:func:`cosmobench.blend_training.training_sources` of a batch with this run's recipe
+        (``model.train_positions``; jitter and drop-out only while training) and detector."""
+        def detect(image: torch.Tensor, variance: torch.Tensor) -> np.ndarray:
+            return self.learned_positions(image, variance)[0]
 
-        ``model.train_positions=truth`` (default): the true positions (jittered by
-        ``model.position_jitter`` px while training; each source but one per scene dropped with
-        probability ``model.neighbour_dropout``, a missed detection whose light stays in the
-        blend), the SEP segments split between them (:func:`~cosmobench.detection.assign_segments`).
-        ``detections``: the SEP detections of every scene, as at test time; a detection's target
-        is the true isolated image of the true source it is matched to
-        (:func:`~cosmobench.metrics.deblending.match_sources`, ``eval.match_radius``); unmatched
-        detections take their share of the light but carry no loss (``has_target`` False).
-        Returns ``image``, ``variance`` ``(S, C, H, W)``, ``xy`` ``(S, 2)``, ``others``
-        ``(S, K, 2)``, ``segments`` ``(S, 2, H, W)``, ``scene`` ``(S,)``, ``target``
-        ``(S, C, H, W)`` and ``has_target`` ``(S,)`` bool."""
-        from cosmobench.metrics.deblending import match_sources
-
-        mode = self.model_cfg["train_positions"]
-        radius = self.eval_cfg["match_radius"]
-        n_true = batch["n_true"].cpu()
-        rows: dict[str, list] = {k: [] for k in ("b", "xy", "seg", "t", "has")}
-        jitter = float(self.model_cfg["position_jitter"]) if self.training else 0.0
-        dropout = float(self.model_cfg["neighbour_dropout"]) if self.training else 0.0
-        for b in range(len(n_true)):
-            n = int(n_true[b])
-            true_xy = batch["truth_xy"][b, :n].double().cpu().numpy()
-            if mode == "truth":
-                xy = true_xy + jitter * np.random.standard_normal(true_xy.shape)
-                keep = np.random.random(n) >= dropout
-                keep[np.random.randint(n)] = True
-                xy, t = xy[keep], np.flatnonzero(keep)
-                xy_seg, seg = self.segmentation(batch["image"][b], batch["variance"][b], batch["mask"][b], xy)
-                has = np.ones(len(xy), bool)
-            else:
-                given = self.learned_positions(batch["image"][b:b + 1], batch["variance"][b:b + 1])[0] \
-                    if self.center_net is not None else None
-                xy, seg = self.segmentation(batch["image"][b], batch["variance"][b], batch["mask"][b], given)
-                ti, di = match_sources(true_xy, xy, radius)
-                t = np.zeros(len(xy), int)
-                t[di] = ti
-                has = np.zeros(len(xy), bool)
-                has[di] = True
-            rows["b"] += [b] * len(xy)
-            rows["xy"].append(xy)
-            rows["seg"] += [seg] * len(xy)
-            rows["t"].append(t)
-            rows["has"].append(has)
-        dev = batch["image"].device
-        b = torch.as_tensor(rows["b"], dtype=torch.long, device=dev)
-        xy = torch.as_tensor(np.concatenate(rows["xy"]), dtype=torch.float32, device=dev).reshape(-1, 2)
-        t = torch.as_tensor(np.concatenate(rows["t"]), dtype=torch.long, device=dev)
-        has = torch.as_tensor(np.concatenate(rows["has"]), dtype=torch.bool, device=dev)
-        _, scene = torch.unique(b, return_inverse=True)
-        counts = torch.bincount(scene)
-        k = int(counts.max()) if len(counts) else 0
-        start = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(len(b), device=dev) - start[scene]                        # index within its scene
-        table = torch.full((len(counts), k, 2), float("nan"), device=dev)
-        table[scene, slot] = xy
-        others = table[scene].clone()
-        others[torch.arange(len(b), device=dev), slot] = float("nan")
-        seg = torch.as_tensor(np.stack(rows["seg"]) if rows["seg"] else np.zeros((0,) + tuple(batch["image"].shape[-2:])),
-                              device=dev)
-        segments = segment_channels(seg, slot)
-        return (batch["image"][b].float(), batch["variance"][b].float(), xy, others, segments, scene,
-                batch["truth_images"][b, t].float(), has)
+        training = self.training
+        return training_sources(batch, self.segmentation, self.model_cfg["train_positions"],
+                                self.eval_cfg["match_radius"],
+                                float(self.model_cfg["position_jitter"]) if training else 0.0,
+                                float(self.model_cfg["neighbour_dropout"]) if training else 0.0,
+                                detect if self.center_net is not None else None)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_baseline:  # nothing is trained: val_loss = 0 keeps the checkpoint logic uniform
@@ -480,73 +404,14 @@ class DeblendingTask(BaseTask):
 
     # --- plots ------------------------------------------------------------------------
     def make_plots(self, out: dict[str, np.ndarray], plot_dir: Path) -> list[Path]:
+        from cosmobench.blend_plots import plot_examples, plot_flux_vs_blendedness
+
         plot_dir = Path(plot_dir)
-        paths = [self._plot_flux_vs_blendedness(out, plot_dir / "flux_error_vs_blendedness.png")]
+        paths = [plot_flux_vs_blendedness(out, self.eval_cfg["blend_bins"], self.model_name,
+                                          plot_dir / "flux_error_vs_blendedness.png")]
         if self.examples:
-            paths.append(self._plot_examples(plot_dir / "examples.png"))
+            paths.append(plot_examples(self.examples, self.model_name, plot_dir / "examples.png"))
         return paths
-
-    def _plot_flux_vs_blendedness(self, out: dict[str, np.ndarray], path: Path) -> Path:
-        plt = pyplot()
-        valid = out["valid"].astype(bool) & (out["matched"] > 0.5)
-        beta = out["blendedness"][valid]
-        delta = 100 * (out["flux_pred"][valid] - out["flux_true"][valid]) / out["flux_true"][valid]   # (n, C)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for b in range(delta.shape[1] if delta.ndim == 2 else 0):
-            ax.scatter(np.clip(beta, 1e-4, None), delta[:, b], s=4, alpha=0.4, label=f"band {b}")
-        edges = check_bins(self.eval_cfg["blend_bins"])
-        centres, mape = [], []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (beta >= lo) & (beta <= hi)
-            if sel.any():
-                centres.append(np.sqrt(max(lo, 1e-4) * hi))
-                mape.append(np.mean(np.abs(delta[sel])))
-        ax.plot(centres, mape, "k-o", label="MAPE per bin")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("blendedness (fraction of footprint flux from neighbours)")
-        ax.set_ylabel("flux error (%)")
-        ax.set_ylim(-100, 100)
-        ax.set_title(f"{self.model_name}: flux error vs blendedness (matched sources)")
-        ax.legend(fontsize=7, markerscale=2)
-        return save(fig, path)
-
-    def _plot_examples(self, path: Path) -> Path:
-        """Per example scene: the blend, then per true source its truth / prediction / residual
-        (band-summed)."""
-        plt = pyplot()
-        n_rows = sum(len(e["truth"]) for e in self.examples)
-        fig, axes = plt.subplots(n_rows, 4, figsize=(9, 2.2 * n_rows), squeeze=False)
-        r = 0
-        for k, e in enumerate(self.examples):
-            blend = e["image"].sum(0)
-            lim = np.percentile(np.abs(blend), 99.5) or 1.0
-            for i in range(len(e["truth"])):
-                truth = e["truth"][i].sum(0)
-                j = int(e["det_index"][i])
-                pred = e["pred"][j].sum(0) if j >= 0 else np.zeros_like(truth)
-                ax = axes[r]
-                ax[0].imshow(blend, origin="lower", cmap="gray_r", vmin=-0.05 * lim, vmax=lim)
-                ax[0].plot(*e["true_xy"].T, "c+", ms=6)
-                if len(e["det_xy"]):
-                    ax[0].plot(*np.asarray(e["det_xy"]).T, "rx", ms=5)
-                ax[0].plot(*e["true_xy"][i], "o", mfc="none", mec="yellow", ms=10)
-                vmax = max(truth.max(), 1e-12)
-                ax[1].imshow(truth, origin="lower", cmap="gray_r", vmin=0, vmax=vmax)
-                ax[2].imshow(pred, origin="lower", cmap="gray_r", vmin=0, vmax=vmax)
-                ax[3].imshow(pred - truth, origin="lower", cmap="RdBu_r", vmin=-0.3 * vmax, vmax=0.3 * vmax)
-                ax[0].set_ylabel(f"scene {k} src {i}\nβ={e['blendedness'][i]:.2f}", fontsize=7)
-                for a, t in zip(ax, ("blend (+ true, x detected)", "truth", "prediction" if j >= 0 else "not matched",
-                                     "residual")):
-                    a.set_xticks([])
-                    a.set_yticks([])
-                    if r == 0:
-                        a.set_title(t, fontsize=8)
-                r += 1
-        height = 2.2 * n_rows
-        fig.subplots_adjust(top=1 - 0.55 / height, bottom=0.1 / height, hspace=0.12, wspace=0.05)
-        fig.suptitle(f"{self.model_name}: example scenes (band-summed)", fontsize=9, y=1 - 0.15 / height)
-        return save(fig, path)
 
 
 __all__ = ["DeblendingTask", "DeblenderTraining", "SepDeblender", "ModelFitDeblender", "segment_channels", "source_loss"]
