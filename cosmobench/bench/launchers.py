@@ -162,15 +162,27 @@ class LocalLauncher:
 # --- SLURM -----------------------------------------------------------------------------
 def write_slurm(suite: str | Path | None = None, tasks: list[str] | None = None, seeds: int | None = None,
                 overrides: Iterable[str] = (), root: str | Path | None = None, out: str | Path | None = None,
-                sbatch_options: Iterable[str] = (), rerun: bool = False) -> tuple[Path, Path, list[Job]]:
+                sbatch_options: Iterable[str] = (), rerun: bool = False, log=None) -> tuple[Path, Path, list[Job]]:
     """Write ``bench.sbatch`` (job array: index i runs the i-th job of ``manifest.json``) and the
-    manifest. Jobs with an ``ok`` row are left out unless ``rerun``. Returns (script, manifest, jobs)."""
+    manifest. Jobs with an ``ok`` row are left out unless ``rerun``. Returns (script, manifest, jobs).
+
+    A suite with ``tune: {trials: N}`` whose studies have no result yet in ``root`` gets
+    ``tune.sbatch`` instead (index i runs the i-th study of ``tune_manifest.json`` through
+    ``cosmobench tune``; submitting it again adds workers to the same studies, the budget stays
+    N): the seeds' configs depend on the tuned values, so ``bench.sbatch`` is written by the
+    same command once the tuning has finished. Returns (tune script, tune manifest, one job per
+    study) then."""
     from cosmobench.results import default_root
     root = default_root(root).resolve()
-    suite_path, jobs = expand(suite, tasks, seeds, overrides)
+    log = log or stderr_log
+    suite_path, jobs = expand(suite, tasks, seeds, overrides, root=root)
     check_root(root)
     done = set() if rerun else done_keys(root)
     todo = [j for j in jobs if j.key not in done]
+    studies: dict[str, Job] = {}
+    for j in jobs:
+        if j.tune.get("pending"):
+            studies.setdefault(j.tune["study"], j)
     safe_stem = re.sub(r"[^A-Za-z0-9._-]", "_", suite_path.stem).strip(".") or "suite"
     out = Path(out) if out else root / "slurm" / safe_stem
     if out.exists() and not out.is_dir():
@@ -179,33 +191,54 @@ def write_slurm(suite: str | Path | None = None, tasks: list[str] | None = None,
     options = [_sbatch_option(o) for o in sbatch_options]
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
+    if studies:
+        manifest = out / "tune_manifest.json"
+        body = {"suite": str(suite_path), "root": str(root),
+                "studies": [{"task": j.task, "model": j.model, "study": name, "trials": j.tune["trials"],
+                             "argv": j.tune_argv(root)} for name, j in studies.items()]}
+        with atomic_path(manifest) as tmp:
+            tmp.write_text(json.dumps(body, indent=1) + "\n")
+        script = _write_sbatch(out / "tune.sbatch", f"{safe_stem}-tune", len(studies), logs, options, root,
+                               f"-m cosmobench.bench.tune_job --manifest {shlex.quote(str(manifest.resolve()))}",
+                               f"# cosmobench suite {safe_stem}: tuning of {len(studies)} model(s) "
+                               f"(tune: {{trials: N}}) before its seeds run")
+        log(f"[bench] {len(studies)} model(s) of {suite_path.name} are tuned before their seeds run: submit "
+            f"{script}; when it has finished, run this command again to write bench.sbatch with the tuned values")
+        return script, manifest, list(studies.values())
     write_manifest(root / MANIFEST_DIR / f"{suite_path.stem}.json", suite_path, jobs, root)
     manifest = out / "manifest.json"
     write_manifest(manifest, suite_path, todo, root)
+    script = _write_sbatch(out / "bench.sbatch", safe_stem, len(todo), logs, options, root,
+                           f"-m cosmobench.bench.worker --manifest {shlex.quote(str(manifest.resolve()))}",
+                           f"# cosmobench suite {safe_stem}: {len(todo)} jobs (of {len(jobs)}; "
+                           f"the rest already have ok rows)")
+    return script, manifest, todo
+
+
+def _write_sbatch(script: Path, name: str, n: int, logs: str, options: list[str], root: Path, command: str,
+                  comment: str) -> Path:
+    """A job-array script whose index i runs ``python COMMAND --index i``."""
     py = shlex.quote(sys.executable)
     # Nothing read from the suite, a config or a file name is written into the script as code:
-    # job i's command line is read by the worker from manifest.json at run time (inert data);
-    # the only values written are shell-quoted paths and #SBATCH lines checked to be one safe line.
-    lines = ["#!/bin/bash",
-             f"# cosmobench suite {safe_stem}: {len(todo)} jobs (of {len(jobs)}; "
-             f"the rest already have ok rows)",
-             "# submit: sbatch bench.sbatch (job i runs the i-th job of manifest.json)",
-             f"#SBATCH --job-name=cosmobench-{safe_stem[:64]}",
-             f"#SBATCH --array=0-{max(0, len(todo) - 1)}",
+    # index i's command line is read from the manifest at run time (inert data); the only
+    # values written are shell-quoted paths and #SBATCH lines checked to be one safe line.
+    lines = ["#!/bin/bash", comment,
+             f"# submit: sbatch {script.name} (index i runs the i-th entry of its manifest)",
+             f"#SBATCH --job-name=cosmobench-{name[:64]}",
+             f"#SBATCH --array=0-{max(0, n - 1)}",
              f"#SBATCH --output={logs}/%A_%a.log",
              "#SBATCH --ntasks=1",
              *(f"#SBATCH {o}" for o in options),
              "set -euo pipefail",
              f"export COSMOBENCH_HOME={shlex.quote(str(root))}",
              "export WANDB_MODE=${WANDB_MODE:-offline}",
-             f"exec {py} -m cosmobench.bench.worker --manifest {shlex.quote(str(manifest.resolve()))} "
+             f"exec {py} {command} "
              '--index "${SLURM_ARRAY_TASK_ID:?this script is a SLURM job array (sbatch), or set SLURM_ARRAY_TASK_ID}"',
              ""]
-    script = out / "bench.sbatch"
     with atomic_path(script) as tmp:
         tmp.write_text("\n".join(lines))
         os.chmod(tmp, 0o755)
-    return script, manifest, todo
+    return script
 
 
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")

@@ -133,10 +133,8 @@ def _tune_in_subprocess(job: Job, root: Path, n_jobs: int) -> None:
     import sys
 
     from cosmobench.errors import ConfigError, RunFailure
-    argv = [sys.executable, "-m", "cosmobench.cli", "tune", job.task, "-m", job.model, "--trials",
-            str(job.tune["trials"]), "--jobs", str(n_jobs), "--root", str(root),
-            *(["-c", job.config] if job.config else []), *job.tune["base"]]
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "cosmobench.cli", *job.tune_argv(root, n_jobs)],
+                          stdout=subprocess.DEVNULL)
     if proc.returncode == 130:
         raise KeyboardInterrupt(f"tuning {job.task}/{job.model} interrupted; run the suite again to resume")
     if proc.returncode == 2:

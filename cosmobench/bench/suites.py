@@ -80,6 +80,11 @@ class Job:
         return ["train", self.task, "-m", self.model, *(["-c", self.config] if self.config else []),
                 *self.overrides]
 
+    def tune_argv(self, root: Path, n_jobs: int = 1) -> list[str]:
+        """Arguments of the ``cosmobench tune`` command of a tuned job's study (``tune: {trials: N}``)."""
+        return ["tune", self.task, "-m", self.model, "--trials", str(self.tune["trials"]), "--jobs", str(n_jobs),
+                "--root", str(root), *(["-c", self.config] if self.config else []), *self.tune["base"]]
+
 
 def fmt_value(v: Any) -> str:
     """A YAML value as the right-hand side of a ``key=value`` override."""
@@ -162,13 +167,17 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
     every config before returning, so that a bad suite fails before any job runs.
 
     A task with ``tune: {trials: N}`` (its own or the suite's): each model's jobs take the best
-    values of its ``cosmobench tune`` study of that base config, read from ``root``
-    (:func:`cosmobench.tune.tuned_overrides`) and appended to their overrides; jobs whose study
-    has no result yet carry ``tune["pending"]`` (:func:`cosmobench.bench.run.run_suite` tunes
-    them first). Models without a declared search space run as they are."""
+    values of its ``cosmobench tune`` study of that base config, read from ``root`` (default:
+    the results store's default root; :func:`cosmobench.tune.tuned_overrides`) and appended to
+    their overrides; jobs whose study has no result yet carry ``tune["pending"]``
+    (:func:`cosmobench.bench.run.run_suite` tunes them first; on SLURM,
+    :func:`cosmobench.bench.launchers.write_slurm` writes the tuning array first). Models
+    without a declared search space run as they are."""
     from cosmobench.registry import get_task
+    from cosmobench.results import default_root
 
     path, doc = load_suite(suite)
+    root = default_root(root)
     overrides = list(overrides)
     _str_list(overrides, "command line")
     suite_ov = _str_list(doc.get("overrides"), f"suite {path}: overrides")
@@ -225,8 +234,7 @@ def expand(suite: str | Path | None = None, tasks: list[str] | None = None, seed
                     if clash:
                         raise ConfigError(f"{where}: grid keys {sorted(clash)} are also tuned for {m!r}")
                     if declared_space(t, m):
-                        name, best, _ = tuned_overrides(Path(root) if root else Path("/nonexistent"), t, m, layer,
-                                                        base)
+                        name, best, _ = tuned_overrides(root, t, m, layer, base)
                         tune_info = {"trials": n_trials, "study": name, "base": base}
                         if best is None:
                             tune_info["pending"] = True

@@ -45,7 +45,7 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
     from cosmobench.results import default_root, read_rows
     root = default_root(root)
     log = log or stderr_log
-    _, jobs = expand(suite, tasks, seeds, overrides)
+    _, jobs = expand(suite, tasks, seeds, overrides, root=root)
     ok_rows = {}
     for r in read_rows(root, status="ok"):
         ok_rows[(r.task, r.model, r.config_hash, r.seed)] = r  # latest ok row per job key
