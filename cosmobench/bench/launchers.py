@@ -15,7 +15,10 @@ index per job not yet done; index i runs ``python -m cosmobench.bench.worker --m
 manifest.json --index i``, which reads the i-th job's ``cosmobench train`` arguments from the
 manifest, so no value of a suite or config is ever part of the script) and
 ``manifest.json`` into ``--out DIR`` (default ``ROOT/slurm/<suite>``). No extra service is
-needed; re-generating the script after a partial run lists only the jobs still missing.
+needed; re-generating the script after a partial run lists only the jobs still missing. A
+suite with ``tune: {trials: N}`` whose studies have no result yet gets ``tune.sbatch`` first
+(one index per study, :mod:`cosmobench.bench.tune_job`); the same command then writes
+``bench.sbatch`` at the tuned values.
 """
 from __future__ import annotations
 
