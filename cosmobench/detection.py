@@ -9,6 +9,7 @@ float arrays; the wrappers convert.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -97,7 +98,15 @@ class DetectionSettings(SEPDetection, CenterNetConfig):
     :class:`~cosmobench.nn.detector.CenterNetConfig`, trained on the simulator's true centroids
     for ``detector_epochs`` epochs before the model's own training). SEP's segmentation map is
     computed either way; learned positions split its segments
-    (:func:`assign_segments`)."""
+    (:func:`assign_segments`).
+
+    ``SEARCH_SPACE`` (the ``sep`` model's, for ``cosmobench tune``): SEP's detection and
+    deblending parameters; the networks' recipe (:class:`cosmobench.tasks.deblending.DeblenderTraining`)
+    and ``modelfit`` replace it by their own."""
+
+    SEARCH_SPACE: ClassVar[dict] = {"model.detect_thresh": ["log", 0.8, 5.0], "model.minarea": ["int", 3, 12],
+                                    "model.deblend_nthresh": ["choice", [16, 32, 64]],
+                                    "model.deblend_cont": ["log", 1.0e-4, 0.1]}
 
     detector: str = setting("sep", ["sep", "learned"], help="detection stage: SEP, or the learned centre heat map")
     detector_epochs: int = setting(10, "positive int", help="learned detector: training epochs over the train split")

@@ -39,7 +39,10 @@ from cosmobench.settings import setting
 
 @dataclass
 class ModelFitSettings(DetectionSettings):
-    """The ``modelfit`` model's settings: its detection stage and the fit (module docstring)."""
+    """The ``modelfit`` model's settings: its detection stage and the fit (module docstring).
+    No search space (a test pass costs minutes of CPU)."""
+
+    SEARCH_SPACE = {}
 
     profile: str = setting("bulge_disk", ["sersic", "bulge_disk"], help="parametric profile of every source")
     fit_steps: int = setting(150, "positive int", help="Adam steps of the shape parameters")

@@ -74,7 +74,9 @@ N_EXAMPLES = 4   # scenes kept for the example plot
 class DeblenderTraining(DetectionSettings):
     """The ``model`` settings the task adds to each of its networks: the detection
     (:class:`~cosmobench.detection.SEPDetection`, shared with ``sep``) and the training recipe
-    (module docstring)."""
+    (module docstring). SEP's search space is not inherited: the networks' is their own."""
+
+    SEARCH_SPACE = {}
 
     position_jitter: float = setting(0.5, "non-negative float", unit="px",
                                      help="truth training: Gaussian jitter of the true positions")
