@@ -30,11 +30,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,16 +40,15 @@ from typing import Any, Callable, Iterable
 
 from cosmobench import config as C
 from cosmobench.checkpoints import (check_data_matches, checkpoint_config, checkpoint_model, load_checkpoint,
-                                    load_classes, load_module,
-                                    one_line, saved_identity)
+                                    load_classes, load_module, one_line)
 from cosmobench.errors import ConfigError, InputError, RunFailure
 from cosmobench.signals import INTERRUPTS, interrupt_code
 from cosmobench.predict import predict
 from cosmobench.registry import get_task
 from cosmobench.results import METRICS_FILE, default_root
+from cosmobench.run_dirs import (ENV_CKPT, ENV_RUN_DIR, launcher_rank, lock_run_dir, new_run_id, plan_run_dir,
+                                 remove_run_dir, run_files)
 
-ENV_RUN_DIR = "COSMOBENCH_RUN_DIR"
-ENV_CKPT = "COSMOBENCH_RESUME_CKPT"
 INTERRUPTED_FILE = "interrupted.txt"  #: in a run dir stopped by Ctrl-C/SIGTERM: when and by which signal
 
 
@@ -81,130 +78,6 @@ class RunResult:
 
 def _utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _launcher_rank() -> int:
-    """Global rank given by an external launcher (torchrun: RANK, SLURM: SLURM_PROCID), else 0."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
-
-
-def _external_job_id() -> str | None:
-    """Id shared by all processes of a torchrun / SLURM multi-process job, if any."""
-    if int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) <= 1:
-        return None
-    return os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("SLURM_JOB_ID")
-
-
-# --- run directories -------------------------------------------------------------------
-def _new_run_id(cfg: dict) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-s{cfg['seed']}-{uuid.uuid4().hex[:6]}"
-
-
-def _find_resumable(root: Path, cfg: dict) -> tuple[Path, Path]:
-    """Latest unfinished run of this exact config that has ``checkpoints/last.ckpt``."""
-    want = C.config_hash(cfg)
-    base = root / cfg["task"] / cfg["model"]["name"]
-    candidates = []
-    for d in base.glob("*/"):
-        ckpt = d / "checkpoints" / "last.ckpt"
-        if ckpt.is_file() and not (d / METRICS_FILE).exists() and (d / "config.yaml").is_file():
-            if C.config_hash(C.load_yaml(d / "config.yaml")) == want:
-                candidates.append((ckpt.stat().st_mtime, d, ckpt))
-    if not candidates:
-        raise ConfigError(f"resume=last: no unfinished run of this config with checkpoints/last.ckpt under {base}")
-    _, d, ckpt = max(candidates)
-    return d, ckpt
-
-
-def _plan_run_dir(root: Path, cfg: dict) -> tuple[Path, Path | None, bool]:
-    """(run_dir, checkpoint to resume from, whether this process creates it)."""
-    if os.environ.get(ENV_RUN_DIR):  # DDP child: the parent chose already
-        ckpt = os.environ.get(ENV_CKPT) or None
-        return Path(os.environ[ENV_RUN_DIR]), Path(ckpt) if ckpt else None, False
-    resume = cfg["resume"]
-    if resume == "last":
-        run_dir, ckpt = _find_resumable(root, cfg)
-        return run_dir, ckpt, False
-    if resume:
-        ckpt = Path(resume).expanduser()
-        if not ckpt.is_file():
-            raise ConfigError(f"resume={resume!r}: checkpoint not found (use resume=last or a .ckpt path)")
-        run_dir = ckpt.resolve().parent.parent
-        if not run_dir.is_relative_to(root.resolve()):
-            raise ConfigError(f"resume={resume!r} lies outside --root {root}: runs write only under their root "
-                              f"(pass --root {run_dir.parent.parent.parent} or copy the run dir under {root})")
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"resume={resume!r}: {run_dir} is not a cosmobench run directory")
-        saved = saved_identity(C.load_yaml(run_dir / "config.yaml"))
-        if saved != (cfg["task"], cfg["model"]["name"]):
-            raise ConfigError(f"resume={resume!r} is a run of {saved[0]}/{saved[1]}, "
-                              f"not {cfg['task']}/{cfg['model']['name']}")
-        return run_dir, ckpt, False
-    job = _external_job_id()  # every process of the job must agree on the run id
-    requeued = None if job else _slurm_requeued_run(root, cfg)
-    if requeued is not None:
-        return requeued
-    slurm = None if job else _slurm_job_id()
-    run_id = (f"job{job}-s{cfg['seed']}" if job else
-              f"slurm{slurm}-{C.config_hash(cfg)[:8]}-s{cfg['seed']}" if slurm else _new_run_id(cfg))
-    return root / cfg["task"] / cfg["model"]["name"] / run_id, None, True
-
-
-def _slurm_job_id() -> str | None:
-    """``<job>`` or ``<array job>_<task>`` of a SLURM batch job (Lightning's own rule), else None."""
-    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID") or None
-
-
-def _slurm_requeued_run(root: Path, cfg: dict) -> tuple[Path, Path | None, bool] | None:
-    """A SLURM job requeued by Lightning's auto-requeue (SIGUSR1: ``hpc_ckpt_N.ckpt`` saved in
-    the run dir, ``scontrol requeue``) starts again with ``SLURM_RESTART_COUNT`` >= 1: it
-    continues its own unfinished run dir (named from the job id) from the newest of its HPC
-    checkpoint and ``checkpoints/last.ckpt``."""
-    slurm = _slurm_job_id()
-    if not slurm or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
-        return None
-    run_dir = root / cfg["task"] / cfg["model"]["name"] / f"slurm{slurm}-{C.config_hash(cfg)[:8]}-s{cfg['seed']}"
-    if not run_dir.is_dir() or (run_dir / METRICS_FILE).exists():
-        return None
-    ckpts = [*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"]
-    ckpts = [c for c in ckpts if c.is_file()]
-    return run_dir, max(ckpts, key=lambda c: c.stat().st_mtime) if ckpts else None, False
-
-
-def _lock_run_dir(run_dir: Path) -> int:
-    """Exclusive ``flock`` on the run directory (released when the fd is closed, also
-    when the process dies). Another process holding it is a ConfigError (exit 2)."""
-    import fcntl
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"run dir {run_dir} is in use by another cosmobench process (a run or a resume of it "
-                          f"is going on): wait for it to end") from None
-    return fd
-
-
-def _run_files(cfg: dict, dm) -> dict[str, str]:
-    """The files every run directory starts with: ``config.yaml``, and ``data.json`` (the named
-    data set and the sha256 of each of its files) when the run reads a registered data set."""
-    files = {"config.yaml": C.to_yaml(cfg)}
-    provenance = dm.provenance()
-    if provenance is not None:
-        files["data.json"] = json.dumps(provenance, indent=2, sort_keys=True) + "\n"
-    return files
-
-
-def _remove_run_dir(run_dir: Path, new_dirs: list[Path]) -> None:
-    """Remove a run dir this process created, and the parents it created if still empty."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for p in new_dirs:  # nearest first
-        try:
-            p.rmdir()
-        except OSError:
-            break
 
 
 def check_trains(cfg: dict) -> None:
@@ -332,7 +205,7 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
         if run.fresh:
             (run_dir / "checkpoints" if run.trains else run_dir).mkdir(parents=True, exist_ok=True)
             if run.rank0:
-                lock = _lock_run_dir(run_dir)
+                lock = lock_run_dir(run_dir)
                 for name, text in run.files.items():
                     (run_dir / name).write_text(text)
         if run.rank0:
@@ -354,7 +227,7 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
             except (ConfigError, InputError):  # bad input found only while running: leave no trace
                 L.finish(loggers, exit_code=2)
                 if run.fresh and run.rank0:
-                    _remove_run_dir(run_dir, new_dirs)
+                    remove_run_dir(run_dir, new_dirs)
                 raise
             except (*INTERRUPTS, SystemExit) as exc:
                 # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on
@@ -369,7 +242,7 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
                 reason = f"{type(exc).__name__}: {one_line(exc)}"
                 L.finish(loggers, exit_code=1)
                 if run.rank0 and run.smoke and run.fresh:
-                    _remove_run_dir(run_dir, new_dirs)
+                    remove_run_dir(run_dir, new_dirs)
                 elif run.rank0:
                     (run_dir / FAILED_FILE).write_text(reason + "\n")
                     try:
@@ -380,7 +253,7 @@ def _execute(run: _Run, dm, module, loggers, work: Callable[[], list[Path] | Non
             L.finish(loggers, exit_code=0)
         if run.rank0 and run.smoke:
             if run.fresh:
-                _remove_run_dir(run_dir, new_dirs)
+                remove_run_dir(run_dir, new_dirs)
         elif run.rank0:
             _record_ok(run.root, row_base, metrics, t0)
     finally:
@@ -456,10 +329,10 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
     dm_cls, task_cls = _checked_classes(cfg)
     check_trains(cfg)
     child = bool(os.environ.get(ENV_RUN_DIR))  # a DDP child: the parent checked, locked and writes
-    rank0 = not child and _launcher_rank() == 0
+    rank0 = not child and launcher_rank() == 0
     if rank0:
         check_store(root)
-    run_dir, resume_ckpt, fresh = _plan_run_dir(root, cfg)
+    run_dir, resume_ckpt, fresh = plan_run_dir(root, cfg)
     resume_epoch = None
     if resume_ckpt is not None and not child:
         state = load_checkpoint(resume_ckpt)
@@ -467,7 +340,7 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
             raise ConfigError(f"resume: checkpoint {resume_ckpt} holds model {checkpoint_model(state)!r}, "
                               f"not {cfg['model']['name']!r}")
         resume_epoch = int(state.get("epoch", -1))
-    lock = _lock_run_dir(run_dir) if rank0 and not fresh else None
+    lock = lock_run_dir(run_dir) if rank0 and not fresh else None
     try:
         dm = _datamodule(cfg, dm_cls, "fit")
         pl.seed_everything(cfg["seed"], workers=True, verbose=False)  # model init independent of data loading
@@ -475,7 +348,7 @@ def train(task: str, model: str | None = None, overrides: Iterable[str] = (),
                           evaluation=cfg.get("eval"))  # only tasks with a metric protocol have an eval node
         loggers = build_logger(cfg, run_dir, run_dir.name, resume_epoch=resume_epoch)  # nothing is written before
         trainer = build_trainer(cfg, run_dir, loggers or False)  # the Trainer exists: bad settings leave no trace
-        run = _Run(cfg, root, run_dir, fresh=fresh, rank0=rank0, files=_run_files(cfg, dm),
+        run = _Run(cfg, root, run_dir, fresh=fresh, rank0=rank0, files=run_files(cfg, dm),
                    smoke=bool(cfg["trainer"]["fast_dev_run"]))
 
         def fit_and_test() -> list[Path]:
@@ -525,11 +398,11 @@ def test(task: str, checkpoint: str | Path, model: str | None = None, overrides:
     check_data_matches(dm_cls, cfg, module.data_info, ckpt)  # bands, size ... before any data is read
     dm = _datamodule(cfg, dm_cls, "test")
     check_data_matches(dm_cls, cfg, module.data_info, ckpt, dm.info())  # classes, features of the data read
-    run_dir = root / cfg["task"] / cfg["model"]["name"] / f"{_new_run_id(cfg)}-test"
+    run_dir = root / cfg["task"] / cfg["model"]["name"] / f"{new_run_id(cfg)}-test"
     loggers = build_logger(cfg, run_dir, run_dir.name, job_type="test")
     trainer = build_trainer(cfg, run_dir, loggers or False)
     run = _Run(cfg, root, run_dir, fresh=True, rank0=True, label="test run", trains=False,
-               files={**_run_files(cfg, dm), "checkpoint.txt": f"{ckpt.resolve()}\n"})
+               files={**run_files(cfg, dm), "checkpoint.txt": f"{ckpt.resolve()}\n"})
 
     def score() -> None:
         trainer.test(module, datamodule=dm, verbose=False)

@@ -56,7 +56,6 @@ Settings: :class:`MassMappingData` (the ``data`` node) inherits those of the sim
 """
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -65,6 +64,9 @@ import numpy as np
 
 from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, ImageAugment, ImageDataModule, SimSplits,
                                    progress, sample_rng, split_indices)
+from cosmobench.datamodules.massmapping_files import (check_observed, expand_pattern, is_healpix_fits,
+                                                     read_flat_scalar, read_flat_shear, read_healpix_scalar,
+                                                     read_healpix_shear, tile_maps)
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.settings import build, setting
 from cosmobench.sim import cosmology as cosmo
@@ -95,139 +97,6 @@ class MassMappingData(ImageAugment, PatchSettings, HealpixFootprint, FlatMask, S
                                help="flat files: cut every map into non-overlapping tile x tile maps before the "
                                     "train/val/test split (one large field, e.g. kappaTNG's 360 px -> 9 of 120); "
                                     "null: whole maps")
-
-
-# --------------------------------------------------------------------------- real-data readers
-#: smallest side (px) of a flat shear map: below it the Fourier inversion has no scale to recover
-#: (a 2x2 map has one non-zero mode) and the U-Net's pooling runs out of pixels (data.tile >= 8 too)
-MIN_MAP_PX = 8
-
-
-def check_observed(mask: np.ndarray, where: str) -> None:
-    """Every map of ``mask`` ``(M, ...)`` (1 = observed) has an observed pixel; else an
-    InputError: a map with no data would get a convergence map made of nothing."""
-    empty = np.flatnonzero(~(np.asarray(mask).reshape(len(mask), -1) > 0).any(1))
-    if len(empty):
-        raise InputError(f"{where}: map {int(empty[0])} has no observed pixel (its mask is all zero"
-                         f"{f'; {len(empty)} such maps' if len(empty) > 1 else ''})")
-
-
-
-def _load_raw(path: Path, what: str) -> np.ndarray:
-    from cosmobench.images import load_array  # the shared NPY/NPZ/HDF5/FITS reader
-    if not path.is_file():
-        raise InputError(f"{what} file not found: {path}")
-    return np.asarray(load_array(path, None), dtype=np.float64)
-
-
-def read_flat_shear(path: str | Path, axis_order: str = "auto", spatial_order: str = "yx",
-                    gamma2_sign: float = 1.0) -> tuple[np.ndarray, bool]:
-    """Shear maps from a file -> ``((M, 2, N, N) float64, was_single_map)`` in the pixel frame of
-    :mod:`cosmobench.sim.cosmology` (layouts in the module docstring)."""
-    p = Path(path).expanduser()
-    a = _load_raw(p, "shear map")
-    single = a.ndim == 3
-    if single:
-        a = a[None]
-    if a.ndim != 4:
-        raise InputError(f"{p}: expected a shear map (2, N, N)/(N, N, 2) or a stack (M, 2, N, N)/(M, N, N, 2), "
-                         f"got shape {a.shape[1:] if single else a.shape}")
-    if axis_order == "auto":
-        if a.shape[1] == 2 and a.shape[-1] != 2:
-            axis_order = "chw"
-        elif a.shape[-1] == 2 and a.shape[1] != 2:
-            axis_order = "hwc"
-        elif a.shape[1] == 2:
-            axis_order = "chw"
-        else:
-            raise InputError(f"{p}: no axis of length 2 (gamma1, gamma2) in shape {a.shape}")
-    if axis_order == "hwc":
-        a = np.moveaxis(a, -1, 1)
-    if a.shape[1] != 2:
-        raise InputError(f"{p}: data.axis_order={axis_order} but the component axis has length {a.shape[1]}, not 2")
-    if min(a.shape[-2:]) < MIN_MAP_PX:
-        raise InputError(f"{p}: shear maps of {a.shape[-2]}x{a.shape[-1]} px are too small for a convergence "
-                         f"map (at least {MIN_MAP_PX}x{MIN_MAP_PX} px)")
-    if spatial_order == "xy":
-        a = np.swapaxes(a, -1, -2)
-    a = a.copy()
-    a[:, 1] *= float(gamma2_sign)
-    if not np.isfinite(a).all():
-        raise InputError(f"{p}: shear maps contain NaN or inf (set unobserved pixels to 0 and give a mask)")
-    return a, single
-
-
-def _read_flat_scalar(path: str | Path, n_maps: int, shape: tuple[int, int], spatial_order: str,
-                      what: str) -> np.ndarray:
-    p = Path(path).expanduser()
-    a = _load_raw(p, what)
-    if a.ndim == 2:
-        a = np.broadcast_to(a, (n_maps,) + a.shape)
-    if a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    if spatial_order == "xy":
-        a = np.swapaxes(a, -1, -2)
-    if a.shape != (n_maps,) + tuple(shape):
-        raise InputError(f"{p}: {what} has shape {a.shape}, expected {(n_maps,) + tuple(shape)} "
-                         f"(or one {tuple(shape)} map for all)")
-    if not np.isfinite(a).all():
-        raise InputError(f"{p}: {what} contains NaN or inf")
-    return np.array(a, dtype=np.float64)
-
-
-def tile_maps(data: dict[str, np.ndarray], tile: int) -> dict[str, np.ndarray]:
-    """Cut every ``(M, C, N, N)`` array of ``data`` into non-overlapping ``tile x tile``
-    maps -> ``(M * (N // tile)^2, C, tile, tile)``, row-major over the tiles of each map
-    (a remainder of ``N % tile`` px at the high edges is dropped)."""
-    n = next(iter(data.values())).shape[-1]
-    k = n // tile
-    if k < 1:
-        raise ConfigError(f"data.tile={tile} is larger than the {n} px maps")
-    out = {}
-    for key, a in data.items():
-        a = a[..., :k * tile, :k * tile]
-        m, c = a.shape[:2]
-        out[key] = a.reshape(m, c, k, tile, k, tile).transpose(0, 2, 4, 1, 3, 5).reshape(m * k * k, c, tile, tile)
-    return out
-
-
-def _expand(pattern: str, what: str) -> list[Path]:
-    files = sorted(Path(f) for f in glob.glob(str(Path(pattern).expanduser())))
-    if not files:
-        raise InputError(f"{what}: no file matches {pattern}")
-    return files
-
-
-def read_healpix_shear(path: str | Path, gamma2_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(gamma (2, npix), mask or None)`` from a HEALPix FITS file with fields gamma1, gamma2
-    [, mask] (header ORDERING RING or NESTED, converted to RING; anything else is refused:
-    :func:`cosmobench.sim.healpix.read_healpix_fits`)."""
-    import healpy as hp
-
-    from cosmobench.sim.healpix import read_healpix_fits
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"HEALPix map file not found: {p}")
-    maps = read_healpix_fits(p, None, "HEALPix shear map (fields gamma1, gamma2 [, mask])", min_fields=2)
-    maps = np.atleast_2d(np.asarray(maps, dtype=np.float64))
-    bad = (maps == hp.UNSEEN) | ~np.isfinite(maps)
-    gamma = np.where(bad[:2], 0.0, maps[:2])
-    gamma[1] *= float(gamma2_sign)
-    mask = None
-    if len(maps) >= 3:
-        mask = np.where(bad[2], 0.0, maps[2])
-    if bad[:2].any():
-        unseen = (bad[0] | bad[1]).astype(float)
-        mask = (1.0 - unseen) if mask is None else mask * (1.0 - unseen)
-    return gamma, mask
-
-
-def _read_healpix_scalar(path: Path, what: str) -> np.ndarray:
-    import healpy as hp
-
-    from cosmobench.sim.healpix import read_healpix_fits
-    m = read_healpix_fits(path, (0,), f"HEALPix {what}")[0]
-    return np.where((m == hp.UNSEEN) | ~np.isfinite(m), 0.0, m)
 
 
 # --------------------------------------------------------------------------- datamodule
@@ -347,25 +216,25 @@ class MassMappingDataModule(ImageDataModule):
         out = {"gamma": gamma}
         mask = np.ones((m,) + shape)
         if s.mask_path:
-            mask = (_read_flat_scalar(s.mask_path, m, shape, s.spatial_order, "mask") > 0).astype(float)
+            mask = (read_flat_scalar(s.mask_path, m, shape, s.spatial_order, "mask") > 0).astype(float)
         check_observed(mask, str(s.mask_path))
         out["gamma"] = gamma * mask[:, None]
         out["mask"] = mask[:, None]
         if s.noise_path:
-            noise = _read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
+            noise = read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
             if np.any(noise[mask > 0] <= 0):
                 raise InputError(f"{s.noise_path}: the noise map must be > 0 in observed pixels")
             out["noise"] = noise[:, None]
         if need_kappa:
             if not s.kappa_path:
                 raise InputError("data.source=flat needs data.kappa_path (true convergence maps) to train or score")
-            out["kappa"] = _read_flat_scalar(s.kappa_path, m, shape, s.spatial_order, "convergence")[:, None]
+            out["kappa"] = read_flat_scalar(s.kappa_path, m, shape, s.spatial_order, "convergence")[:, None]
         return {k: v.astype(np.float32) for k, v in out.items()}
 
     def _load_healpix_files(self, shear_files: list[Path], kappa_files: list[Path] | None) -> dict[str, np.ndarray]:
         s = self.settings
         gammas, masks, kappas = [], [], []
-        extra_mask = _read_healpix_scalar(Path(s.mask_path).expanduser(), "mask") if s.mask_path else None
+        extra_mask = read_healpix_scalar(Path(s.mask_path).expanduser(), "mask") if s.mask_path else None
         for i, f in enumerate(shear_files):
             g, m = read_healpix_shear(f, s.gamma2_sign)
             m = np.ones(g.shape[1]) if m is None else m
@@ -377,7 +246,7 @@ class MassMappingDataModule(ImageDataModule):
             check_observed(m[None], f"{f} (mask field, data.mask_path and UNSEEN/NaN pixels)")
             gammas.append(g * m), masks.append(m[None])
             if kappa_files is not None:
-                k = _read_healpix_scalar(kappa_files[i], "convergence")
+                k = read_healpix_scalar(kappa_files[i], "convergence")
                 if len(k) != g.shape[1]:
                     raise InputError(f"{kappa_files[i]}: {len(k)} pixels, but its shear map has {g.shape[1]}")
                 kappas.append(k[None])
@@ -395,10 +264,10 @@ class MassMappingDataModule(ImageDataModule):
         s = self.settings
         if not s.path:
             raise InputError("data.source=healpix needs data.path=FILE (or a glob pattern)")
-        shear = _expand(s.path, "data.path")
+        shear = expand_pattern(s.path, "data.path")
         if not s.kappa_path:
             raise InputError("data.source=healpix needs data.kappa_path (true convergence maps) to train or score")
-        kappa = _expand(s.kappa_path, "data.kappa_path")
+        kappa = expand_pattern(s.kappa_path, "data.kappa_path")
         if len(kappa) != len(shear):
             raise InputError(f"data.path matches {len(shear)} files but data.kappa_path {len(kappa)}")
         return self._load_healpix_files(shear, kappa)
@@ -413,7 +282,7 @@ class MassMappingDataModule(ImageDataModule):
         import json
 
         from cosmobench.datamodule import file_sha256
-        files = {k: [file_sha256(f) for f in _expand(self.cfg[k], f"data.{k}")]
+        files = {k: [file_sha256(f) for f in expand_pattern(self.cfg[k], f"data.{k}")]
                  for k in ("path", "kappa_path", "mask_path", "noise_path") if self.cfg[k]}
         cfg = {k: v for k, v in self.cfg.items() if k not in ("batch_size", "num_workers")}
         text = json.dumps({"cfg": cfg, "seed": self.seed, "files": files}, sort_keys=True, default=str)
@@ -471,7 +340,7 @@ class MassMappingDataModule(ImageDataModule):
         """Shear maps for ``predict``: flat (any layout of ``data.source=flat``) or, for a
         ``.fits`` file with a binary table, a HEALPix map (fields gamma1, gamma2[, mask])."""
         p = Path(path)
-        if _is_healpix_fits(p):
+        if is_healpix_fits(p):
             self.sky = "healpix"
             data = self._load_healpix_files([p], None)
             self.single_input = True
@@ -496,14 +365,3 @@ class MassMappingDataModule(ImageDataModule):
         else:
             np.save(p, arr["gamma"].numpy())
         return p
-
-
-def _is_healpix_fits(p: Path) -> bool:
-    if p.suffix.lower() not in (".fits", ".fit", ".fits.gz"):
-        return False
-    from astropy.io import fits
-    try:
-        with fits.open(p) as hdul:
-            return len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU) and "NSIDE" in hdul[1].header
-    except Exception:
-        return False

@@ -89,7 +89,7 @@ register_task(
     evaluation="cosmobench.metrics.massmapping:MassMappingEval",
     nets="image_to_image",
     net_settings="cosmobench.tasks.massmapping:PatchTraining",
-    models={"wiener": None, "ks": "cosmobench.tasks.massmapping:KSSettings"},
+    models={"wiener": None, "ks": "cosmobench.tasks.massmapping_baselines:KSSettings"},
     default_model="unet",
     baseline="wiener",
     primary_metric="nmse",
