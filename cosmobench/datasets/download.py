@@ -6,7 +6,7 @@ Written here, because pooch does not do it:
 
 * mirror fallback: each URL of a file in order (pooch takes one URL per file);
 * placement: every attempt downloads into its own temporary directory inside the cache
-  root (same file system), and only a checked file is moved into place with ``os.replace``;
+  root (same file system), and only a checked file is moved into place (:func:`cosmobench.io.atomic_path`);
   the temporary directory is removed whatever happens (hash mismatch, 404, a transfer cut
   short, Ctrl-C), so a failed download leaves nothing in the cache;
 * files with only a git blob id (the publisher's git tree; the file itself could not be
@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 
 from cosmobench.datasets.catalog import DATASETS, DataFile, Dataset, get_dataset
 from cosmobench.errors import InputError
+from cosmobench.io import atomic_path
 
 ENV_VAR = "COSMOBENCH_DATA"
 MANIFEST = ".cosmobench.json"
@@ -157,14 +158,8 @@ def read_manifest(ds: Dataset | str) -> dict[str, Any]:
 def _write_manifest(ds: Dataset, data: dict[str, Any]) -> None:
     p = _manifest_path(ds)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
 def provenance(ds: Dataset | str) -> dict[str, Any]:
@@ -263,7 +258,8 @@ def _download(ds: Dataset, f: DataFile, progress: bool, say: Callable[[str], Non
                 digest = f.sha256 or sha256_file(got)
                 dest = local_path(ds, f)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(got, dest)  # atomic: readers see the old file or the whole checked one
+                with atomic_path(dest) as tmp:  # readers see the old file or the whole checked one
+                    shutil.move(got, tmp)  # a rename: the partial dir is on the cache root's file system
                 return {"sha256": digest, "url": url, "checked_by": f.check,
                         "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
             if len(f.urls) > 1 and url != f.urls[-1]:
