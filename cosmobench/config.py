@@ -333,7 +333,8 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
         exp = experiments_dir(spec) / spec.name / f"{name}.yaml"
         if exp.is_file():
             auto.append((str(exp), load_yaml(exp)))
-    user = list(extra_layers)
+    under = list(extra_layers)  # a checkpoint's run config: user layers, but under a data set named later
+    user = list(under)
     if config_file is not None:
         user.append((str(config_file), load_yaml(config_file)))
     user.append(("command line", parse_overrides(overrides)))
@@ -341,8 +342,11 @@ def resolve(task: str, model: str | None = None, config_file: str | Path | None 
     checks = constraints_for(spec, model)
     tree = _merge_layers(spec, schema, auto + user, checks)
     dataset = tree["data"]["dataset"] if "dataset" in tree["data"] else None
-    if dataset:  # the data set's loader keys: over the task's choices, under the user's
-        tree = _merge_layers(spec, schema, auto + [dataset_layer(spec, dataset)] + user, checks)
+    if dataset:  # the data set's loader keys: over the task's choices, under the user's (and a checkpoint's
+        # run config, unless the data set is not the run's: then over it)
+        if under and _merge_layers(spec, schema, auto + under, checks)["data"].get("dataset") == dataset:
+            under = []
+        tree = _merge_layers(spec, schema, auto + under + [dataset_layer(spec, dataset)] + user[len(under):], checks)
     tree = _interpolate(tree)
     _validate_layer(schema, tree, "resolved config", checks)
     check_values(tree)

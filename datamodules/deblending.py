@@ -16,35 +16,35 @@ inputs): with ``data.background=sep`` the image is background-subtracted per ban
 ``none`` keeps it as is. Simulated scenes carry the background variance per band as
 ``variance``.
 
-Real cutouts (:func:`read_cutout`, for ``cosmobench predict``): ``.npz`` with arrays
-``images`` ``(C, H, W)`` (or a stack ``(S, C, H, W)``), ``variance`` or ``weights``
-(= 1/variance; 0 = no data) of the same shape, optional ``mask`` (``(H, W)`` or ``(C, H, W)``),
-``psfs`` ``(C, h, w)`` and ``filters`` (``C`` names) (scarlet's HSC example-data layout); or
-FITS with one HDU per plane named ``IMAGES`` (or the primary HDU), ``VARIANCE``/``WEIGHTS``,
-``MASK``, ``PSFS``, filter names in the IMAGES header ``FILTERS`` (comma-separated).
+Real cutouts and detection catalogues, for ``cosmobench predict`` only
+(:mod:`cosmobench.datamodules.deblending_cutouts`, which states every rule): scarlet's HSC
+layout (``.npz``: ``images`` ``(C, H, W)`` or ``(S, C, H, W)``, ``variance`` or ``weights``,
+integer bit-mask ``mask``, ``psfs``, ``filters``, ``catalog``) or FITS planes. In short:
 
-Masks: a boolean mask is ``True`` = bad. An integer mask is a bit-mask plane (HSC/LSST
-``afw`` style): bit ``i`` is the plane named ``mask_planes[i]`` (NPZ array ``mask_planes``; FITS
-``MP_<NAME> = i`` keywords of the MASK header, as the LSST pipelines write them; else
-``data.mask_planes``, the fixed ``afw`` base planes ``BAD SAT INTRP CR EDGE DETECTED
-DETECTED_NEGATIVE SUSPECT NO_DATA``), and a pixel is unusable if any of the bits named in
-``data.mask_bad_bits`` is set (default ``BAD SAT INTRP CR EDGE NO_DATA``, :data:`BAD_BITS`;
-``DETECTED``, ``DETECTED_NEGATIVE``, ``SUSPECT``, ``BRIGHT_OBJECT`` and bits without a name are
-informational). Unusable pixels are set to 0 with the median variance and are ignored by SEP
-detection and the model fit. A scene whose every pixel is unusable is an ``InputError`` naming
-the bits that flagged it. Filter names become the ``flux_<filter>`` columns of ``predict``.
+* an integer mask is an HSC/LSST bit-mask plane; a pixel is unusable if a bit of
+  ``data.mask_bad_bits`` is set (default ``BAD SAT INTRP CR EDGE NO_DATA``; bit names from the
+  file, else ``data.mask_planes``, the ``afw`` base planes); a mask that flags every pixel of a
+  scene is an error naming the bits;
+* NaN/inf pixels are **masked and logged**: a pixel whose image is NaN or ±inf, or whose
+  variance is NaN, +inf or 0, in any band, is unusable like a masked one (value 0, the band's
+  median variance, ignored by detection and the fit); the count of non-finite pixels is logged
+  as one warning line. A negative variance or a scene without a usable pixel is an error;
+* catalogue positions (``data.catalog``: a table with ``data.x_column``/``data.y_column``
+  and, for stacks, ``data.scene_column``; or ``npz``: the cutout's own ``catalog`` record
+  array) are **rejected** if outside the cutout (``-0.5 <= x < W - 0.5`` after subtracting
+  ``data.catalog_origin``), missing or non-numeric, and so is a scene index that is not an
+  integer of ``0..S-1`` (fractional ids are not truncated): exit 2, one line naming the file,
+  row and column, nothing written;
+* ``data.input`` is the cutout predict reads when ``--input`` is not given (a named data set
+  fills it: ``data.dataset=hsc-blends``).
 
 Background: survey coadd cutouts (HSC, LSST) are already background-subtracted; predict them
-with ``data.background=none`` (the default ``sep`` re-estimates a ``data.back_size`` px mesh
-background, which on a small cutout filled by a large galaxy removes part of its wings; the
-simulated training scenes are sky-subtracted, so both settings see the same kind of input).
-Without variance or weights the per-band background variance is estimated with SEP
-(``globalrms²``). The PSFs, if given, become the detection filter (mean PSF).
-A detection catalogue replaces SEP detection when ``data.catalog`` is a table (CSV/FITS/ECSV/
-Parquet) with columns ``data.x_column``/``data.y_column`` (px; ``data.catalog_origin`` = 0
-for 0-based pixel centres as in SEP/numpy, 1 for SExtractor/FITS ``X_IMAGE``) and, for
-stacks, ``data.scene_column``; or ``npz`` to use the NPZ file's own ``catalog`` record array
-(fields ``x``, ``y``, as in scarlet's example data).
+with ``data.background=none`` (``data.dataset=hsc-blends`` sets it; the default ``sep``
+re-estimates a ``data.back_size`` px mesh background, which on a small cutout filled by a
+large galaxy removes part of its wings; the simulated training scenes are sky-subtracted, so
+both settings see the same kind of input). Without variance or weights the per-band
+background variance is estimated with SEP (``globalrms²``). The PSFs, if given, become the
+detection filter (mean PSF). Filter names become the ``flux_<filter>`` columns of ``predict``.
 
 Items are dicts of tensors: ``image`` ``(C, H, W)``, ``variance`` ``(C, H, W)``, ``mask``
 ``(H, W)`` bool, ``idx``; simulated items add the truth padded to ``data.n_max`` sources:
@@ -62,16 +62,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cosmobench.datamodule import BaseDataModule, DataSettings, SimSplits, progress, sample_rng
+from cosmobench.datamodules.deblending_cutouts import (AFW_MASK_PLANES, BAD_BITS, bad_pixels, catalog_positions,
+                                                      mean_psf_kernel, read_cutout)
 from cosmobench.detection import subtract_background
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import ConfigError
 from cosmobench.settings import build, setting
 from cosmobench.sim.blends import BlendSetup
 
 
-#: the ``afw`` base mask planes of HSC/LSST images, in bit order (bit 0 = BAD)
-AFW_MASK_PLANES = ["BAD", "SAT", "INTRP", "CR", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "SUSPECT", "NO_DATA"]
-#: mask bits that make a pixel unusable by default
-BAD_BITS = ["BAD", "SAT", "INTRP", "CR", "EDGE", "NO_DATA"]
 
 
 @dataclass
@@ -95,6 +93,8 @@ class DeblendingData(BlendSetup, SimSplits, DataSettings):
                                        help="predict: bit-mask planes that make a pixel unusable (others are informational)")
     mask_planes: list[str] = setting(AFW_MASK_PLANES, "list[str]",
                                      help="predict: names of the bits of an integer mask without its own plane names")
+    input: str | None = setting(None, "str or null",
+                                help="predict: the cutout file read when --input is not given (data.dataset fills it)")
 
 
 class SceneDataset(Dataset):
@@ -141,169 +141,6 @@ class SceneDataset(Dataset):
             item["cat_xy"] = torch.cat([c, torch.full((self.k_max - len(c), 2), float("nan"))])
             item["n_cat"] = torch.tensor(len(c))
         return item
-
-
-# ----------------------------------------------------------------------------- real cutouts
-
-
-def _fits_planes(path: Path) -> dict[str, np.ndarray]:
-    from astropy.io import fits
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            planes = {}
-            for i, h in enumerate(hdul):
-                if not h.is_image or h.data is None:
-                    continue
-                name = (h.name or "").upper()
-                key = name.lower() if name.lower() in ("images", "variance", "weights", "mask", "psfs") else None
-                if key is None and "images" not in planes and i == 0:
-                    key = "images"
-                if key is not None:
-                    planes[key] = np.array(h.data)
-                    if key == "mask":
-                        bits = {k[3:]: int(v) for k, v in h.header.items() if k.startswith("MP_")}
-                        if bits:
-                            names = [""] * (max(bits.values()) + 1)
-                            for name, bit in bits.items():
-                                names[bit] = name
-                            planes["mask_planes"] = np.array(names)
-                    if key == "images" and "FILTERS" in h.header:
-                        planes["filters"] = np.array([f.strip() for f in str(h.header["FILTERS"]).split(",")])
-            return planes
-    except OSError as exc:
-        raise InputError(f"{path} is not a readable FITS file: {' '.join(str(exc).split())}") from None
-
-
-def bad_pixels(mask: np.ndarray, bad_bits: list[str], planes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Unusable pixels of a mask plane (module docstring): boolean masks as they are; integer
-    bit masks through the plane names ``planes`` (bit ``i`` = ``planes[i]``) and the names of
-    the bad bits. Returns the boolean map and, per bad bit present, the pixels it flags."""
-    m = np.asarray(mask)
-    if m.dtype == bool:
-        return m, {"mask": m}
-    if not np.issubdtype(m.dtype, np.integer):
-        if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
-            raise InputError("mask: expected a boolean or an integer bit-mask plane")
-        m = m.astype(np.int64)
-    unknown = sorted(set(bad_bits) - set(planes))
-    if unknown:
-        raise InputError(f"mask: bad bit(s) {', '.join(unknown)} are not planes of the mask "
-                         f"(its planes: {', '.join(p for p in planes if p)}); set data.mask_bad_bits")
-    by_bit = {name: (m & (1 << planes.index(name))) != 0 for name in bad_bits}
-    bad = np.zeros(m.shape, bool)
-    for v in by_bit.values():
-        bad |= v
-    return bad, {k: v for k, v in by_bit.items() if v.any()}
-
-
-def read_cutout(path: str | Path, bad_bits: list[str] | None = None, mask_planes: list[str] | None = None) -> dict[str, Any]:
-    """A real multi-band cutout (module docstring) -> ``images`` ``(S, C, H, W)`` float32,
-    ``variance`` ``(S, C, H, W)`` or ``(S, C)`` float32, ``mask`` ``(S, H, W)`` bool,
-    ``psfs`` ``(C, h, w)`` or None, ``catalog`` (the NPZ's own record array) or None,
-    ``filters`` (``C`` names) or None. An integer mask is read with the bad bits ``bad_bits``
-    (default :data:`BAD_BITS`) and the plane names of the file, else ``mask_planes`` (default
-    :data:`AFW_MASK_PLANES`)."""
-    bad_bits = BAD_BITS if bad_bits is None else list(bad_bits)
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"input file not found: {p}")
-    name = p.name.lower()
-    if name.endswith(".npz"):
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                planes = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
-            raise InputError(f"{p} is not a readable .npz file: {' '.join(str(exc).split())}") from None
-    elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-        planes = _fits_planes(p)
-    else:
-        raise InputError(f"{p}: unsupported cutout format; use .npz (images, variance, mask, psfs) or FITS "
-                         f"(HDUs IMAGES, VARIANCE/WEIGHTS, MASK, PSFS)")
-    if "images" not in planes:
-        raise InputError(f"{p}: no 'images' array/HDU (has: {', '.join(planes) or 'nothing'})")
-    images = np.asarray(planes["images"], dtype=np.float64)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or min(images.shape) < 1:
-        raise InputError(f"{p}: 'images' must be (C, H, W) or (S, C, H, W), got shape {planes['images'].shape}")
-    s, c, h, w = images.shape
-
-    def like_images(key: str) -> np.ndarray:
-        a = np.asarray(planes[key], dtype=np.float64)
-        a = a.reshape((1,) * (4 - a.ndim) + a.shape) if a.ndim < 4 else a
-        if a.shape[1:] != (c, h, w) or a.shape[0] not in (1, s):
-            raise InputError(f"{p}: '{key}' has shape {planes[key].shape}, expected that of images {images.shape[1:]}")
-        return np.broadcast_to(a, images.shape)
-
-    bad = ~np.isfinite(images).all(axis=1)                     # (S, H, W)
-    flagged: dict[str, np.ndarray] = {}
-    if "mask" in planes:
-        names = [str(n) for n in planes["mask_planes"]] if "mask_planes" in planes else \
-            list(AFW_MASK_PLANES if mask_planes is None else mask_planes)
-        try:
-            m, flagged = bad_pixels(planes["mask"], bad_bits, names)
-        except InputError as exc:
-            raise InputError(f"{p}: {exc}") from None
-        m = m.reshape((1,) * (3 - m.ndim) + m.shape) if m.ndim < 3 else m
-        if m.ndim == 4 or (m.ndim == 3 and m.shape[0] == c and m.shape[1:] == (h, w) and s == 1):
-            m = m.reshape(-1, c, h, w).any(axis=1)               # a pixel bad in any band is masked
-        if m.shape[1:] != (h, w) or m.shape[0] not in (1, s):
-            raise InputError(f"{p}: 'mask' has shape {planes['mask'].shape}; expected (H, W) or (C, H, W) "
-                             f"with H, W = {h}, {w}")
-        m = np.broadcast_to(m, (s, h, w))
-        if m.all(axis=(1, 2)).any():
-            share = {k: float(np.mean(v)) for k, v in flagged.items()}
-            bits = ", ".join(f"{k} ({100 * v:.0f} %)" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
-            raise InputError(f"{p}: the mask flags every pixel of a scene as unusable, by {bits}; "
-                             f"set data.mask_bad_bits to the bits that mean unusable")
-        bad = bad | m
-    variance = None
-    if "variance" in planes:
-        variance = like_images("variance").copy()
-    elif "weights" in planes:
-        wt = like_images("weights")
-        with np.errstate(divide="ignore"):
-            variance = np.where(wt > 0, 1.0 / np.where(wt > 0, wt, 1.0), np.inf)
-    if variance is not None:
-        if np.any(variance < 0) or np.isnan(variance).any():
-            raise InputError(f"{p}: variance must be non-negative and not NaN")
-        bad = bad | ~np.isfinite(variance).all(axis=1) | (variance <= 0).any(axis=1)
-    images = np.where(bad[:, None], 0.0, np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0))
-    if bad.all(axis=(1, 2)).any():
-        raise InputError(f"{p}: a scene has no valid pixel (all masked, zero weight or non-finite)")
-    if variance is None:
-        import sep
-        variance = np.array([[sep.Background(np.ascontiguousarray(images[i, b]), mask=bad[i]).globalrms ** 2
-                              for b in range(c)] for i in range(s)])
-    else:
-        fill = np.array([[np.median(variance[i, b][~bad[i]]) for b in range(c)] for i in range(s)])
-        variance = np.where(bad[:, None], fill[:, :, None, None], variance)
-    psfs = None
-    if "psfs" in planes:
-        psfs = np.asarray(planes["psfs"], dtype=np.float64)
-        psfs = psfs[None] if psfs.ndim == 2 else psfs
-        if psfs.ndim != 3 or psfs.shape[0] not in (1, c) or not np.isfinite(psfs).all() or \
-                np.any(psfs.sum(axis=(1, 2)) <= 0):
-            raise InputError(f"{p}: 'psfs' must be (C, h, w) finite images with positive sums, got {planes['psfs'].shape}")
-    catalog = planes.get("catalog")
-    filters = None
-    if "filters" in planes:
-        filters = [str(f).strip() for f in np.asarray(planes["filters"]).reshape(-1)]
-        if len(filters) != c or len(set(filters)) != c or not all(filters):
-            raise InputError(f"{p}: 'filters' must name each of the {c} bands once, got {filters}")
-    return {"images": images.astype(np.float32), "variance": np.asarray(variance, dtype=np.float32),
-            "mask": bad, "psfs": psfs, "catalog": catalog, "filters": filters}
-
-
-def mean_psf_kernel(psfs: np.ndarray) -> np.ndarray:
-    """Detection filter: the band-mean of unit-sum PSFs, cropped to odd sizes of at most 31 px."""
-    k = np.mean([q / q.sum() for q in psfs], axis=0)
-    h, w = k.shape
-    ch, cw = min(h - (1 - h % 2), 31), min(w - (1 - w % 2), 31)
-    i0, j0 = (h - ch) // 2, (w - cw) // 2
-    return k[i0:i0 + ch, j0:j0 + cw]
 
 
 # ----------------------------------------------------------------------------- datamodule
@@ -386,50 +223,29 @@ class DeblendingDataModule(BaseDataModule):
                           fits.ImageHDU(psfs, name="PSFS")]).writeto(path, overwrite=True)
         return path
 
-    def _catalog(self, path: Path, cut: dict[str, Any]) -> list[np.ndarray] | None:
-        cat = self.cfg["catalog"]
-        if cat in (None, ""):
-            return None
-        s = len(cut["images"])
-        origin = float(self.cfg["catalog_origin"])
-        xcol, ycol, scol = self.cfg["x_column"], self.cfg["y_column"], self.cfg["scene_column"]
-        if cat == "npz":
-            rec = cut["catalog"]
-            if rec is None or rec.dtype.names is None or not {xcol, ycol} <= set(rec.dtype.names):
-                raise InputError(f"{path}: data.catalog=npz needs a 'catalog' record array with fields "
-                                 f"{xcol!r}, {ycol!r}")
-            table = {k: np.asarray(rec[k], dtype=float) for k in rec.dtype.names if k in (xcol, ycol, scol)}
-        else:
-            from cosmobench.io import read_table
-            cols = read_table(cat)
-            missing = [k for k in (xcol, ycol) if k not in cols]
-            if missing:
-                raise InputError(f"{cat}: catalogue has no column {missing[0]!r} (has: {', '.join(cols)}); "
-                                 f"set data.x_column / data.y_column")
-            table = {k: np.asarray(cols[k], dtype=float) for k in (xcol, ycol, scol) if k in cols}
-        xy = np.stack([table[xcol], table[ycol]], axis=1) - origin
-        if not np.isfinite(xy).all():
-            raise InputError(f"{cat}: non-finite catalogue positions")
-        scene = table[scol].astype(int) if scol in table else np.zeros(len(xy), dtype=int)
-        if s > 1 and scol not in table:
-            raise InputError(f"{cat}: {s} scenes in {path} but the catalogue has no {scol!r} column")
-        if len(scene) and (scene.min() < 0 or scene.max() >= s):
-            raise InputError(f"{cat}: {scol!r} must be in 0..{s - 1}")
-        return [xy[scene == i] for i in range(s)]
+    def input_path(self, path=None) -> Path:
+        """The cutout to read: ``path`` (``--input``), else ``data.input`` (a data set's file)."""
+        if path in (None, ""):
+            path = self.cfg["input"]
+        if path in (None, ""):
+            raise ConfigError("predict needs --input FILE (or data.input, which data.dataset=NAME fills)")
+        return Path(path).expanduser()
 
-    def read_input(self, path) -> Dataset:
-        """Dataset of the scenes of a real cutout file (:func:`read_cutout`), background-
-        subtracted like the training scenes, with the catalogue positions if ``data.catalog``."""
-        p = Path(path).expanduser()
+    def read_input(self, path=None) -> Dataset:
+        """Dataset of the scenes of a real cutout file (:func:`read_cutout`; ``path`` or
+        ``data.input``), background-subtracted like the training scenes, with the catalogue
+        positions if ``data.catalog``."""
+        p = self.input_path(path)
         cut = read_cutout(p, self.cfg["mask_bad_bits"], self.cfg["mask_planes"])
         images = np.stack([self.preprocess(im, m) for im, m in zip(cut["images"], cut["mask"])])
-        ds = SceneDataset(images, cut["variance"], mask=cut["mask"], catalog=self._catalog(p, cut), psfs=cut["psfs"])
+        ds = SceneDataset(images, cut["variance"], mask=cut["mask"], catalog=catalog_positions(self.cfg, p, cut),
+                          psfs=cut["psfs"])
         ds.filters = cut["filters"]
         return ds
 
-    def predict_loader(self, path) -> DataLoader:
+    def predict_loader(self, path=None) -> DataLoader:
         return DataLoader(self.read_input(path), batch_size=1, shuffle=False, num_workers=0)
 
 
 __all__ = ["DeblendingData", "DeblendingDataModule", "SceneDataset", "read_cutout", "bad_pixels", "mean_psf_kernel",
-           "AFW_MASK_PLANES", "BAD_BITS"]
+           "AFW_MASK_PLANES", "BAD_BITS", "catalog_positions"]

@@ -37,10 +37,17 @@ register_dataset(Dataset(
           year    = {2018},
           doi     = {10.1093/pasj/psx066},
         }"""),
-    loader={"input": "hsc_cosmos_35.npz", "catalog": "npz", "extra_inputs": ["hsc_cosmos.npz"]},
-    notes="hsc_cosmos_35.npz: images, variance (5, 58, 48) float32, mask (5, 58, 48) int32, psfs (5, 43, 43), "
-          "filters, catalog (x, y) of 7 sources: `cosmobench predict deblending --input <path> data.catalog=npz`. "
-          "hsc_cosmos.npz: images (5, 69, 57), psfs (5, 41, 41) and a SEP catalogue, no variance (SEP estimates "
-          "it). Real blends have no truth: predict-only.",
+    loader={"input": "hsc_cosmos_35.npz", "catalog": "npz", "background": "none"},
+    notes="predict-only (real blends have no truth): `cosmobench predict deblending --checkpoint CKPT "
+          "data.dataset=hsc-blends --output cat.csv` reads hsc_cosmos_35.npz (data.input), its own detection "
+          "catalogue (data.catalog=npz) and no background re-estimate (data.background=none: HSC coadds are "
+          "sky-subtracted); the checkpoint must be trained on 5 bands (data.n_bands=5). Layout, checked on the "
+          "files: hsc_cosmos_35.npz: images and variance (5, 58, 48) float32, mask (5, 58, 48) int32 (an HSC "
+          "bit-mask plane without plane names: bits 2, 3, 5, 10, 12, 14, 15 occur; bits 0-8 read as the afw base "
+          "planes BAD..NO_DATA, bits 9+ unnamed and informational), psfs (5, 43, 43) float64 of unit sum, "
+          "filters g r i z y, catalog record array (x, y) float64 of 7 sources, 0-based pixel centres. "
+          "hsc_cosmos.npz: images (5, 69, 57) float32, psfs (5, 41, 41), filters, a SEP catalogue of 6 sources "
+          "(fields x, y among 31), no variance (SEP estimates it) and no mask: "
+          "`--input \"$(cosmobench data path hsc-blends --file hsc_cosmos.npz)\"`.",
     homepage="https://github.com/pmelchior/scarlet/tree/master/data",
 ))
