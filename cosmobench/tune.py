@@ -230,6 +230,7 @@ class TuneResult:
     best_layer: Path | None = None
     seconds: float = 0.0
     note: str = ""
+    flat: bool = False   # every complete trial scored the same: the objective told the sampler nothing
 
     def summary(self) -> str:
         if self.note:
@@ -238,7 +239,11 @@ class TuneResult:
         return (f"study {self.study}: {self.complete} complete, {self.pruned} pruned, {self.failed} failed "
                 f"(budget {self.trials}); best {self.best_value:.6g} with {best}\n"
                 f"best config layer: {self.best_layer} (use with: cosmobench train {self.task} -m {self.model} "
-                f"-c {self.best_layer})")
+                f"-c {self.best_layer})" + (f"\nwarning: {FLAT_WARNING}" if self.flat else ""))
+
+
+FLAT_WARNING = ("every complete trial scored the same objective value on the validation split: the search "
+                "learned nothing and the 'best' trial is the first one (check the task's validation metric)")
 
 
 def tune(task: str, model: str | None = None, trials: int = 10, jobs: int = 1, config_file: str | Path | None = None,
@@ -305,7 +310,10 @@ def tune(task: str, model: str | None = None, trials: int = 10, jobs: int = 1, c
     finally:
         for h in helpers:
             h.wait()
-    return _finish(st_, name, task, model, trials, config_file, overrides, space, root, time.time() - t0)
+    res = _finish(st_, name, task, model, trials, config_file, overrides, space, root, time.time() - t0)
+    if res.flat:
+        log(f"[tune] warning: study {name}: {FLAT_WARNING}")
+    return res
 
 
 def _space_text(spec: list) -> str:
@@ -419,6 +427,7 @@ def _finish(study, name, task, model, trials, config_file, overrides, space, roo
     if not res.complete:
         raise RunFailure(f"study {name}: no trial completed ({res.pruned} pruned, {res.failed} failed)")
     best = study.best_trial
+    res.flat = res.complete > 1 and len({t.value for t in all_trials if t.state == S.COMPLETE}) == 1
     values = {k: (json.loads(v) if space[k][0] == "choice" else v) for k, v in best.params.items()}
     res.best_value, res.best_params = float(best.value), values
     layer = C.load_yaml(config_file) if config_file else {}
@@ -435,6 +444,7 @@ def _finish(study, name, task, model, trials, config_file, overrides, space, roo
         tmp.write_text(header + C.to_yaml(layer))
     summary = {"study": name, "task": task, "model": model, "trials": trials, "complete": res.complete,
                "pruned": res.pruned, "failed": res.failed, "best_value": res.best_value, "best_params": values,
+               "flat_objective": res.flat,
                "objective": study.user_attrs.get("objective", "metric"), "direction": study.direction.name.lower(),
                "base_config_hash": C.config_hash(C.resolve(task, model, config_file, plain), C.BOOKKEEPING_KEYS),
                "tuned_config_hash": C.config_hash(tuned_cfg, C.BOOKKEEPING_KEYS), "best_layer": str(res.best_layer),

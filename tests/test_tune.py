@@ -152,3 +152,19 @@ def test_two_workers_share_one_study(root):
     con.close()
     workers = [sum("[tune] trial" in ln for ln in o[1].splitlines()) for o in outs]
     assert sum(workers) >= 4
+
+
+def test_a_flat_objective_is_reported(root, toy_plugin):
+    """Every complete trial with the same score (here: a one-value space, so identical runs):
+    the study says its search learned nothing, in the log, the summary and the study JSON."""
+    from cosmobench import tune
+    lines = []
+    res = tune.tune("toy", "linear", trials=2, overrides=FAST, root=root, space={"optim.lr": ["choice", [0.1]]},
+                    log=lines.append)
+    assert res.complete == 2 and res.flat
+    assert any("[tune] warning" in ln and "learned nothing" in ln for ln in lines)
+    assert "warning:" in res.summary()
+    assert json.loads((root / "tune" / f"{res.study}.json").read_text())["flat_objective"] is True
+    other = tune.tune("toy", "linear", trials=2, overrides=FAST, root=root / "b", space=SPACE, log=lambda m: None,
+                      enqueue=[{"optim.lr": 0.2}, {"optim.lr": 0.01}])
+    assert not other.flat and "warning" not in other.summary()
