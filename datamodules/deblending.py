@@ -151,6 +151,16 @@ class DeblendingDataModule(BaseDataModule):
 
     export_suffix = ".npz"
 
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """The base checks; a real cutout (``data.input``, which a data set such as
+        ``hsc-blends`` fills) is for predict only: train and test refuse it before any run dir."""
+        if cfg["input"] not in (None, ""):
+            named = f" (data.dataset={cfg['dataset']})" if cfg["dataset"] else ""
+            raise ConfigError(f"data.input{named} is a real cutout without truth, for `cosmobench predict "
+                              f"deblending` only: deblenders train and test on the simulator")
+        super().preflight(cfg)
+
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.n_bands, self.image_size = self.cfg["n_bands"], self.cfg["image_size"]

@@ -173,3 +173,15 @@ def test_train_5_bands_then_predict_hsc_blends(cached, tmp_path, capsys, monkeyp
     cols = read_table(root / "cat.csv")
     assert list(zip(cols["x"], cols["y"])) == CATALOG                      # the file's catalogue, not SEP
     assert all(np.isfinite(cols[f"flux_{b}"]).all() for b in "grizy")
+
+
+def test_train_and_test_refuse_the_predict_only_data_set(cached, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("COSMOBENCH_HOME", str(root))
+    monkeypatch.chdir(root)
+    code = cli.main(["train", "deblending", "-m", "sep", "-c", str(HERE / "conf" / "deblending.yaml"),
+                     "data.dataset=hsc-blends"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "data.input (data.dataset=hsc-blends)" in err[0] and "predict" in err[0]
+    assert list(root.iterdir()) == []                                        # no run dir, no row
