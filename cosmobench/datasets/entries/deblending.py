@@ -38,8 +38,9 @@ register_dataset(Dataset(
           doi     = {10.1093/pasj/psx066},
         }"""),
     loader={"input": "hsc_cosmos_35.npz", "catalog": "npz", "background": "none"},
-    notes="predict-only (real blends have no truth): `cosmobench predict deblending --checkpoint CKPT "
-          "data.dataset=hsc-blends --output cat.csv` reads hsc_cosmos_35.npz (data.input), its own detection "
+    notes="predict-only (real blends have no truth; train/test refuse it): `cosmobench predict deblending "
+          "--checkpoint CKPT --input \"$(cosmobench data path hsc-blends --file hsc_cosmos_35.npz)\" "
+          "data.dataset=hsc-blends --output cat.csv` reads that file (also in data.input), its own detection "
           "catalogue (data.catalog=npz) and no background re-estimate (data.background=none: HSC coadds are "
           "sky-subtracted); the checkpoint must be trained on 5 bands (data.n_bands=5). Layout, checked on the "
           "files: hsc_cosmos_35.npz: images and variance (5, 58, 48) float32, mask (5, 58, 48) int32 (an HSC "
