@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
+    p = sub.add_parser("shift", parents=[root],
+                       help="a checkpoint scored on its own test data and on other data, side by side (the gap)")
+    p.add_argument("task")
+    p.add_argument("--checkpoint", required=True, help="checkpoint of a training run (e.g. on the simulator)")
+    p.add_argument("-c", "--config", help="YAML layer of the target data, over the run's config")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the target data, e.g. data.dataset=NAME")
+
     p = sub.add_parser("bench", parents=[root], help="grid of runs (task x model x seed), then the leaderboard")
     p.add_argument("suite", nargs="?", help="suite YAML (default: experiments/suites/quick.yaml)")
     p.add_argument("--tasks", help="comma-separated subset of tasks")
@@ -194,6 +201,14 @@ def _cmd_test(args) -> int:
     return 0
 
 
+def _cmd_shift(args) -> int:
+    from cosmobench.registry import get_task
+    from cosmobench.shift import format_report, shift
+    report = shift(args.task, args.checkpoint, args.overrides, args.config, root=args.root)
+    print(format_report(report, get_task(args.task).primary_metric), end="")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from cosmobench import bench, leaderboard
     from cosmobench.results import default_root
@@ -202,6 +217,13 @@ def _cmd_bench(args) -> int:
         args.overrides, args.suite = [args.suite, *args.overrides], None
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    from cosmobench.bench.transfer import is_transfer_suite, run_transfer
+    if is_transfer_suite(args.suite):  # a pretraining step, then strategy stages (cosmobench.bench.transfer)
+        if tasks or args.verify or args.launcher != "local":
+            raise ConfigError("a transfer suite runs locally as a whole: --tasks, --verify and --launcher slurm "
+                              "do not apply")
+        return run_transfer(args.suite, args.root, args.jobs, args.rerun, args.seeds, args.overrides,
+                            args.print_config)
     sel = (args.suite, tasks, args.seeds, args.overrides)
     if args.print_config:
         from cosmobench import config as C
@@ -297,7 +319,8 @@ def _cmd_data(args) -> int:
     return data_cli.run(args)
 
 
-COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "test": _cmd_test, "bench": _cmd_bench,
+COMMANDS = {"list": _cmd_list, "train": _cmd_train, "predict": _cmd_predict, "test": _cmd_test, "shift": _cmd_shift,
+            "bench": _cmd_bench,
             "leaderboard": _cmd_leaderboard, "results": _cmd_results, "compare": _cmd_compare, "tune": _cmd_tune,
             "data": _cmd_data}
 

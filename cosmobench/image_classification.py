@@ -150,7 +150,7 @@ class ImageClassificationTask(BaseTask):
         if stage != "fit" or getattr(self, "_init_done", False):
             return
         from cosmobench.transfer import initialise, write_report
-        report = initialise(self.net, self.model_cfg, self.model_name, self.class_names)
+        report = initialise(self.net, self.model_cfg, self.model_name, self.class_names, self.data_info)
         self._init_done = True
         if report is None:
             return

@@ -15,6 +15,14 @@ to ``data.crop`` px (if set) and resized to ``data.image_size`` (bilinear, antia
 normalises them with ``(stretch(x / scale_b) - mean_b) / std_b`` per band
 (:mod:`cosmobench.images`), statistics of (at most ``cosmobench.images.NORM_MAX_IMAGES`` evenly
 spaced images of) the **train** split, returned by :meth:`~ImageClassDataModule.info`.
+
+Bands and pixel scale (what a checkpoint remembers, :mod:`cosmobench.transfer` uses them):
+``data.bands`` names the bands in channel order (e.g. ``[g, r, z]``; null: unnamed), must have
+``data.n_bands`` distinct names, and is a shape key (a checkpoint scores / predicts only data of
+its bands in its order). ``info()["input_pixel_scale"]`` is the angle of one network input pixel
+in arcsec: ``data.pixel_scale`` for the simulator; for real data
+``data.native_pixel_scale x (data.crop or the files' image side) / data.image_size``, or null when
+``data.native_pixel_scale`` is null (not checked then).
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ from torch.utils.data import Dataset
 
 from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, FixedTestFile, ImageAugment,
                                    ImageDataModule, SimSplits, check_memory)
-from cosmobench.errors import InputError
+from cosmobench.errors import ConfigError, InputError
 from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize,
                                read_folder_catalog, read_image_stack, stack_members, train_band_statistics,
                                write_image_stack)
@@ -51,6 +59,12 @@ class ImageClassSettings(ImageAugment, FixedTestFile, FileSplits, SimSplits, Dat
     label_key: str = setting("labels", "str", help="real data: HDF5 dataset / npz member of the labels")
     file_column: str = setting("file", "str", help="table of image files: column of the paths (relative to the table)")
     label_column: str = setting("label", "str", help="table of image files: column of the labels")
+    bands: list[str] | None = setting(None, "list[str] or null",
+                                      help="names of the bands in channel order (e.g. [g, r, z]; null: unnamed); "
+                                           "model.init_from maps a checkpoint's first layer to them by name")
+    native_pixel_scale: float | None = setting(None, "positive float or null", unit="arcsec/px",
+                                               help="real data: pixel size of the files' images (null: unknown, "
+                                                    "the pixel-scale check of model.init_from is skipped)")
 
 
 def split_labels(ds: Dataset) -> np.ndarray | None:
@@ -66,7 +80,18 @@ class ImageClassDataModule(ImageDataModule):
     """Datamodule of an image-classification task (see the module docstring)."""
 
     #: a checkpoint scores / predicts only images of its bands and size, and its classes
-    shape_keys = ("n_bands", "image_size", "classes")
+    shape_keys = ("n_bands", "bands", "image_size", "classes")
+    #: checked against the config before any data is read; ``classes`` only against the data read
+    #: (``data.classes`` is the simulator's list, not the class names of a real source or label scheme)
+    config_shape_keys = ("n_bands", "bands", "image_size")
+
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """Also: ``data.bands`` has ``data.n_bands`` distinct names (ConfigError)."""
+        bands = cfg["bands"]
+        if bands is not None and (len(bands) != int(cfg["n_bands"]) or len(set(bands)) != len(bands)):
+            raise ConfigError(f"data.bands={list(bands)} must name data.n_bands={cfg['n_bands']} distinct bands")
+        super().preflight(cfg)
 
     @classmethod
     def memory_estimate(cls, cfg) -> dict[str, float]:
@@ -118,7 +143,22 @@ class ImageClassDataModule(ImageDataModule):
         self.setup()
         return {"image_size": self.image_size, "n_bands": self.n_bands, "classes": list(self.class_names),
                 "stretch": self.cfg["stretch"], "norm_scale": self.norm["scale"], "norm_mean": self.norm["mean"],
-                "norm_std": self.norm["std"], "source": self.cfg["source"]}
+                "norm_std": self.norm["std"], "source": self.cfg["source"],
+                "bands": None if self.cfg["bands"] is None else [str(b) for b in self.cfg["bands"]],
+                "input_pixel_scale": self.input_pixel_scale(), "native_pixel_scale": self.cfg["native_pixel_scale"]}
+
+    def input_pixel_scale(self) -> float | None:
+        """Arcsec per network input pixel (module docstring), or None if unknown."""
+        if self.cfg["source"] == "sim":
+            return float(self.cfg["pixel_scale"]) if "pixel_scale" in self.cfg else None
+        native = self.cfg["native_pixel_scale"]
+        if native is None:
+            return None
+        side = self.cfg["crop"]
+        train = self.datasets["train"]
+        if side is None and isinstance(train, LazyImageDataset) and len(train):
+            side = int(np.shape(train.load(int(train.rows[0])))[-1])  # the files' image side, px
+        return None if side is None else float(native) * int(side) / self.image_size
 
     def export(self, split: str, path) -> Path:
         """Write the images of ``split`` (no labels) as an image stack ``(N, C, H, W)`` float32 in

@@ -11,6 +11,10 @@ Sources (``data.source``):
     ``data.mag_range`` (zero point ``data.zero_point``, counts). Sample ``i`` of split ``s``
     is a pure function of ``(seed, s, i)``. With ``data.label_type=soft`` each sample also has
     vote fractions from ``data.n_votes`` simulated volunteers (noise ``data.vote_noise``).
+    ``data.label_scheme=galaxy10`` reports the simulated classes under Galaxy10's ten class
+    names (:data:`SIM_TO_GALAXY10`; the other Galaxy10 classes never occur), so that a network
+    trained on the simulator keeps its head when fine-tuned on, and is scored zero-shot on,
+    Galaxy10 (``cosmobench test --checkpoint SIM.ckpt data.dataset=galaxy10-decals``).
 ``galaxy10``
     HDF5 in the Galaxy10 DECaLS layout: ``data.image_key`` (``images``, uint8 N×H×W×3) and
     ``data.label_key`` (``ans``, ints 0-9); the ten Galaxy10 class names. Read lazily per item.
@@ -48,6 +52,11 @@ GALAXY10_CLASSES = [
     "edge_on_with_bulge",
 ]
 
+#: simulated class -> the Galaxy10 class it stands for (``data.label_scheme=galaxy10``)
+SIM_TO_GALAXY10 = {"irregular": "disturbed", "merger": "merging", "elliptical": "round_smooth",
+                   "barred_spiral": "barred_spiral", "spiral": "unbarred_loose_spiral",
+                   "edge_on": "edge_on_without_bulge"}
+
 
 @dataclass
 class MorphologyData(GalaxySample, Observation, ImageClassSettings):
@@ -57,6 +66,9 @@ class MorphologyData(GalaxySample, Observation, ImageClassSettings):
     source: str = setting("sim", ["sim", "galaxy10", "folder"], help="sim, or a real-data source")
     label_type: str = setting("hard", ["hard", "soft"],
                               help="train on class labels, or on vote fractions (sim: simulated votes)")
+    label_scheme: str = setting("sim", ["sim", "galaxy10"],
+                                help="sim: the simulated class names; galaxy10: report them as Galaxy10's ten "
+                                     "classes (SIM_TO_GALAXY10) for transfer to Galaxy10")
     vote_columns: list[str] = setting([], "list[str]",
                                       help="folder: vote-fraction columns, one per class (the class names)")
 
@@ -87,6 +99,13 @@ class MorphologyDataModule(ImageClassDataModule):
         if len(set(classes)) != len(classes) or len(classes) < 2:
             raise ConfigError(f"data.classes must be >= 2 distinct names; got {classes}")
         self.class_names = classes
+        target = np.arange(len(classes))  # label of simulated class k
+        if self.cfg["label_scheme"] == "galaxy10":
+            if self.soft:
+                raise ConfigError("data.label_scheme=galaxy10 needs data.label_type=hard "
+                                  "(Galaxy10 has no vote fractions)")
+            self.class_names = list(GALAXY10_CLASSES)
+            target = np.array([GALAXY10_CLASSES.index(SIM_TO_GALAXY10[c]) for c in classes])
         obs = self.observation()
         out = {}
         for split in ("train", "val", "test"):
@@ -101,7 +120,7 @@ class MorphologyDataModule(ImageClassDataModule):
                 if self.soft:
                     votes[i] = vote_fractions(rng, int(labels[i]), params["mag"], classes, obs.mag_range,
                                               sample.vote_noise, sample.n_votes)
-            arrays = {"image": images, "label": labels}
+            arrays = {"image": images, "label": target[labels]}
             if self.soft:
                 arrays["votes"] = votes
             out[split] = ArrayDataset(arrays)

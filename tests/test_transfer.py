@@ -157,13 +157,13 @@ def test_cli_init_from_across_tasks_and_bad_exits_2(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     ckpt = run_dirs(tmp_path, "morphology", "cnn")[0] / "checkpoints" / "best.ckpt"
     lens = ["-c", str(CONF / "lensfinding.yaml"), "data.image_size=16", "data.pixel_scale=0.45",
-            f"model.init_from={ckpt}"]
+            f"model.init_from={ckpt}", "model.check_pixel_scale=false"]  # another task, another pixel scale
     r = run_cli(["train", "lensfinding", "-m", "cnn", *base, *lens], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     (run,) = run_dirs(tmp_path, "lensfinding", "cnn")
     report = json.loads((run / INIT_FILE).read_text())
     assert report["loaded"] and report["source"] == str(ckpt.resolve())
-    r = run_cli(["train", "lensfinding", "-m", "cnn", *base, *lens[:-1],
+    r = run_cli(["train", "lensfinding", "-m", "cnn", *base, *lens[:-2],
                  f"model.init_from={tmp_path / 'missing.ckpt'}"], tmp_path)
     assert r.returncode == 2 and "model.init_from: checkpoint not found" in r.stderr.strip().splitlines()[-1]
     assert len(run_dirs(tmp_path, "lensfinding", "cnn")) == 1

@@ -6,25 +6,40 @@ import io
 import json
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def curve_png(curve: dict) -> bytes:
-    """Primary metric vs a grid variable per model, with the 95% CI as a band."""
+    """Primary metric vs a grid variable per series (model, or strategy of a transfer suite), with
+    the 95% CI as a band. A numeric axis may hold null (e.g. ``data.subset=null``: every row):
+    drawn right of the largest value and labelled "all"."""
     from cosmobench.plots import pyplot
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    numeric = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool)
-                  for pts in curve["series"].values() for p in pts)
-    cats = sorted({json.dumps(p[0]) for pts in curve["series"].values() for p in pts}) if not numeric else []
+    xs_all = [p[0] for pts in curve["series"].values() for p in pts]
+    numeric = any(_is_number(x) for x in xs_all) and all(_is_number(x) or x is None for x in xs_all)
+    cats = sorted({json.dumps(x) for x in xs_all}) if not numeric else []
+    nums = [x for x in xs_all if _is_number(x)]
+    log = numeric and min(nums) > 0 and max(nums) / min(nums) >= 4 and (None in xs_all or max(nums) / min(nums) >= 20)
+    at_all = (max(nums) * 2 if log else max(nums) + 0.25 * ((max(nums) - min(nums)) or 1)) if numeric else None
+
+    def pos(x):
+        return (at_all if x is None else x) if numeric else cats.index(json.dumps(x))
     for name, pts in sorted(curve["series"].items()):
-        xs = [p[0] if numeric else cats.index(json.dumps(p[0])) for p in pts]
+        pts = sorted(pts, key=lambda p: pos(p[0]))
+        xs = [pos(p[0]) for p in pts]
         ys = [p[1] for p in pts]
         line, = ax.plot(xs, ys, "o-", label=name)
         if all(p[2] is not None for p in pts):
             ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.2)
-    if numeric:
-        vals = [p[0] for pts in curve["series"].values() for p in pts]
-        if min(vals) > 0 and max(vals) / min(vals) >= 20:
-            ax.set_xscale("log")
-    else:
+    if log:
+        ax.set_xscale("log")
+    if numeric and None in xs_all:
+        ticks = sorted(set(nums)) + [at_all]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + ["all"])
+        ax.minorticks_off()
+    elif not numeric:
         ax.set_xticks(range(len(cats)), [json.loads(c) if isinstance(json.loads(c), str) else c for c in cats])
     ax.set_xlabel(curve["key"])
     ax.set_ylabel(f"{curve['metric']} ({'lower' if curve['mode'] == 'min' else 'higher'} is better)")

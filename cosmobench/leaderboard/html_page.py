@@ -176,6 +176,13 @@ def _provenance_table(entries: list[Entry]) -> str:
     return "".join(out)
 
 
+def _curve_track(curve: dict, entries) -> str:
+    """The track whose entries a learning curve draws (a transfer suite's are on the real
+    track): the first one with an entry on the curve's grid key, else the first track."""
+    tracks = track_order(entries)
+    return next((t for t in tracks if any(e.track == t and curve["key"] in e.grid for e in entries)), tracks[0])
+
+
 def to_html(board: Board, title: str = "cosmobench leaderboard") -> str:
     from cosmobench.registry import get_task
     from cosmobench.results import git_commit
@@ -221,7 +228,8 @@ def to_html(board: Board, title: str = "cosmobench leaderboard") -> str:
                        + _full_table(spec, group, slug, task) + "</details>")
             out.append("<details class='prov'><summary>provenance</summary>" + _provenance_table(group)
                        + "</details>")
-            for curve in (c for c in getattr(board, "curves", []) if c["task"] == task and i == 0):
+            for curve in (c for c in getattr(board, "curves", []) if c["task"] == task
+                          and _curve_track(c, entries) == track):
                 out.append(f"<details open><summary>learning curve: {_esc(curve['metric'])} vs "
                            f"{_esc(curve['key'])} (suite {_esc(curve['suite'])})</summary>")
                 out.append(_png_tag(curve_png(curve), f"{task} {curve['metric']} vs {curve['key']}") + "</details>")

@@ -4,11 +4,13 @@ The real file (``cosmobench data fetch galaxy10-decals``, 2.54 GB) cannot be dow
 environment where the transfer numbers of docs/tasks/morphology.md were measured, so the
 transfer study runs on this stand-in: ``images`` ``(N, 256, 256, 3)`` uint8 (g/r/z as RGB) and
 ``ans`` ``(N,)`` uint8 in 0..9, as in ``Galaxy10_DECals.h5``. The galaxies are drawn by
-cosmobench's own simulator (:mod:`cosmobench.sim.galaxies`) with a **different survey** from the
-pretraining one (DECaLS-like 0.262"/px, Gaussian PSF of 1.3", brighter sky, fainter galaxies),
-rendered at 64 px, asinh-stretched to uint8 per image (as the published JPEG-like cutouts) and
-upsampled to 256 px. Six simulator classes are mapped onto six Galaxy10 labels (``MAP``); the
-other four labels do not occur. It is a domain shift of survey and preprocessing, not of
+cosmobench's own simulator (:mod:`cosmobench.sim.galaxies`) rendered as the real cutouts are:
+256 px at DECaLS's 0.262"/px (67"), Gaussian PSF of 1.3", sky 20.5 mag/arcsec^2, galaxies of
+16.5-18.5 mag, then asinh-stretched to uint8 per image (as the published JPEG-like cutouts) --
+the pretraining survey (experiments/morphology/transfer_pretrain.yaml) differs in depth,
+PSF model and preprocessing (counts, no uint8 stretch). Six simulator classes carry the six
+Galaxy10 labels of ``SIM_TO_GALAXY10`` (cosmobench.datamodules.morphology); the other four
+labels do not occur. It is a domain shift of survey and preprocessing, not of
 galaxy physics: it exercises the pipeline, it does not measure what the simulator is worth on
 real DECaLS images.
 
@@ -20,17 +22,15 @@ import sys
 
 import numpy as np
 
-#: simulator class -> Galaxy10 label (GALAXY10_CLASSES of cosmobench.datamodules.morphology)
-MAP = {"merger": 1, "elliptical": 2, "barred_spiral": 5, "spiral": 7, "edge_on": 8, "irregular": 0}
 
 
 def main(out: str, n: int = 700, seed: int = 1234) -> None:
     import h5py
-    import torch
-    import torch.nn.functional as F
 
+    from cosmobench.datamodules.morphology import GALAXY10_CLASSES, SIM_TO_GALAXY10
     from cosmobench.sim.galaxies import Observation, simulate_galaxy
-    obs = Observation(n_bands=3, image_size=64, pixel_scale=0.262, psf="gaussian", psf_fwhm=1.3, sky_mag=20.5,
+    MAP = {c: GALAXY10_CLASSES.index(g) for c, g in SIM_TO_GALAXY10.items()}
+    obs = Observation(n_bands=3, image_size=256, pixel_scale=0.262, psf="gaussian", psf_fwhm=1.3, sky_mag=20.5,
                       mag_range=[16.5, 18.5], oversample=2)
     rng = np.random.default_rng(seed)
     names = list(MAP)
@@ -38,13 +38,11 @@ def main(out: str, n: int = 700, seed: int = 1234) -> None:
     ans = np.empty(n, np.uint8)
     for i in range(n):
         cls = names[rng.integers(len(names))]
-        img, _ = simulate_galaxy(rng, cls, obs)  # (3, 64, 64) counts
+        img, _ = simulate_galaxy(rng, cls, obs)  # (3, 256, 256) counts
         x = img - np.median(img, axis=(1, 2), keepdims=True)
         x = np.arcsinh(x / (3 * x.std(axis=(1, 2), keepdims=True).clip(1e-6)))
         x = (x - x.min()) / max(x.max() - x.min(), 1e-6)
-        up = F.interpolate(torch.from_numpy(x[None].astype(np.float32)), size=256, mode="bilinear",
-                           align_corners=False)[0]
-        images[i] = (up.clamp(0, 1).numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        images[i] = (np.clip(x, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
         ans[i] = MAP[cls]
     with h5py.File(out, "w") as fh:
         fh.create_dataset("images", data=images, chunks=(1, 256, 256, 3), compression="gzip", compression_opts=1)

@@ -33,7 +33,7 @@ register_dataset(Dataset(
                           DECaLS (Walmsley et al. 2022, MNRAS 509, 3966) and Galaxy Zoo 2 (Lintott et al. 2011)},
         }"""),
     loader={"source": "galaxy10", "path": "Galaxy10_DECals.h5", "image_key": "images", "label_key": "ans",
-            "label_type": "hard"},
+            "label_type": "hard", "bands": ["g", "r", "z"], "native_pixel_scale": 0.262},
     subset=Subset(2000, "label", "2000 galaxies stratified by class (seeded), then the usual splits"),
     notes="Images are (17736, 256, 256, 3) uint8 (channel last); the published anchor is Pandya+2023 "
           "(D16-equivariant CNN, 95.52 +- 0.18 % accuracy) on the full set.",
