@@ -96,11 +96,12 @@ def check_data_matches(dm_cls, cfg: dict, data_info: dict, ckpt: Path, info: dic
     ``data_info`` holds must equal the value of the config's ``data`` node (checked before any
     data is read: ConfigError naming the key) and, given ``info`` (the datamodule's facts after
     reading the data), the data's (InputError). Both before any run dir or row exists."""
+    config_keys = getattr(dm_cls, "config_shape_keys", None)  # keys whose data.KEY setting means the same
     for key in getattr(dm_cls, "shape_keys", ()):
         if key not in data_info:
             continue
         want = data_info[key]
-        if key in cfg["data"] and cfg["data"][key] != want:
+        if key in cfg["data"] and (config_keys is None or key in config_keys) and cfg["data"][key] != want:
             raise ConfigError(f"checkpoint {ckpt} expects data.{key}={want!r}, the config gives "
                               f"{cfg['data'][key]!r} (set data.{key}={want!r} or use a matching checkpoint)")
         if info is not None and key in info and info[key] != want:
