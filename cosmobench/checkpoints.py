@@ -139,13 +139,28 @@ def checkpoint_config(task: str, checkpoint: str | Path, model: str | None = Non
         raise ConfigError(f"checkpoint {ckpt} holds model {saved!r}, not {model!r} (leave -m out)")
     if not (saved or model):
         raise ConfigError(f"checkpoint {ckpt} does not name its model: give -m MODEL")
-    layers = [(str(run_cfg_path), _user_layer(run_cfg))] if run_cfg else []
+    layers = [(str(run_cfg_path), _user_layer(run_cfg, _requested_dataset(overrides, config_file)))] if run_cfg else []
     cfg = C.resolve(task, saved or model, config_file=config_file, overrides=overrides, extra_layers=layers)
     return cfg, ckpt
 
 
-def _user_layer(run_cfg: dict) -> dict:
-    """A saved run config as a layer (without the keys chosen on the command line)."""
+def _requested_dataset(overrides: list[str], config_file: str | Path | None) -> str | None:
+    """The ``data.dataset`` that the command line (or else the config file) asks for, if any."""
+    for layer in (C.parse_overrides(overrides), C.load_yaml(config_file) if config_file is not None else {}):
+        data = layer.get("data") if isinstance(layer, dict) else None
+        if isinstance(data, dict) and "dataset" in data:
+            return data["dataset"]
+    return None
+
+
+def _user_layer(run_cfg: dict, dataset: str | None = None) -> dict:
+    """A saved run config as a layer (without the keys chosen on the command line). With a
+    named ``dataset`` asked for, the run's values of the data keys that data set fills
+    (``data.source``, its files) are left out, so that the data set's loader keys apply."""
     layer = {k: v for k, v in run_cfg.items() if k not in ("task", "resume")}
     layer["model"] = {k: v for k, v in (run_cfg.get("model") or {}).items() if k != "name"}
+    if dataset and isinstance(layer.get("data"), dict):
+        from cosmobench.datasets.catalog import get_dataset
+        filled = set(get_dataset(dataset).loader)
+        layer["data"] = {k: v for k, v in layer["data"].items() if k not in filled}
     return layer

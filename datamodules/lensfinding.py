@@ -13,6 +13,17 @@ Sources (``data.source``):
     of ``(seed, train, e, i)``, epoch 0 is the fixed set); validation and test stay fixed. Items also carry the truth used for the binned completeness:
     ``theta_e`` (arcsec), ``source_mag`` (unlensed, reference band), ``magnification`` and
     ``kind`` (index into :data:`cosmobench.sim.lensing.KINDS`), NaN / -1 where not applicable.
+``lenstronomy``
+    An external simulator (:mod:`cosmobench.sim.lenstronomy_peer`, the ``peers`` extra; data set
+    ``lenstronomy-lenses``): cutouts rendered by lenstronomy with an elliptical power-law mass +
+    external shear, bulge + disk lens light and a Sérsic source, observed through this node's survey
+    settings (bands, pixel scale, stamp size, zero points, sky, PSF, noise, super-sampling) and
+    priors (Einstein radius, magnitudes, source size, lens fraction). ``data.n_train`` / ``data.n_val``
+    labelled cutouts of the run's seed (cut to ``data.subset`` if set) and a test set of
+    ``data.n_test`` cutouts fixed by ``data.render_seed`` (the same for every run seed); sample ``i``
+    of split ``s`` is a pure function of (seed, s, i). Rendered samples are cached under
+    ``$COSMOBENCH_DATA/lenstronomy-lenses/renders/``. Items carry ``theta_e``, ``source_mag``,
+    ``magnification`` and ``kind`` (0 lens, 1 non-lens) for the binned completeness.
 ``stack``
     ``data.path``: one file holding an image stack (``.npy``, ``.npz``, ``.h5``/``.hdf5`` or a FITS
     cube; :func:`cosmobench.images.read_image_stack`, dataset/member/HDU ``data.image_key``).
@@ -46,7 +57,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, progress
+from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, check_memory, progress
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
 from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
@@ -125,7 +136,10 @@ class LensFindingData(LensSimConfig, ImageClassSettings):
     """The ``data`` node of ``lensfinding``: the simulator's survey and priors
     (:class:`LensSimConfig`), the image-classification settings, and these."""
 
-    source: str = setting("sim", ["sim", "stack", "folder"], help="sim, or a real-data source")
+    source: str = setting("sim", ["sim", "lenstronomy", "stack", "folder"],
+                          help="sim, lenstronomy (an external simulator, the peers extra), or a real-data source")
+    render_seed: int = setting(0, "non-negative int",
+                               help="lenstronomy: seed of the rendered test set (train/val use the run's seed)")
     resample_train: bool = setting(False, "bool", help="sim: fresh simulated training cutouts every epoch")
     label_path: str | None = setting(None, "str or null",
                                      help="stack: table of the labels (column data.label_column), one row per cutout")
@@ -134,13 +148,40 @@ class LensFindingData(LensSimConfig, ImageClassSettings):
 class LensFindingDataModule(ImageClassDataModule):
     export_suffix = ".npy"
 
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """The base checks; ``data.source=lenstronomy`` needs lenstronomy (exit 2 naming the
+        install command) and no ``data.path``, and its rendered splits must fit in memory."""
+        if cfg["source"] != "lenstronomy":
+            return super().preflight(cfg)
+        from cosmobench.sim.lenstronomy_peer import require_lenstronomy
+        require_lenstronomy()
+        check_memory(cls.memory_estimate({**cfg, "source": "sim"}))  # held in memory like simulated splits
+
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.class_names = list(CLASSES)
         self.sim_config()  # bad simulator settings fail before anything is written
-        if self.cfg["resample_train"] and self.cfg["source"] != "sim":
-            raise ConfigError(f"data.resample_train=true needs simulated data (data.source=sim), "
-                              f"not data.source={self.cfg['source']}")
+        self._stage: str | None = None
+        if self.cfg["resample_train"] and self.cfg["source"] not in ("sim", "lenstronomy"):
+            self._refuse_resample()
+
+    def _refuse_resample(self):
+        raise ConfigError(f"data.resample_train=true needs simulated data (data.source=sim), "
+                          f"not data.source={self.cfg['source']}")
+
+    def setup(self, stage: str | None = None) -> None:
+        """As the base; remembers the stage: a ``test``/``predict`` run of ``data.source=lenstronomy``
+        renders only the test split (and ignores ``data.resample_train``, a training setting that a
+        simulator checkpoint's config may carry)."""
+        if not self.datasets:
+            self._stage = stage
+            if self.cfg["source"] == "lenstronomy" and self.cfg["resample_train"] and not self._test_only():
+                self._refuse_resample()
+        super().setup(stage)
+
+    def _test_only(self) -> bool:
+        return self._stage in ("test", "predict")
 
     # --- simulator ------------------------------------------------------------------------
     def sim_config(self) -> LensSimConfig:
@@ -167,10 +208,34 @@ class LensFindingDataModule(ImageClassDataModule):
             return self._build_stack()
         if source == "folder":
             return self._build_folder()
+        if source == "lenstronomy":
+            return self._build_lenstronomy()
         datasets = {s: self.simulate_split(s, int(self.cfg[f"n_{s}"])) for s in ("train", "val", "test")}
         if self.cfg["resample_train"]:
             datasets["train"] = ResampledSimDataset(datasets["train"], self.sim_config(), self.seed)
         return datasets
+
+    def _build_lenstronomy(self) -> dict[str, Dataset]:
+        """External-simulator splits (module docstring), read from / written to the render cache.
+        A test-only run renders the test split alone and uses it for train/val too (those serve
+        only the normalisation statistics of :meth:`info`, which a checkpoint brings its own of)."""
+        from cosmobench.datasets.download import dataset_dir
+        from cosmobench.sim.lenstronomy_peer import render_cached
+        cache = dataset_dir("lenstronomy-lenses") / "renders"
+        cfg, c = self.sim_config(), self.cfg
+        seeds = {"test": int(c["render_seed"])} if self._test_only() else \
+            {"train": self.seed, "val": self.seed, "test": int(c["render_seed"])}
+        out = {}
+        for split, seed in seeds.items():
+            arrays = render_cached(cfg, split, seed, int(c[f"n_{split}"]), cache,
+                                   lambda it, n, desc: progress(it, n, desc, min_total=4))
+            if split == "train":
+                rows = self.subset_rows(np.arange(len(arrays["label"])), arrays["label"])
+                arrays = {k: v[rows] for k, v in arrays.items()}
+            out[split] = ArrayDataset(arrays)
+        if self._test_only():
+            out["train"] = out["val"] = out["test"]
+        return out
 
     @staticmethod
     def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
@@ -255,9 +320,15 @@ class LensFindingDataModule(ImageClassDataModule):
         return super().shuffle_sampler(ds)
 
     # --- facts for the model ----------------------------------------------------------------
+    def input_pixel_scale(self) -> float | None:
+        """Arcsec per network input pixel: lenstronomy renders at ``data.pixel_scale``, as the simulator."""
+        if self.cfg["source"] == "lenstronomy":
+            return float(self.cfg["pixel_scale"])
+        return super().input_pixel_scale()
+
     def info(self) -> dict[str, Any]:
         out = super().info()
-        if self.cfg["source"] == "sim":
+        if self.cfg["source"] in ("sim", "lenstronomy"):  # both carry the truth of every cutout
             c = self.cfg
             out["completeness_edges"] = {
                 "theta_e": np.linspace(*c["theta_e_range"], N_COMPLETENESS_BINS + 1).tolist(),

@@ -5,8 +5,9 @@ from cosmobench.datasets.catalog import Dataset, bibtex, register_dataset
 
 register_dataset(Dataset(
     name="lenstronomy-lenses", task="lensfinding", kind="external", files=(),
-    description="Test cutouts rendered locally by lenstronomy (power-law elliptical mass, bulge+disk lens "
-                "light: models our simulator does not use); nothing to download",
+    description="Cutouts rendered locally by lenstronomy (power-law elliptical mass + shear, bulge+disk lens "
+                "light, Sérsic source: models our simulator does not use) through our survey settings; nothing "
+                "to download",
     licence="BSD-3-Clause (lenstronomy); the rendered images are yours",
     licence_url="https://github.com/lenstronomy/lenstronomy/blob/main/LICENSE",
     citation_key="Birrer2018", citation=bibtex("""
@@ -22,7 +23,10 @@ register_dataset(Dataset(
     loader={"source": "lenstronomy"},
     notes="No real labelled lens set with stable, hash-checkable hosting was found (the Bologna lens "
           "challenge, Metcalf+2019, is its published anchor but its files are not on a pinned host). This entry "
-          "stands for the external-simulator track: data.source=lenstronomy (to be wired) renders the set with "
-          "the peers extra; fetch has nothing to download.",
+          "is the external-simulator track: data.source=lenstronomy renders it locally with the peers extra "
+          "(pip install .[peers]) through the run's survey settings (bands, pixel scale, PSF, sky, noise): "
+          "data.n_train/n_val cutouts of the run's seed, a test set of data.n_test cutouts fixed by "
+          "data.render_seed. Rendered samples are cached in this data set's directory (renders/); fetch has "
+          "nothing to download. Models and priors: cosmobench/sim/lenstronomy_peer.py.",
     homepage="https://github.com/lenstronomy/lenstronomy",
 ))
