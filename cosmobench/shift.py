@@ -30,6 +30,13 @@ def shift(task: str, checkpoint: str | Path, overrides: Iterable[str] = (), conf
     if not overrides and config_file is None:
         from cosmobench.errors import ConfigError
         raise ConfigError("shift needs the target data: -c LAYER and/or data.* overrides (e.g. data.dataset=NAME)")
+    from cosmobench.checkpoints import checkpoint_config
+    own, _ = checkpoint_config(task, checkpoint)
+    other, _ = checkpoint_config(task, checkpoint, None, overrides, config_file)
+    if all(own["data"].get(k) == other["data"].get(k) for k in ("source", "dataset", "path", "test_path")):
+        from cosmobench.errors import ConfigError
+        raise ConfigError(f"shift: the target config describes the data the checkpoint was trained on "
+                          f"(data.source={own['data'].get('source')!r}); give other data (e.g. data.dataset=NAME)")
     target = runner.test(task, checkpoint, overrides=overrides, config_file=config_file, root=root)
     source = runner.test(task, checkpoint, root=root)
     names = [m for m in source.metrics if m in target.metrics]

@@ -109,6 +109,8 @@ def test_transfer_suite_end_to_end_and_shift(tmp_path):
     assert r.returncode == 0 and "2 zero-shot tests" in r.stderr and "2 already done" in r.stderr, r.stderr[-2000:]
     n_runs = len(run_dirs(root, "morphology", "cnn"))
     # shift: the pretrained checkpoint on its simulator test set and on the (stand-in) Galaxy10 test split
+    r = run_cli(["shift", "morphology", "--checkpoint", ckpt, "data.n_test=4"], root, env=env)  # same data: refused
+    assert r.returncode == 2 and "describes the data the checkpoint was trained on" in r.stderr, r.stderr[-2000:]
     r = run_cli(["shift", "morphology", "--checkpoint", ckpt, "-c", str(tmp_path / "real.yaml")], root, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "source sim" in r.stdout and "target real:galaxy10-decals" in r.stdout and r.stdout.startswith("metric")

@@ -235,6 +235,7 @@ def _zero_shot(ts: TransferSuite, name: str, s: dict, ckpt: Path, root: Path, re
     from cosmobench.checkpoints import checkpoint_config
     seeds = _seed_list(ts.seeds, f"transfer suite {ts.path}: seeds")
     points = [dict(zip(ts.grid, combo)) for combo in itertools.product(*ts.grid.values())]
+    own, _ = checkpoint_config(ts.task, ckpt)
     done = set() if rerun else done_keys(root)
     jobs: list[dict] = []
     todo: list[dict] = []
@@ -242,6 +243,9 @@ def _zero_shot(ts: TransferSuite, name: str, s: dict, ckpt: Path, root: Path, re
         for seed in seeds:
             ov = [*ts.overrides, *s["overrides"], *(f"{k}={fmt_value(v)}" for k, v in point.items()), f"seed={seed}"]
             cfg, _ = checkpoint_config(ts.task, ckpt, None, ov, s["config"])
+            if all(cfg["data"].get(k) == own["data"].get(k) for k in ("source", "dataset", "path")):
+                raise ConfigError(f"zero-shot strategy {name!r}: its config scores {ckpt} on the data it was "
+                                  f"trained on (data.source={cfg['data'].get('source')!r}); set the real data")
             job = {"index": 0, "task": ts.task, "model": cfg["model"]["name"], "seed": seed, "config": s["config"],
                    "overrides": ov, "config_hash": C.config_hash(cfg, C.BOOKKEEPING_KEYS),
                    "grid": {**point, "strategy": name}, "tune": {}, "test_of": str(ckpt)}
@@ -298,7 +302,11 @@ def summary(root: Path, ts: TransferSuite, jobs: list[dict]) -> dict[str, Any]:
 
     ref = next(iter(ts.strategies))
     rows = []
-    for (strategy, x), vals in sorted(per.items(), key=lambda kv: (list(ts.strategies).index(kv[0][0]), kv[0][1])):
+    def order(kv):  # strategies in the suite's order, then the curve values (numbers up, null = all last)
+        x = json.loads(kv[0][1])
+        return (list(ts.strategies).index(kv[0][0]), x is None or isinstance(x, (str, bool)),
+                x if isinstance(x, (int, float)) and not isinstance(x, bool) else 0, str(x))
+    for (strategy, x), vals in sorted(per.items(), key=order):
         row = {"strategy": strategy, ts.curve: json.loads(x), "seeds": sorted(vals), **t_ci(list(vals.values()))}
         base = per.get((ref, x), {})
         shared = sorted(set(vals) & set(base))
