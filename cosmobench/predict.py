@@ -28,7 +28,11 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     (:meth:`cosmobench.task.BaseTask.inference_autocast`; ``auto``: bfloat16 on a CPU with
     native bfloat16). ``compile`` compiles that network with ``torch.compile``
     (:meth:`cosmobench.task.BaseTask.set_inference_compile`; worth it for large inputs).
+    Once the model and the input are loaded, one line on stderr says the computation starts.
+    Ctrl-C or SIGTERM (:mod:`cosmobench.signals`) stops it with nothing written.
     """
+    import sys
+
     import numpy as np
     import torch
 
@@ -73,6 +77,7 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
     module.set_inference_precision(precision)
     module.set_inference_compile(compile)
     loader = dm.predict_loader(input_path)
+    print(f"predict: {task}/{cfg['model']['name']} on {input_path} -> {out}", file=sys.stderr, flush=True)
     with torch.no_grad(), write_set(files, overwrite):  # a task may write its own outputs (write_predictions)
         if module.write_predictions(loader, out) is not None:
             return out

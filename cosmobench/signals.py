@@ -63,10 +63,12 @@ def handle_sigterm() -> None:
 
 
 def interrupt_code(exc: BaseException) -> int:
-    """130 (Ctrl-C) or 143 (SIGTERM) for an interrupt, also when Lightning turned it into
-    ``sys.exit(1)`` (the original exception is then the context)."""
+    """130 (Ctrl-C) or 143 (SIGTERM) for an interrupt: its ``exit_code`` (:class:`Terminated`,
+    ``runner.RunInterrupted``), also when Lightning turned it into ``sys.exit(1)`` (the
+    original exception is then the context)."""
     acknowledge()
     for e in (exc, exc.__context__):
-        if isinstance(e, Terminated):
-            return Terminated.exit_code
+        code = getattr(e, "exit_code", None)
+        if isinstance(code, int):
+            return code
     return 130

@@ -26,8 +26,12 @@ from typing import Any
 
 
 def main() -> int:
-    """Read jobs from stdin until it closes; 130 on Ctrl-C."""
+    """Read jobs from stdin until it closes; 130 on Ctrl-C, 143 on SIGTERM (a scheduler signals
+    every process of the job, workers included): the running job's run is then marked
+    interrupted and stays resumable (:mod:`cosmobench.signals`), no result line is written."""
+    from cosmobench.signals import INTERRUPTS, handle_sigterm, interrupt_code
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have ignored it
+    handle_sigterm()  # without it SIGTERM killed the worker at once, or Lightning only logged it during a fit
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -36,8 +40,8 @@ def main() -> int:
         for line in sys.stdin:
             job = json.loads(line)
             proto.write(json.dumps(run_job(job, saved_err, devnull)) + "\n")
-    except KeyboardInterrupt:
-        return 130
+    except INTERRUPTS as exc:  # runner.RunInterrupted carries the code (130 or 143)
+        return interrupt_code(exc)
     return 0
 
 
