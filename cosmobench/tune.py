@@ -280,7 +280,10 @@ def tune(task: str, model: str | None = None, trials: int = 10, jobs: int = 1, c
     direction = ("minimize" if spec.mode == "min" else "maximize") if objective == "metric" else "minimize"
     t0 = time.time()
     sampler = optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    # no pruning in the first third of the epochs: an early val_loss favours high learning rates
+    epochs = base["trainer"]["max_epochs"]
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2,
+                                         n_warmup_steps=epochs // 3 if isinstance(epochs, int) and epochs > 0 else 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock = _lock(root)  # Optuna creates the schema of a new storage: one process at a time
     try:
