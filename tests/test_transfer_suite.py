@@ -75,7 +75,7 @@ def test_transfer_suite_file_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_transfer_suite_end_to_end_and_shift(tmp_path):
+def test_transfer_suite_end_to_end_and_shift(tmp_path, monkeypatch):
     cache, root = tmp_path / "data", tmp_path / "runs"
     root.mkdir()
     galaxy10_cache(cache)
@@ -104,6 +104,14 @@ def test_transfer_suite_end_to_end_and_shift(tmp_path):
     assert all(len(p) == 2 and {x for x, *_ in p} == {10, None} for p in curve["series"].values())
     html = leaderboard.to_html(board)
     assert "learning curve: accuracy vs data.subset" in html and "data:image/png;base64," in html
+    # a zero-shot config equal to a trained job's would share its experiment hash: refused before any test
+    from cosmobench.bench.transfer import _zero_shot
+    monkeypatch.setenv("COSMOBENCH_DATA", str(cache))
+    ts = load_transfer(suite)
+    zs = [j for j in man["jobs"] if j["grid"]["strategy"] == "sim-only"]
+    with pytest.raises(ConfigError, match="equals that of the training strategy 'scratch'"):
+        _zero_shot(ts, "sim-only", ts.strategies["sim-only"], Path(ckpt), root, False, print,
+                   trained={zs[0]["config_hash"]: "scratch"})
     # again: every job is done, nothing runs
     r = run_cli(["bench", str(suite)], root, env=env, timeout=1800)
     assert r.returncode == 0 and "2 zero-shot tests" in r.stderr and "2 already done" in r.stderr, r.stderr[-2000:]

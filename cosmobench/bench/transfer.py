@@ -25,7 +25,9 @@ tells it from an ordinary one)::
 ``{pretrain}`` in a strategy's overrides is replaced by the pretraining run's
 ``checkpoints/best.ckpt``. A ``test: pretrain`` strategy trains nothing: it scores that
 checkpoint (``cosmobench test``) on every grid point x seed (same test split as the trained
-strategies of that seed), so zero-shot is a flat curve with its own CI. Every fine-tuning seed
+strategies of that seed), so zero-shot is a flat curve with its own CI; its config must differ
+from the pretraining run's data and from every trained job's config (else one experiment hash
+would hold both: ConfigError). Every fine-tuning seed
 starts from the same pretrained network (its spread is over subsets, head initialisation and
 batch order, not over pretraining seeds).
 
@@ -225,7 +227,8 @@ def _row_of(root: Path, job) -> Any:
 
 
 def _zero_shot(ts: TransferSuite, name: str, s: dict, ckpt: Path, root: Path, rerun: bool,
-               log: Callable[[str], None], n_jobs: int | None = None) -> tuple[list[dict], int]:
+               log: Callable[[str], None], n_jobs: int | None = None,
+               trained: dict[str, str] | None = None) -> tuple[list[dict], int]:
     """``cosmobench test`` of the pretraining checkpoint at every grid point x seed (skipping
     done ones), ``n_jobs`` at a time; returns the manifest jobs (their config hashes are the
     rows') and the number of failed tests."""
@@ -249,6 +252,11 @@ def _zero_shot(ts: TransferSuite, name: str, s: dict, ckpt: Path, root: Path, re
             job = {"index": 0, "task": ts.task, "model": cfg["model"]["name"], "seed": seed, "config": s["config"],
                    "overrides": ov, "config_hash": C.config_hash(cfg, C.BOOKKEEPING_KEYS),
                    "grid": {**point, "strategy": name}, "tune": {}, "test_of": str(ckpt)}
+            clash = (trained or {}).get(job["config_hash"])
+            if clash:  # one experiment hash would hold both a trained run and this test: one leaderboard entry
+                raise ConfigError(f"zero-shot strategy {name!r}: its test config at {point} equals that of the "
+                                  f"training strategy {clash!r}; add an override that sets them apart "
+                                  f"(e.g. a data.* key that only training reads)")
             jobs.append(job)
             if (job["task"], job["model"], job["config_hash"], seed) not in done:
                 todo.append(job)
@@ -369,7 +377,8 @@ def run_transfer(suite: str | Path, root: str | Path | None = None, n_jobs: int 
         if name in left_out:
             continue
         if s["test"]:
-            zs_jobs, zs_failed = _zero_shot(ts, name, s, ckpt, root, rerun, log, n_jobs)
+            trained = {j.config_hash: n for n, js in stages["strategies"].items() for j in js}
+            zs_jobs, zs_failed = _zero_shot(ts, name, s, ckpt, root, rerun, log, n_jobs, trained)
             jobs += zs_jobs
             failed += zs_failed
             continue
