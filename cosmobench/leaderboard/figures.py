@@ -78,7 +78,10 @@ def dot_ci_svg(metric: str, mode: str, entries, baseline: str | None) -> str:
     lo, hi = min(vals), max(vals)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
     lo, hi = lo - pad, hi + pad
-    left, width, row_h, top = 150, 270, 22, 26
+    labels = [(e.label if len(e.label) <= 24 else e.label[:23] + "…") + (" (baseline)" if e.model == baseline else "")
+              for e in rows]
+    # the label column grows with the longest label (~6.5 px per character at font-size 11)
+    left, width, row_h, top = max(150, 12 + round(6.5 * max(map(len, labels)))), 270, 22, 26
     height = top + row_h * len(rows) + 30
 
     def x(v: float) -> float:
@@ -102,9 +105,8 @@ def dot_ci_svg(metric: str, mode: str, entries, baseline: str | None) -> str:
         y = top + row_h * i + row_h / 2
         is_base = e.model == baseline
         color = "#e07000" if is_base else "#1f5fa8"
-        label = e.label if len(e.label) <= 24 else e.label[:23] + "…"
         out.append(f"<text x='{left - 8}' y='{y + 4:.1f}' font-size='11' text-anchor='end' fill='#222'>"
-                   f"{esc(label)}{' (baseline)' if is_base else ''}</text>")
+                   f"{esc(labels[i])}</text>")
         ci = e.ci.get(metric)
         if ci:
             out.append(f"<line x1='{x(ci[0]):.1f}' x2='{x(ci[1]):.1f}' y1='{y:.1f}' y2='{y:.1f}' "
