@@ -58,9 +58,11 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
         if (j.task, j.model) not in chosen and all((r.job.task, r.job.model) != (j.task, j.model) for r in results):
             results.append(VerifyResult(j, "missing", error="no ok row stored for any of its jobs"))
     scratch = root / "verify" / time.strftime("%Y%m%d-%H%M%S")
+    used_jobs = None
     if chosen:
         log(f"[verify] re-running {len(chosen)} job(s) into {scratch}")
         launcher = LocalLauncher(scratch, n_jobs, log)
+        used_jobs = launcher.n_jobs
 
         def on_done(job: Job, res: dict) -> None:
             if res["status"] != "ok":
@@ -82,6 +84,9 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
         for k, (a, b) in r.timings.items():
             change = f" ({(b - a) / a:+.1%})" if isinstance(a, float) and isinstance(b, float) and a else ""
             log(f"[verify]   timing, not compared: {k} stored {a!r} vs re-run {b!r}{change}")
+    if any(r.status == "differs" for r in results):  # the one cause found so far on one machine
+        log(f"[verify] note: the re-runs used --jobs {used_jobs}; a run fitted with another number of CPU threads "
+            f"(another --jobs, no num_threads in its config) may differ in the last digits")
     return results
 
 
