@@ -8,7 +8,8 @@ Lightning once and then runs job after job through :func:`cosmobench.runner.trai
 of paying Python + torch + Lightning start-up for every job in its own ``cosmobench train``
 process. It still isolates the suite process from the runs: a crashing run kills its
 worker, which is replaced, and the job is reported failed. SIGTERM (a scheduler or
-``timeout``) stops the suite like Ctrl-C.
+``timeout``) stops the suite like Ctrl-C, with exit 143, and is passed on to workers that do
+not stop by themselves.
 
 *SLURM* (:func:`write_slurm`, ``--launcher slurm``): writes ``bench.sbatch`` (a job array, one
 index per job not yet done; index i runs ``python -m cosmobench.bench.worker --manifest
@@ -39,6 +40,7 @@ from typing import Iterable
 from cosmobench.bench.suites import MANIFEST_DIR, Job, check_root, done_keys, expand, write_manifest
 from cosmobench.errors import ConfigError
 from cosmobench.io import atomic_path
+from cosmobench.signals import Terminated
 
 
 def stderr_log(msg: str) -> None:
@@ -81,6 +83,7 @@ class LocalLauncher:
         self.log = log or stderr_log
         self.workers: list[_Worker] = []
         self.sel = selectors.DefaultSelector()
+        self._signal = signal.SIGINT  # what close() sends workers that do not stop by themselves
 
     def _spawn(self, slot: int) -> _Worker:
         env = dict(os.environ)
@@ -108,7 +111,8 @@ class LocalLauncher:
         pending = list(jobs)
 
         def on_term(signum, frame):
-            raise KeyboardInterrupt
+            self._signal = signal.SIGTERM  # passed on to the workers by close(); the CLI exits 143
+            raise Terminated("suite terminated (SIGTERM)")
 
         old = signal.signal(signal.SIGTERM, on_term)
         try:
@@ -152,7 +156,7 @@ class LocalLauncher:
             try:
                 w.proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                w.proc.send_signal(signal.SIGINT)  # only the suite process was signalled
+                w.proc.send_signal(self._signal)  # only the suite process was signalled
         for w in self.workers:
             try:
                 w.proc.wait(timeout=60)
