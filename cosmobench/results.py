@@ -337,7 +337,8 @@ def package_versions() -> dict[str, str]:
 def hardware() -> dict[str, Any]:
     import torch
     info: dict[str, Any] = {"machine": platform.machine(), "cpus": os.cpu_count(),
-                            "platform": platform.platform()}
+                            "platform": platform.platform(),
+                            "torch_threads": torch.get_num_threads()}  # the run's CPU threads (verify re-uses it)
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

@@ -8,11 +8,14 @@ from types import SimpleNamespace
 V = importlib.import_module("cosmobench.bench.verify")  # the module (the package exports the function)
 
 
-def _fake(monkeypatch, stored: dict, rerun: dict):
-    job = SimpleNamespace(task="toy", model="linear", key=("toy", "linear", "h", 0), name="toy/linear seed=0")
+def _fake(monkeypatch, stored: dict, rerun: dict, hardware: dict | None = None) -> list:
+    from cosmobench.bench.suites import Job
+    job = Job(0, "toy", "linear", 0, None, ["logger=none"], "h")
     monkeypatch.setattr(V, "expand", lambda *a, **kw: (None, [job]))
     monkeypatch.setattr("cosmobench.results.read_rows", lambda root, **kw: [
-        SimpleNamespace(task="toy", model="linear", config_hash="h", seed=0, metrics=stored)])
+        SimpleNamespace(task="toy", model="linear", config_hash="h", seed=0, metrics=stored,
+                        hardware=hardware or {})])
+    ran = []
 
     class Launcher:
         def __init__(self, root, n_jobs, log):
@@ -20,8 +23,10 @@ def _fake(monkeypatch, stored: dict, rerun: dict):
 
         def run(self, jobs, on_done):
             for j in jobs:
+                ran.append(j)
                 on_done(j, {"status": "ok", "metrics": rerun})
     monkeypatch.setattr(V, "LocalLauncher", Launcher)
+    return ran
 
 
 def test_a_difference_fails_names_the_metric_and_the_thread_caveat(monkeypatch, tmp_path):
@@ -39,3 +44,12 @@ def test_only_timings_differ_is_the_same_and_no_note(monkeypatch, tmp_path):
     lines: list[str] = []
     (r,) = V.verify("s.yaml", root=tmp_path, log=lines.append)
     assert r.status == "same" and not any("note:" in ln for ln in lines)
+
+
+def test_the_rerun_uses_the_stored_runs_thread_count(monkeypatch, tmp_path):
+    ran = _fake(monkeypatch, {"mse": 0.5}, {"mse": 0.5}, hardware={"torch_threads": 3})
+    (r,) = V.verify("s.yaml", root=tmp_path, log=lambda m: None, n_jobs=2)
+    assert r.status == "same" and ran[0].overrides == ["logger=none", "num_threads=3"]
+    ran = _fake(monkeypatch, {"mse": 0.5}, {"mse": 0.5}, hardware={})  # a row from before it was recorded
+    V.verify("s.yaml", root=tmp_path, log=lambda m: None, n_jobs=2)
+    assert ran[0].overrides == ["logger=none"]

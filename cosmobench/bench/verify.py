@@ -12,7 +12,7 @@ sbi's ``time_per_posterior``) measure the machine, not the model: they are repor
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -39,9 +39,9 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
            n_jobs: int | None = None) -> list[VerifyResult]:
     """Re-run one stored seed per (task, model) of the suite and compare every metric exactly.
 
-    Give the ``n_jobs`` the suite ran with: it sets the CPU threads per worker, and a
-    different thread count may change floating-point reductions (``num_threads`` in the
-    config fixes it for a task)."""
+    Each job re-runs with the CPU thread count its stored run recorded (a different count
+    may change floating-point reductions); rows without it re-run with the threads of
+    ``n_jobs`` workers."""
     from cosmobench.results import default_root, read_rows
     root = default_root(root)
     log = log or stderr_log
@@ -76,7 +76,7 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
             timings = {k: (stored.get(k), new.get(k)) for k in keys if is_timing(k)}
             results.append(VerifyResult(job, "differs" if diffs else "same", diffs, timings=timings))
 
-        launcher.run(list(chosen.values()), on_done)
+        launcher.run([_same_threads(j, ok_rows[j.key]) for j in chosen.values()], on_done)
     for r in results:
         detail = "; ".join(f"{k}: stored {a!r} vs re-run {b!r}" for k, a, b in
                            ((k, *v) for k, v in r.diffs.items()))
@@ -84,10 +84,22 @@ def verify(suite: str | Path | None = None, tasks: list[str] | None = None, seed
         for k, (a, b) in r.timings.items():
             change = f" ({(b - a) / a:+.1%})" if isinstance(a, float) and isinstance(b, float) and a else ""
             log(f"[verify]   timing, not compared: {k} stored {a!r} vs re-run {b!r}{change}")
-    if any(r.status == "differs" for r in results):  # the one cause found so far on one machine
-        log(f"[verify] note: the re-runs used --jobs {used_jobs}; a run fitted with another number of CPU threads "
-            f"(another --jobs, no num_threads in its config) may differ in the last digits")
+    if any(r.status == "differs" for r in results):
+        log(f"[verify] note: the re-runs used --jobs {used_jobs} and, where the stored row says it, the stored "
+            f"run's CPU thread count; a run stored without it (older rows) re-runs with the worker's threads, "
+            f"and another thread count may change the last digits")
     return results
+
+
+def _same_threads(job: Job, row) -> Job:
+    """``job`` re-run with the CPU thread count of its stored run (``hardware.torch_threads``;
+    ``num_threads`` is a bookkeeping key, so the config hash stays): a different count changes
+    the order of floating-point reductions, e.g. the quick suite's morphology/e2cnn stored with
+    one worker (2 threads) and re-run with ``--jobs 2`` (1 thread) differed in ece's 4th digit."""
+    threads = row.hardware.get("torch_threads")  # absent in rows written before it was recorded
+    if not isinstance(threads, int) or threads < 1:
+        return job
+    return replace(job, overrides=[*job.overrides, f"num_threads={threads}"])
 
 
 def _isnan(v) -> bool:
