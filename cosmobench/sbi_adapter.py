@@ -286,6 +286,12 @@ def sample(posterior, x: torch.Tensor, n: int, max_time: float | None = None) ->
     try:
         if len(x) == 1:
             return posterior.sample((n,), x=x, show_progress_bars=False, **kw)[:, None, :]
+        if x.dim() > 2 and not isinstance(posterior, DirectPosterior):
+            # sbi 0.27's batched MCMC initialisation passes each map without its batch axis to
+            # the potential, which then reads the channel axis as the batch (a shape error in
+            # NRE): sample map observations one at a time
+            return torch.cat([posterior.sample((n,), x=x[b:b + 1], show_progress_bars=False)[:, None, :]
+                              for b in range(len(x))], dim=1)
         return posterior.sample_batched((n,), x=x, show_progress_bars=False, **kw)
     except RuntimeError as exc:
         if "max_sampling_time" not in str(exc):

@@ -26,6 +26,13 @@ sbibm's layout under ``data.cache_dir`` (null: ``$COSMOBENCH_CACHE`` or ``~/.cac
 and the number of reference samples. The reference posterior of observation k is drawn
 with seed ``[seed, k]`` (MCMC on the true likelihood, or the problem's analytic sampler).
 
+sbibm's published observations (``data.reference_dir``, set by ``data.dataset=sbibm-*``): a
+directory in the same layout (sbibm's ``tasks/<task>/files/``), k = 1 .. 10. The first
+``data.num_observations`` test pairs are then sbibm's observations and true parameters
+(:func:`read_sbibm_observation`; the remaining SBC pairs are still simulated), and C2ST is
+computed against the first ``eval.reference_samples`` rows of sbibm's 10,000 reference
+posterior samples of each (:func:`reference_posterior`), as in sbibm's published table.
+
 ``predict`` input: one or more observations as a CSV/ECSV/FITS table with columns
 ``data_1 ... data_D`` (sbibm's ``observation.csv``; a table with exactly D columns is read in
 column order), a ``.npy`` vector (D,) or array (N, D); for map problems a ``.npy``/FITS map
@@ -69,6 +76,11 @@ class SBIData(CosmoSurvey, DataSettings):
     num_sbc: int = setting(200, "int >= 2", help="test pairs: SBC and TARP run on all of them")
     num_observations: int = setting(10, "positive int",
                                     help="benchmark observations (C2ST, nltp, width): the first test pairs")
+    reference_dir: str | None = setting(None, "str or null",
+                                        help="sbibm-layout directory of published observations "
+                                             "(num_observation_<k>/observation.csv, true_parameters.csv, "
+                                             "reference_posterior_samples.csv.bz2; set by data.dataset=sbibm-*): "
+                                             "the benchmark observations and C2ST's reference samples")
     cache_dir: str | None = setting(None, "str or null",
                                     help="cache of reference posteriors and C_ell grids "
                                          "(null: $COSMOBENCH_CACHE or ~/.cache/cosmobench)")
@@ -88,11 +100,13 @@ def problem_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], seed: int, k: int,
-                        theta: np.ndarray, x: np.ndarray, n: int) -> np.ndarray | None:
+                        theta: np.ndarray, x: np.ndarray, n: int, reference_dir: str | None = None) -> np.ndarray | None:
     """``n`` reference posterior samples (n, d) of benchmark observation ``k`` (0-based; true
     parameters ``theta``, data ``x``) of a run with data ``seed``, or None if the problem has
-    none. Drawn with seed ``[seed, k]``, computed once and cached (sbibm layout, module
-    docstring)."""
+    none. With ``reference_dir`` (sbibm's files): the first ``n`` of its samples. Otherwise
+    drawn with seed ``[seed, k]``, computed once and cached (sbibm layout, module docstring)."""
+    if reference_dir:
+        return read_sbibm_reference(problem, reference_dir, k, n)
     key = json.dumps({"problem": problem.name, "cfg": dict(problem_cfg), "seed": int(seed), "n_ref": int(n),
                       "chunk": CHUNK}, sort_keys=True, default=str)
     d = (cache_root(problem_cfg["cache_dir"]) / "sbi" / problem.name / hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -108,6 +122,69 @@ def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], see
     samples = np.asarray(samples, np.float64)
     _write_observation(problem, d, theta, x, samples)
     return samples
+
+
+SBIBM_FILES = ("observation.csv", "true_parameters.csv", "reference_posterior_samples.csv.bz2")
+
+
+def _sbibm_dir(reference_dir: str | Path, k: int) -> Path:
+    return Path(reference_dir).expanduser() / f"num_observation_{k + 1}"
+
+
+def _read_csv(path: Path, names: list[str], what: str) -> np.ndarray:
+    """A numeric CSV with header ``names`` (sbibm's column names) as (rows, len(names)) float64."""
+    import pandas as pd
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, EOFError) as exc:  # pandas' parser errors are ValueErrors; bz2 raises OSError/EOFError
+        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if list(table.columns) != names:
+        cols = ", ".join(map(str, list(table.columns)[:6]))
+        raise InputError(f"{path}: expected the {what} columns {names[0]} ... {names[-1]} ({len(names)}), found "
+                         f"{len(table.columns)}: {cols}: a file of another sbibm task?")
+    try:
+        a = table.to_numpy(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: non-numeric values in the {what} columns") from None
+    if len(a) == 0 or not np.all(np.isfinite(a)):
+        raise InputError(f"{path}: {'no rows' if len(a) == 0 else 'non-finite values'} in the {what} columns")
+    return a
+
+
+def check_sbibm_dir(problem: SBIProblem, reference_dir: str | Path, n_obs: int) -> None:
+    """Refuse a ``data.reference_dir`` without the files of observations 1 .. ``n_obs`` (one
+    InputError line naming the first missing file)."""
+    root = Path(reference_dir).expanduser()
+    if not root.is_dir():
+        raise InputError(f"data.reference_dir={str(reference_dir)!r} is not a directory")
+    if problem.is_map:
+        raise ConfigError(f"data.reference_dir: problem {problem.name!r} has map data; sbibm's observations are "
+                          f"vectors (use an sbibm problem such as two_moons)")
+    for k in range(n_obs):
+        for name in SBIBM_FILES:
+            if not (_sbibm_dir(root, k) / name).is_file():
+                have = len([d for d in root.glob("num_observation_*") if d.is_dir()])
+                raise InputError(f"data.reference_dir {root}: {_sbibm_dir(root, k).name}/{name} is missing "
+                                 f"(data.num_observations={n_obs}; the directory holds {have} observations)")
+
+
+def read_sbibm_observation(problem: SBIProblem, reference_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """sbibm's true parameters (d,) and observation (D,) of observation ``k`` (0-based)."""
+    d = _sbibm_dir(reference_dir, k)
+    theta = _read_csv(d / "true_parameters.csv", list(problem.param_names), "parameter")
+    x = _read_csv(d / "observation.csv", problem.data_names(), "data")
+    if len(theta) != 1 or len(x) != 1:
+        raise InputError(f"{d}: true_parameters.csv and observation.csv must hold one row each")
+    return theta[0], x[0]
+
+
+def read_sbibm_reference(problem: SBIProblem, reference_dir: str | Path, k: int, n: int) -> np.ndarray:
+    """The first ``n`` of sbibm's reference posterior samples (n, d) of observation ``k`` (0-based)."""
+    path = _sbibm_dir(reference_dir, k) / "reference_posterior_samples.csv.bz2"
+    a = _read_csv(path, list(problem.param_names), "parameter")
+    if len(a) < n:
+        raise InputError(f"{path}: {len(a)} reference samples, fewer than eval.reference_samples={n}")
+    return a[:n]
 
 
 def _write_observation(problem: SBIProblem, d: Path, theta: np.ndarray, x: np.ndarray, samples: np.ndarray) -> None:
@@ -133,6 +210,8 @@ class SBIDataModule(BaseDataModule):
             raise ConfigError(f"data.num_sbc ({c['num_sbc']}) must be >= data.num_observations "
                               f"({c['num_observations']}): the observations are the first SBC pairs")
         self.problem: SBIProblem = get_problem(c["problem"], problem_config(c))
+        if c["reference_dir"]:
+            check_sbibm_dir(self.problem, c["reference_dir"], int(c["num_observations"]))
         self._check_memory()
         self.export_suffix = ".npy" if self.problem.is_map else ".csv"
         self.stats: dict[str, Any] = {}
@@ -175,6 +254,11 @@ class SBIDataModule(BaseDataModule):
         n_val = min(max(1, int(round(float(c["val_fraction"]) * n))), n - 2)
         splits = {"train": self.simulate("train", n - n_val), "val": self.simulate("val", n_val),
                   "test": self.simulate("test", int(c["num_sbc"]))}
+        if c["reference_dir"]:  # the benchmark observations are sbibm's published ones
+            test = splits["test"]
+            for k in range(int(c["num_observations"])):
+                theta_k, x_k = read_sbibm_observation(self.problem, c["reference_dir"], k)
+                test["theta"][k], test["x"][k] = theta_k, x_k.reshape(self.problem.x_shape)
         th, x = splits["train"]["theta"].astype(np.float64), splits["train"]["x"].astype(np.float64)
         x_flat = x.reshape(len(x), -1)
         self.stats = {"theta_mean": th.mean(0).tolist(), "theta_std": _safe_std(th.std(0, ddof=1)).tolist()}
@@ -189,7 +273,8 @@ class SBIDataModule(BaseDataModule):
         p = self.problem
         return {"problem": p.name, "problem_cfg": problem_config(self.cfg), "param_names": list(p.param_names),
                 "x_shape": list(p.x_shape), "is_map": bool(p.is_map), "seed": self.seed,
-                "num_observations": int(self.cfg["num_observations"]), **self.stats}
+                "num_observations": int(self.cfg["num_observations"]), "reference_dir": self.cfg["reference_dir"],
+                **self.stats}
 
     # --- predict ----------------------------------------------------------------------
     def export(self, split: str, path: str | Path) -> Path:

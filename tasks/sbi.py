@@ -259,7 +259,7 @@ class SBITask(BaseTask):
             if k == 0:
                 t_first = time.perf_counter() - t0
             ref = reference_posterior(self.problem, info["problem_cfg"], seed, k, theta[k], x[k],
-                                      int(ev["reference_samples"]))
+                                      int(ev["reference_samples"]), reference_dir=info.get("reference_dir"))
             if ref is not None:
                 c2sts.append(M.c2st(ref, post, seed=1, n_jobs=jobs))
             nltps.append(M.nltp(post, theta[k]))
@@ -299,11 +299,18 @@ class SBITask(BaseTask):
         cols["observation"] = batch["idx"].cpu().repeat_interleave(n)
         return cols
 
+    @classmethod
+    def predict_files(cls, output: Path) -> list[Path]:
+        """The samples table and the corner plot beside it (``<full output stem>_corner.png``)."""
+        from cosmobench.io import side_path
+        return [Path(output), side_path(output, "_corner.png")]
+
     def write_predictions(self, loader, output: Path) -> list[Path] | None:
         """``eval.num_posterior_samples`` samples per observation of the input: one column per
         parameter (the problem's names) and ``observation`` (0-based row/map index); a corner
-        plot of the first observation's posterior beside it (``<output stem>_corner.png``)."""
-        from cosmobench.io import write_table
+        plot of the first observation's posterior beside it (``<output stem>_corner.png``).
+        Both go through ``atomic_path`` (one write set in ``predict``): nothing half-written."""
+        from cosmobench.io import atomic_path, write_table
         parts: dict[str, list[np.ndarray]] = {}
         for batch in loader:
             for k, v in self.predict_outputs(batch).items():
@@ -312,9 +319,14 @@ class SBITask(BaseTask):
             raise InputError("the predict input holds no observations")
         table = {k: np.concatenate(v) for k, v in parts.items()}
         first = table["observation"] == table["observation"].min()
-        plot = corner_plot([("posterior", np.stack([table[p][first] for p in self.param_names], 1))],
-                           self.param_names, Path(output).with_name(Path(output).stem + "_corner.png"),
-                           title=f"sbi {self.model_name}: observation 0")
+        plot = self.predict_files(output)[1]
+        fig = corner_figure([("posterior", np.stack([table[p][first] for p in self.param_names], 1))],
+                            self.param_names, title=f"sbi {self.model_name}: observation 0")
+        try:
+            with atomic_path(plot) as tmp:
+                fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        finally:
+            pyplot().close(fig)
         return [write_table(table, output), plot]
 
     # --- plots ------------------------------------------------------------------------
@@ -349,9 +361,15 @@ class SBITask(BaseTask):
 
 def corner_plot(sets: list[tuple[str, np.ndarray]], names: list[str], path: Path, truth: np.ndarray | None = None,
                 title: str = "", max_dims: int = 6) -> Path:
+    """:func:`corner_figure` saved as PNG at ``path``."""
+    return save(corner_figure(sets, names, truth, title, max_dims), path)
+
+
+def corner_figure(sets: list[tuple[str, np.ndarray]], names: list[str], truth: np.ndarray | None = None,
+                  title: str = "", max_dims: int = 6):
     """Corner plot of one or more sample sets (n, d): 1-d histograms on the diagonal, 2-d
     68/95% highest-density contours (from 2-d histograms) below; at most ``max_dims``
-    parameters (the first ones)."""
+    parameters (the first ones). Returns the matplotlib figure."""
     plt = pyplot()
     d = min(len(names), max_dims)
     fig, axes = plt.subplots(d, d, figsize=(2.3 * d + 0.6, 2.3 * d + 0.6), squeeze=False)
@@ -390,7 +408,7 @@ def corner_plot(sets: list[tuple[str, np.ndarray]], names: list[str], path: Path
     axes[0, 0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return save(fig, path)
+    return fig
 
 
 def _hdr_levels(h: np.ndarray, masses) -> list[float] | None:

@@ -131,3 +131,31 @@ def test_npe_posterior_outside_the_prior_stops_with_a_clear_error():
     post = A.build_posterior("npe", net, problem.torch_prior())
     with pytest.raises(A.SamplingLimit, match="max_sampling_time=1 s"):
         A.sample(post, torch.zeros(1, 2), 100, max_time=1.0)
+
+
+def test_nre_on_map_problems_samples_a_batch_of_maps():
+    """sbi 0.27's batched MCMC initialisation mis-shapes map observations (the channel axis
+    read as the batch): NRE on lognormal_map failed at test time; maps are sampled one by one."""
+    from torch import nn
+
+    from cosmobench import sbi_adapter
+    from cosmobench.config import resolve
+    from cosmobench.nn import build_net
+    from cosmobench.sim.sbi_problems import get_problem
+
+    cfg = resolve("sbi", "nre", overrides=["data.problem=lognormal_map", "data.map_size=8", "model.channels=[4,8]",
+                                           "model.mcmc_num_chains=2", "model.mcmc_warmup_steps=2"])
+    p = get_problem("lognormal_map", {k: cfg["data"][k] for k in ("problem", "cache_dir", "map_size", "pixel_arcmin",
+                                                                   "sigma_e", "n_gal", "ell_min", "ell_max",
+                                                                   "n_ell_bins", "area_deg2")})
+    m = cfg["model"]
+    emb = nn.Sequential(sbi_adapter.ScalarStandardize(0.0, 1.0),
+                        build_net("cnn", m, n_bands=1, n_classes=int(m["n_summaries"]), image_size=8))
+    net = sbi_adapter.build_estimator("nre", m, ([0.3, 0.8], [0.1, 0.1]), None, embedding_net=emb,
+                                      x_example=torch.zeros((1,) + p.x_shape))
+    post = sbi_adapter.build_posterior("nre", net, p.torch_prior(), sbi_adapter.MCMCSettings(
+        mcmc_num_chains=2, mcmc_warmup_steps=2))
+    torch.manual_seed(0)
+    s = sbi_adapter.sample(post, torch.randn((3,) + p.x_shape) * 0.03, 6)
+    assert s.shape == (6, 3, 2) and torch.isfinite(s).all()
+    assert bool(((s[..., 0] >= 0.15) & (s[..., 0] <= 0.45)).all())  # inside the prior

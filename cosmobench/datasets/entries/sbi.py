@@ -33,8 +33,7 @@ for _task, _files in SBIBM_FILES.items():
         licence="MIT (licence of the publisher's repository)",
         licence_url="https://github.com/sbi-benchmark/sbibm/blob/main/LICENSE",
         citation_key="Lueckmann2021", citation=_SBIBM_BIB,
-        loader={"problem": _task, "num_observations": 10, "reference_dir": ".",
-                "num_simulations": [1000, 10000, 100000]},
+        loader={"problem": _task, "num_observations": 10, "reference_dir": ".", "num_simulations": 10000},
         notes="Layout as sbibm's tasks/<task>/files/: num_observation_<k>/{observation*.csv, "
               "true_parameters.csv, reference_posterior_samples.csv.bz2}, k = 1..10"
               + ("; the observation file is observation_distractors.csv (100 values: 8 informative + 92 distractors)"
