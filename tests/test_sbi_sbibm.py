@@ -124,7 +124,7 @@ def sbibm_served(tmp_path, monkeypatch):
     httpd.server_close()
 
 
-def test_dataset_track_end_to_end(sbibm_served, tmp_path, monkeypatch):
+def test_dataset_track_end_to_end(sbibm_served, tmp_path, monkeypatch, capfd):
     """data.dataset=<an sbibm entry> trains, and its C2ST is against the files' reference
     samples (a posterior equal to those samples would score 0.5; we check the observations
     and the reference that the metric saw)."""
@@ -143,6 +143,9 @@ def test_dataset_track_end_to_end(sbibm_served, tmp_path, monkeypatch):
                            overrides=["data.dataset=t-sbibm-two-moons", "data.num_observations=2",
                                       "data.num_simulations=300"])
     assert 0.5 <= res.metrics["c2st"] <= 1.0
+    err = capfd.readouterr().err                      # evaluation progress, one line per step
+    assert "sbi evaluation: observation 1/2 done: c2st" in err and "sbi evaluation: observation 2/2 done" in err
+    assert "sbi evaluation: SBC/TARP samples drawn" in err
     assert [k for k, _, _ in seen] == [0, 1]
     for k, x, ref in seen:
         d = sbibm_served / f"num_observation_{k + 1}"
