@@ -54,11 +54,13 @@ def test_verify_reports_timings_apart(monkeypatch, tmp_path):
     fake_job = type("J", (), {"task": "sbi", "model": "npe", "key": key, "name": "sbi/npe s0"})()
     monkeypatch.setattr(V, "expand", lambda *a, **k: (None, [fake_job]))
     row = type("R", (), {"task": "sbi", "model": "npe", "config_hash": "h", "seed": 0,
-                         "metrics": {"c2st": 0.58775, "time_per_posterior": 0.0979}})()
+                         "metrics": {"c2st": 0.58775, "time_per_posterior": 0.0979}, "hardware": {}})()
     monkeypatch.setattr("cosmobench.results.read_rows", lambda root, status=None: [row])
 
     def launcher(metrics):
         class L:
+            n_jobs = 1  # verify reports the worker count it re-ran with
+
             def __init__(self, *a):
                 pass
 
