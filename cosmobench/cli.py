@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task")
     p.add_argument("--checkpoint", help="checkpoint of a training run (checkpoints/best.ckpt)")
     p.add_argument("-m", "--model", help="baseline model to use without a checkpoint")
-    p.add_argument("--input", required=True, help="input file (task-specific format)")
+    p.add_argument("--input", help="input file (task-specific format); default: the config's data.input "
+                   "(e.g. deblending with data.dataset=hsc-blends)")
     p.add_argument("--output", required=True, help="output table: .csv, .ecsv, .fits, .parquet, .npz or .h5")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",

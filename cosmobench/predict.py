@@ -11,13 +11,14 @@ from cosmobench.errors import ConfigError, InputError
 from cosmobench.registry import get_task
 
 
-def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, output_path: str | Path,
+def predict(task: str, checkpoint: str | Path | None, input_path: str | Path | None, output_path: str | Path,
             model: str | None = None, overrides: Iterable[str] = (), overwrite: bool = False,
             precision: str = "auto", compile: bool = False) -> Path:
     """Apply a trained model (or a baseline that needs no fitting) to a user file; write a table.
 
     The run's ``config.yaml`` next to the checkpoint supplies the data settings (column
-    names ...); ``overrides`` change them. Output format follows the extension (see
+    names ...); ``overrides`` change them. ``input_path`` None: the config's ``data.input``
+    (a task that has it, e.g. deblending with ``data.dataset=hsc-blends``). Output format follows the extension (see
     :mod:`cosmobench.io`: CSV, ECSV, FITS, Parquet, NPZ, HDF5); a ``(B, K)`` output column
     is written as ``column_0..column_{K-1}``. Every file (the table and the task's companion
     files, :meth:`cosmobench.task.BaseTask.predict_files`) is checked before anything is
@@ -48,16 +49,12 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
         raise ConfigError(f"--output {out} is a directory: name the output file")
     if out.exists() and not overwrite:
         raise ConfigError(f"--output {out} exists: pass --overwrite to replace it")
-    if not Path(input_path).is_file():
-        raise InputError(f"input file not found: {input_path}")
     dm_cls, task_cls = load_classes(spec)
     suffixes = WRITE_SUFFIXES + tuple(task_cls.extra_predict_suffixes)
     if not out.name.lower().endswith(suffixes):
         raise ConfigError(f"--output {out}: use a file ending in one of {', '.join(suffixes)}")
     files = task_cls.predict_files(out)
     WriteSet(files, overwrite)  # every file checked before anything is read or written
-    if Path(input_path).expanduser().resolve() in {f.expanduser().resolve() for f in files}:
-        raise ConfigError(f"--output {out}: predict would overwrite its input {input_path}")
     if checkpoint is not None:
         cfg, ckpt = checkpoint_config(task, checkpoint, model, overrides)
         module = load_module(task_cls, task, ckpt, cfg)
@@ -72,6 +69,14 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path, ou
         if module is None or not module.is_baseline or not module.net.fitted:
             raise ConfigError(f"model {name!r} of task {task!r} is trained or fitted on a training split: "
                               f"pass --checkpoint CKPT from a `cosmobench train {task} -m {name}` run")
+    if input_path is None:
+        input_path = cfg["data"]["input"] if "input" in cfg["data"] else None
+        if input_path is None:
+            raise ConfigError(f"predict {task}: give --input FILE (the config names no data.input)")
+    if not Path(input_path).is_file():
+        raise InputError(f"input file not found: {input_path}")
+    if Path(input_path).expanduser().resolve() in {f.expanduser().resolve() for f in files}:
+        raise ConfigError(f"--output {out}: predict would overwrite its input {input_path}")
     dm = dm_cls(cfg["data"], seed=cfg["seed"])
     module.eval()
     module.set_inference_precision(precision)

@@ -104,11 +104,16 @@ def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], see
     """``n`` reference posterior samples (n, d) of benchmark observation ``k`` (0-based; true
     parameters ``theta``, data ``x``) of a run with data ``seed``, or None if the problem has
     none. With ``reference_dir`` (sbibm's files): the first ``n`` of its samples. Otherwise
-    drawn with seed ``[seed, k]``, computed once and cached (sbibm layout, module docstring)."""
-    if reference_dir:
+    drawn with seed ``[seed, k]``, computed once and cached (sbibm layout, module docstring).
+    A reference belongs to its observation: sbibm's is used only when ``x`` is sbibm's
+    observation ``k``, and the cache key holds ``x`` (a validation observation ``k`` is not the
+    test observation ``k``: the validation C2ST of tuning was scored against test references)."""
+    if reference_dir and np.allclose(read_sbibm_observation(problem, reference_dir, k)[1],
+                                     np.asarray(x, np.float64).reshape(-1), rtol=1e-6, atol=0.0):
         return read_sbibm_reference(problem, reference_dir, k, n)
+    x_hash = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()[:16]
     key = json.dumps({"problem": problem.name, "cfg": dict(problem_cfg), "seed": int(seed), "n_ref": int(n),
-                      "chunk": CHUNK}, sort_keys=True, default=str)
+                      "chunk": CHUNK, "x": x_hash}, sort_keys=True, default=str)
     d = (cache_root(problem_cfg["cache_dir"]) / "sbi" / problem.name / hashlib.sha256(key.encode()).hexdigest()[:16]
          / f"num_observation_{k + 1}")
     ref_path = d / "reference_posterior_samples.csv.bz2"

@@ -233,7 +233,7 @@ class SBITask(BaseTask):
             np.random.set_state(np_state)
 
     def _max_sampling_time(self) -> float:
-        return float((self.eval_cfg or {}).get("max_sampling_time") or 600.0)
+        return float(self.eval_cfg["max_sampling_time"])
 
     # --- test -------------------------------------------------------------------------
     def on_test_start(self) -> None:
@@ -251,7 +251,7 @@ class SBITask(BaseTask):
         seed = int(info["seed"])
         c2sts, nltps, stds, refs, posts = [], [], [], [], []
         t_first = None
-        jobs = int(ev.get("c2st_jobs") or 1)
+        jobs = int(ev["c2st_jobs"])
         _say(f"{n_obs} observations: {n_post} posterior samples each; C2ST (sbibm's 5-fold MLP) against "
              f"{int(ev['reference_samples'])} reference samples (minutes per observation in 10-d)")
         for k in range(n_obs):
@@ -260,7 +260,7 @@ class SBITask(BaseTask):
             if k == 0:
                 t_first = time.perf_counter() - t0
             ref = reference_posterior(self.problem, info["problem_cfg"], seed, k, theta[k], x[k],
-                                      int(ev["reference_samples"]), reference_dir=info.get("reference_dir"))
+                                      int(ev["reference_samples"]), reference_dir=info.get("reference_dir"))  # absent in checkpoints older than it
             if ref is not None:
                 c2sts.append(M.c2st(ref, post, seed=1, n_jobs=jobs))
             _say(f"observation {k + 1}/{n_obs} done" + (f": c2st {c2sts[-1]:.4f}" if ref is not None else "")

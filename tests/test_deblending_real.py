@@ -120,6 +120,12 @@ def test_predict_hsc_blends_as_a_user_runs_it(cached, tmp_path, capsys, monkeypa
                      "--output", str(root / "cat2.csv"), "data.dataset=hsc-blends"])
     assert code == 0, capsys.readouterr().err
     assert len(read_table(root / "cat2.csv")["x"]) == 7
+    # without --input: the data set's own cutout (data.input), the same table
+    code = cli.main(["predict", "deblending", "-m", "sep", "--output", str(root / "cat3.csv"), "data.dataset=hsc-blends"])
+    assert code == 0, capsys.readouterr().err
+    assert read_table(root / "cat3.csv")["flux_y"].tolist() == cols["flux_y"].tolist()
+    code = cli.main(["predict", "deblending", "-m", "sep", "--output", str(root / "cat4.csv")])
+    assert code == 2 and "give --input FILE" in capsys.readouterr().err and not (root / "cat4.csv").exists()
 
 
 @pytest.mark.parametrize("change,needle", [

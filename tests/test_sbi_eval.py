@@ -161,3 +161,19 @@ def test_nre_on_map_problems_samples_a_batch_of_maps():
     s = sbi_adapter.sample(post, torch.randn((3,) + p.x_shape) * 0.03, 6)
     assert s.shape == (6, 3, 2) and torch.isfinite(s).all()
     assert bool(((s[..., 0] >= 0.15) & (s[..., 0] <= 0.45)).all())  # inside the prior
+
+
+def test_a_reference_posterior_belongs_to_its_observation(tmp_path):
+    # validation observation k is not test observation k: each gets the reference of its own x
+    # (the cache was keyed by k alone, so tuning scored validation posteriors against test references)
+    from cosmobench.datamodules.sbi import reference_posterior
+    from cosmobench.sim.sbi_problems import get_problem
+    problem = get_problem("two_moons")
+    cfg = {"problem": "two_moons", "cache_dir": str(tmp_path)}
+    theta = np.zeros(2)
+    a = reference_posterior(problem, cfg, 0, 0, theta, np.array([0.3, 0.1]), 500)
+    b = reference_posterior(problem, cfg, 0, 0, theta, np.array([-0.4, 0.2]), 500)
+    assert not np.allclose(a, b)                        # its own posterior (before: b was read from a's cache entry)
+    again = reference_posterior(problem, cfg, 0, 0, theta, np.array([0.3, 0.1]), 500)
+    np.testing.assert_allclose(again, a, rtol=1e-7)                      # read back from its own cache entry
+    assert len(list(tmp_path.rglob("reference_posterior_samples.csv.bz2"))) == 2

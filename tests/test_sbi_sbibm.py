@@ -72,7 +72,8 @@ def test_reference_dir_gives_the_observations_and_reference_samples(tmp_path):
     file_rows = pd.read_csv(ref_dir / "num_observation_2" / "reference_posterior_samples.csv.bz2").to_numpy()
     np.testing.assert_array_equal(ref, file_rows[:200])
     with pytest.raises(InputError, match="fewer than eval.reference_samples=500"):
-        reference_posterior(dm.problem, info["problem_cfg"], 0, 1, None, None, 500, reference_dir=info["reference_dir"])
+        reference_posterior(dm.problem, info["problem_cfg"], 0, 1, None, test["x"][1].numpy(), 500,
+                            reference_dir=info["reference_dir"])
 
 
 def test_reference_dir_bad_inputs(tmp_path):
@@ -93,7 +94,8 @@ def test_reference_dir_bad_inputs(tmp_path):
         dm.setup()
     (tm / "num_observation_3" / "reference_posterior_samples.csv.bz2").write_bytes(b"BZh9 truncated")
     with pytest.raises(InputError, match="not a readable CSV"):
-        reference_posterior(dm.problem, {"cache_dir": None}, 0, 2, None, None, 10, reference_dir=str(tm))
+        x3 = pd.read_csv(tm / "num_observation_3" / "observation.csv").to_numpy()[0]   # sbibm's observation 3
+        reference_posterior(dm.problem, {"cache_dir": None}, 0, 2, None, x3, 10, reference_dir=str(tm))
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
