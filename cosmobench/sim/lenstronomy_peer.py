@@ -36,13 +36,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from cosmobench.errors import ConfigError
+from cosmobench.io import atomic_path
 from cosmobench.sim import profiles as P
 from cosmobench.sim.lensing import LensSimConfig
 
@@ -211,9 +211,9 @@ def render_cached(cfg: LensSimConfig, split: str, seed: int, n: int, cache_dir: 
             part = tail if part is None else {k: np.concatenate([part[k], tail[k]]) for k in part}
             if path is not None:
                 folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-                np.savez(tmp, **part)
-                os.replace(tmp, path)  # concurrent renderers write the same bytes; the last rename wins
+                # concurrent renderers write the same bytes; the last rename wins
+                with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, **part)
         parts.append({k: v[:hi - lo] for k, v in part.items()})
     if not parts:
         return LenstronomyRenderer(cfg).render([], split, seed)
