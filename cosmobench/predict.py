@@ -49,6 +49,8 @@ def predict(task: str, checkpoint: str | Path | None, input_path: str | Path | N
         raise ConfigError(f"--output {out} is a directory: name the output file")
     if out.exists() and not overwrite:
         raise ConfigError(f"--output {out} exists: pass --overwrite to replace it")
+    if input_path is not None and not Path(input_path).is_file():
+        raise InputError(f"input file not found: {input_path}")
     dm_cls, task_cls = load_classes(spec)
     suffixes = WRITE_SUFFIXES + tuple(task_cls.extra_predict_suffixes)
     if not out.name.lower().endswith(suffixes):

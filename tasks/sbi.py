@@ -34,7 +34,6 @@ for one new observation, incl. MCMC warm-up).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -72,10 +71,9 @@ class SBIEval:
     sbc_posterior_samples: int = setting(1000, "positive int", help="posterior samples per SBC/TARP test pair")
     time_posterior_samples: int = setting(10000, "positive int",
                                           help="samples drawn for one new observation to measure time_per_posterior")
-    c2st_jobs: int | None = setting(None, "positive int or null",
-                                    help="worker processes fitting the five C2ST folds in parallel; null: the CPU "
-                                         "cores this process may use (the value does not depend on it: every fold "
-                                         "is fitted single-threaded)")
+    c2st_jobs: int = setting(1, "positive int",
+                             help="worker processes fitting the C2ST folds in parallel (the value does not depend "
+                                  "on it: every fold is fitted single-threaded)")
     max_sampling_time: float = setting(600.0, "positive float", unit="s",
                                        help="limit on drawing one set of posterior samples by rejection (NPE draws "
                                             "outside the prior, rejection ABC's KDE): beyond it the run stops "
@@ -253,8 +251,7 @@ class SBITask(BaseTask):
         seed = int(info["seed"])
         c2sts, nltps, stds, refs, posts = [], [], [], [], []
         t_first = None
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        jobs = int(ev["c2st_jobs"] or cores)
+        jobs = int(ev["c2st_jobs"])
         _say(f"{n_obs} observations: {n_post} posterior samples each; C2ST (sbibm's 5-fold MLP) against "
              f"{int(ev['reference_samples'])} reference samples (minutes per observation in 10-d)")
         for k in range(n_obs):
