@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import sqlite3
+import time
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -119,9 +120,16 @@ def connect(root: str | Path, timeout: float = WRITE_TIMEOUT) -> sqlite3.Connect
     try:
         con = sqlite3.connect(db, timeout=timeout, isolation_level=None)
         con.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(SCHEMA)
-        return con
+        deadline = time.monotonic() + timeout
+        while True:  # switching to WAL returns "locked" at once, without the busy handler, when
+            try:     # several processes create the store together: wait for it like for a write
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(SCHEMA)
+                return con
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     except sqlite3.Error as exc:
         if con is not None:
             con.close()
