@@ -404,3 +404,19 @@ def test_holm_and_paired_differences():
     assert diffs["bias"].verdict == "indistinguishable"
     few = L.paired_differences(get_task("photoz"), e["knn"], e["mdn"], min_pairs=6)
     assert all(d.verdict == "not enough seeds to tell" and d.p_value is None for d in few)
+
+
+def test_a_verdict_names_its_baseline_when_the_track_holds_an_untuned_and_a_tuned_one():
+    rows = ([row("mdn", s, 0.2, chash="m") for s in range(3)] + [row("knn", s, 0.3 + 0.01 * s, chash="k0") for s in range(3)]
+            + [row("knn", s, 0.19 + 0.001 * s, chash="k1") for s in range(3)])
+    tuned = {("photoz", "mdn", "m"): {"trials": 4, "study": "s"}, ("photoz", "knn", "k1"): {"trials": 4, "study": "s"}}
+    board = L.aggregate(rows, tuned=tuned)
+    c = by_model(board)["mdn (tuned 4)"].comparison
+    assert c.baseline_label == "knn [k1] (tuned 4)" and c.several_baselines  # tuned against tuned
+    mdn_line = next(ln for ln in L.to_markdown(board).splitlines() if ln.startswith("| 2 | mdn"))
+    assert "| worse p=" in mdn_line and mdn_line.count("|") == 7  # the label's brackets are escaped, no new cell
+    assert mdn_line.split("|")[3].strip().endswith("vs knn \\[k1\\] (tuned 4)")
+    assert "vs knn [k1] (tuned 4)" in L.to_html(board)
+    one = L.aggregate([r for r in rows if r.config_hash != "k1"], tuned=tuned)
+    c1 = by_model(one)["mdn (tuned 4)"].comparison
+    assert not c1.several_baselines and "vs knn" not in L.to_markdown(one)

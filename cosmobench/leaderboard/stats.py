@@ -101,6 +101,8 @@ class Comparison:
     mean_diff: float | None = None   # entry - baseline, in the metric's units
     p_value: float | None = None
     verdict: str = "—"               # better | worse | indistinguishable | — (too few shared seeds)
+    #: the track holds several baseline entries (e.g. untuned and tuned): the verdict names its own
+    several_baselines: bool = False
 
 
 @dataclass
@@ -348,6 +350,7 @@ def _compare(spec, entries: list[Entry]) -> None:
             b = max(bases, key=lambda b: (len(set(b.seeds) & set(e.seeds)), bool(b.tuned) == bool(e.tuned)))
         e.comparison = paired_test(e.values[pm], b.values[pm], spec.mode)
         e.comparison.baseline_label = b.label
+        e.comparison.several_baselines = len(bases) > 1
 
 
 # --- two entries, every metric (cosmobench compare) -------------------------------------

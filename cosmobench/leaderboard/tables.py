@@ -29,7 +29,7 @@ import math
 import re
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cosmobench.errors import ConfigError
 from cosmobench.io import atomic_path
@@ -122,19 +122,25 @@ def _no_test(c: Comparison | None, is_baseline: bool) -> str | None:
     return None
 
 
-def fmt_verdict(c: Comparison | None, is_baseline: bool = False) -> str:
+def _which_baseline(c: Comparison, esc: Callable[[str], str] = str) -> str:
+    """`` vs LABEL`` when the track holds several baseline entries (untuned and tuned), else ''."""
+    return f" vs {esc(c.baseline_label)}" if c.several_baselines else ""
+
+
+def fmt_verdict(c: Comparison | None, is_baseline: bool = False, esc: Callable[[str], str] = str) -> str:
     """The glance view's verdict: ``better p=0.003``, ``indistinguishable p=0.41``, ``baseline``,
-    ``— (n=1)`` (fewer than 2 shared seeds)."""
+    ``— (n=1)`` (fewer than 2 shared seeds); ``... vs sep (tuned 4)`` when several baseline
+    entries share the track (``esc`` escapes that label for the output format)."""
     cell = _no_test(c, is_baseline)
     if cell is not None:
         return cell
     p = fmt_p(c.p_value)
-    return f"{c.verdict} p{p}" if p.startswith("<") else f"{c.verdict} p={p}"
+    return (f"{c.verdict} p{p}" if p.startswith("<") else f"{c.verdict} p={p}") + _which_baseline(c, esc)
 
 
 def fmt_comparison(c: Comparison | None, is_baseline: bool = False) -> str:
     cell = _no_test(c, is_baseline)
-    return cell if cell is not None else f"{c.verdict}, p={c.p_value:.2g} (n={c.n_pairs})"
+    return cell if cell is not None else f"{c.verdict}, p={c.p_value:.2g} (n={c.n_pairs}){_which_baseline(c)}"
 
 
 def columns(spec, entries: list[Entry]) -> list[str]:
@@ -222,7 +228,7 @@ def _glance_rows(spec, entries: list[Entry], heads: list[str], label_width: int 
             label = label[:max(1, label_width - 1)] + "…"
         seeds = str(e.n_seeds) + (f" ({len(e.failed)} failed)" if e.failed else "")
         cells = [str(e.rank) if e.rank else "—", md_name(label),
-                 *([fmt_verdict(e.comparison, e.model == base)] if has_base else []), seeds,  # our own text
+                 *([fmt_verdict(e.comparison, e.model == base, md_name)] if has_base else []), seeds,
                  fmt_primary(e, pm),
                  *[_headline_cell(e, h) for h in heads]]
         lines.append("| " + " | ".join(cells) + " |")
