@@ -1,7 +1,9 @@
 """Datamodule of the ``deblending`` task: multi-band scenes of blended galaxies.
 
-Simulator (``data.source=sim``, the only training source: deblenders are scored against the
-truth, which real cutouts do not have): :mod:`cosmobench.sim.blends`, settings
+Sources of scenes with truth (deblenders are scored against the truth, which real cutouts do
+not have), ``data.source``:
+
+``sim`` (default): :mod:`cosmobench.sim.blends`, settings
 :class:`~cosmobench.sim.blends.BlendSetup` (survey: ``data.n_bands`` bands,
 ``data.image_size``² px at ``data.pixel_scale`` arcsec/px, PSF ``data.psf`` of FWHM
 ``data.psf_fwhm`` arcsec, sky ``data.sky_mag`` mag/arcsec², zero point ``data.zero_point``,
@@ -9,6 +11,14 @@ read noise ``data.read_noise`` e-, gain ``data.gain``; galaxies ``data.n_min``..
 per scene, middle-band magnitude in ``data.mag_range``, a fraction ``data.overlap_fraction`` of
 the further galaxies placed in strong overlap). Scene ``i`` of split ``s`` is a pure function
 of ``(seed, s, i)``.
+
+``galsim``: an external renderer (:mod:`cosmobench.sim.galsim_blends`, the ``peers`` extra; data
+set ``galsim-blends``): scenes drawn by GalSim with profiles ours does not make (de Vaucouleurs
+bulge with its own position angle + sheared exponential disk + blue ``RandomKnots``) through the
+same survey, galaxy count, placement, magnitude and colour settings, with the same truth.
+``data.n_train`` / ``data.n_val`` scenes of the run's seed and a test set of ``data.n_test``
+scenes fixed by ``data.render_seed`` (the same for every run seed); a test run renders the test
+split only. Rendered scenes are cached under ``$COSMOBENCH_DATA/galsim-blends/renders/``.
 
 Pipeline shared by simulated and real scenes (so both models and training see the same
 inputs): with ``data.background=sep`` the image is background-subtracted per band with
@@ -77,7 +87,11 @@ class DeblendingData(BlendSetup, SimSplits, DataSettings):
     """The ``data`` node: the loaders and split sizes, the simulator (:class:`BlendSetup`),
     the pipeline shared by both models and the real-cutout catalogue (module docstring)."""
 
-    source: str = setting("sim", ["sim"], help="scenes to train and test on (the simulator: deblenders need the truth)")
+    source: str = setting("sim", ["sim", "galsim"],
+                          help="scenes with truth to train and test on: our simulator, or GalSim (an external "
+                               "renderer, the peers extra)")
+    render_seed: int = setting(0, "non-negative int",
+                               help="galsim: seed of the rendered test set (train/val use the run's seed)")
     background: str = setting("sep", ["sep", "none"],
                               help="background subtraction of every scene: SEP's mesh estimate, or none")
     back_size: int = setting(64, "int >= 8", unit="px", help="mesh cell size of the SEP background")
@@ -159,12 +173,23 @@ class DeblendingDataModule(BaseDataModule):
             named = f" (data.dataset={cfg['dataset']})" if cfg["dataset"] else ""
             raise ConfigError(f"data.input{named} is a real cutout without truth, for `cosmobench predict "
                               f"deblending` only: deblenders train and test on the simulator")
+        if cfg["source"] == "galsim":  # one line naming the install command (exit 2)
+            from cosmobench.sim.galsim_blends import require_galsim
+            require_galsim()
         super().preflight(cfg)
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.n_bands, self.image_size = self.cfg["n_bands"], self.cfg["image_size"]
         self.setup_ = self.blend_setup()
+        self._stage: str | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """As the base; remembers the stage (a ``test``/``predict`` run of ``data.source=galsim``
+        renders the test split only)."""
+        if not self.datasets:
+            self._stage = stage
+        super().setup(stage)
 
     def blend_setup(self) -> BlendSetup:
         try:
@@ -182,6 +207,8 @@ class DeblendingDataModule(BaseDataModule):
     def build(self) -> dict[str, Dataset]:
         from cosmobench.sim.blends import simulate_scene
         st = self.setup_
+        if self.cfg["source"] == "galsim":
+            return self._build_galsim()
         out = {}
         for split in ("train", "val", "test"):
             n = int(self.cfg[f"n_{split}"])
@@ -199,6 +226,30 @@ class DeblendingDataModule(BaseDataModule):
             truth["offsets"] = np.asarray(offsets, dtype=np.int64)
             variance = np.broadcast_to(st.background_variance.astype(np.float32), (n, self.n_bands))
             out[split] = SceneDataset(images, variance, truth=truth, n_max=st.n_max)
+        return out
+
+    def _build_galsim(self) -> dict[str, Dataset]:
+        """GalSim splits (module docstring), read from / written to the render cache. A test-only
+        run renders the test split alone and uses it for train/val too (nothing is learned from
+        them at test time)."""
+        from cosmobench.datasets.download import dataset_dir
+        from cosmobench.sim.galsim_blends import render_cached
+        st, c = self.setup_, self.cfg
+        test_only = self._stage in ("test", "predict")
+        seeds = {"test": int(c["render_seed"])} if test_only else \
+            {"train": self.seed, "val": self.seed, "test": int(c["render_seed"])}
+        out = {}
+        for split, seed in seeds.items():
+            a = render_cached(st, split, seed, int(c[f"n_{split}"]), dataset_dir("galsim-blends") / "renders",
+                              lambda it, n, desc: progress(it, n, desc, min_total=4))
+            n = len(a["n_gal"])
+            images = np.stack([self.preprocess(im) for im in a["image"]]) if n else a["image"]
+            truth = {"images": a["isolated"], "xy": a["xy"].astype(np.float32), "flux": a["flux"].astype(np.float32),
+                     "offsets": np.concatenate([[0], np.cumsum(a["n_gal"])]).astype(np.int64)}
+            variance = np.broadcast_to(st.background_variance.astype(np.float32), (n, self.n_bands))
+            out[split] = SceneDataset(images, variance, truth=truth, n_max=st.n_max)
+        if test_only:
+            out["train"] = out["val"] = out["test"]
         return out
 
     def info(self) -> dict[str, Any]:
