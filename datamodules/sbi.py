@@ -129,7 +129,11 @@ def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], see
     return samples
 
 
-SBIBM_FILES = ("observation.csv", "true_parameters.csv", "reference_posterior_samples.csv.bz2")
+def sbibm_files(problem: SBIProblem) -> tuple[str, ...]:
+    """The files of one sbibm observation directory (the observation's name is the problem's:
+    ``observation_distractors.csv`` / ``observation_raw.csv`` for slcp_distractors /
+    bernoulli_glm_raw)."""
+    return (problem.observation_file, "true_parameters.csv", "reference_posterior_samples.csv.bz2")
 
 
 def _sbibm_dir(reference_dir: str | Path, k: int) -> Path:
@@ -166,7 +170,7 @@ def check_sbibm_dir(problem: SBIProblem, reference_dir: str | Path, n_obs: int) 
         raise ConfigError(f"data.reference_dir: problem {problem.name!r} has map data; sbibm's observations are "
                           f"vectors (use an sbibm problem such as two_moons)")
     for k in range(n_obs):
-        for name in SBIBM_FILES:
+        for name in sbibm_files(problem):
             if not (_sbibm_dir(root, k) / name).is_file():
                 have = len([d for d in root.glob("num_observation_*") if d.is_dir()])
                 raise InputError(f"data.reference_dir {root}: {_sbibm_dir(root, k).name}/{name} is missing "
@@ -177,9 +181,9 @@ def read_sbibm_observation(problem: SBIProblem, reference_dir: str | Path, k: in
     """sbibm's true parameters (d,) and observation (D,) of observation ``k`` (0-based)."""
     d = _sbibm_dir(reference_dir, k)
     theta = _read_csv(d / "true_parameters.csv", list(problem.param_names), "parameter")
-    x = _read_csv(d / "observation.csv", problem.data_names(), "data")
+    x = _read_csv(d / problem.observation_file, problem.data_names(), "data")
     if len(theta) != 1 or len(x) != 1:
-        raise InputError(f"{d}: true_parameters.csv and observation.csv must hold one row each")
+        raise InputError(f"{d}: true_parameters.csv and {problem.observation_file} must hold one row each")
     return theta[0], x[0]
 
 

@@ -11,6 +11,7 @@ import torch
 from conftest import HERE, run_cli, run_dirs
 from cosmobench.metrics.sbi import c2st, nltp, posterior_std
 from cosmobench.sim import sbi_problems as P
+from cosmobench.sim import sbibm_problems as SP
 
 TINY = HERE / "conf" / "sbi.yaml"
 CL_CFG = dict(ell_min=50, ell_max=3000, n_ell_bins=10, area_deg2=1000.0, sigma_e=0.26, n_gal=10.0, cache_dir=None)
@@ -54,12 +55,12 @@ def test_two_moons_matches_sbibm_definition_on_fixed_noise():
     # sbibm: p = (r cos a + 0.25, r sin a); x = p + (-|theta1 + theta2| / sqrt 2, (-theta1 + theta2) / sqrt 2)
     expected = np.stack([r * np.cos(a) + 0.25 - np.abs(theta[:, 0] + theta[:, 1]) / np.sqrt(2),
                          r * np.sin(a) + (-theta[:, 0] + theta[:, 1]) / np.sqrt(2)], axis=1)
-    np.testing.assert_allclose(P.TwoMoons.moon_map(theta, a, r), expected, atol=1e-12)
+    np.testing.assert_allclose(SP.TwoMoons.moon_map(theta, a, r), expected, atol=1e-12)
     tm = P.get_problem("two_moons")
     # simulate() draws a then r from the generator, in that order
     g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
     x = tm.simulate(theta, g1)
-    np.testing.assert_allclose(x, P.TwoMoons.moon_map(theta, g2.uniform(-np.pi / 2, np.pi / 2, 50),
+    np.testing.assert_allclose(x, SP.TwoMoons.moon_map(theta, g2.uniform(-np.pi / 2, np.pi / 2, 50),
                                                       g2.normal(0.1, 0.01, 50)))
     # the reference posterior lies on the likelihood's support and contains the truth's mirror pair
     ref = tm.reference_posterior(x[0], 2000, seed=1)
@@ -80,7 +81,7 @@ def test_gaussian_linear_reference_is_analytic():
 
 
 def test_reference_mcmc_recovers_a_gaussian_posterior():
-    g = P.GaussianLinear(dim=2)
+    g = SP.GaussianLinear(dim=2)
     x = np.array([0.3, -0.2])
     from cosmobench.sbi_adapter import MCMCSettings
     mcmc = MCMCSettings(mcmc_num_chains=10, mcmc_warmup_steps=50, mcmc_thin=2)

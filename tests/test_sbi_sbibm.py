@@ -17,7 +17,7 @@ import pytest
 
 from cosmobench.datasets import DataFile, Dataset, fetch, get_dataset, register_dataset, unregister_dataset
 from cosmobench.datasets.download import sha256_file
-from cosmobench.errors import ConfigError, InputError
+from cosmobench.errors import InputError
 from cosmobench.sim.sbi_problems import get_problem
 from cosmobench.datamodules.sbi import SBIDataModule, reference_posterior
 
@@ -158,6 +158,15 @@ def test_dataset_track_end_to_end(sbibm_served, tmp_path, monkeypatch, capfd):
     assert prov["dataset"] == "t-sbibm-two-moons" and "num_observation_1/observation.csv" in prov["files"]
 
 
-def test_dataset_of_an_unimplemented_simulator_is_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="data.problem='bernoulli_glm' is not known"):
-        SBIDataModule(data_cfg(problem="bernoulli_glm"), 0)
+def test_every_sbibm_dataset_has_its_problem():
+    """Each registered sbibm-* data set names a problem that exists, whose observation file is
+    among the data set's files (observation_distractors.csv / observation_raw.csv included)."""
+    from cosmobench.datasets import DATASETS
+    sets = [d for d in DATASETS.values() if d.name.startswith("sbibm-")]
+    assert len(sets) == 8
+    for ds in sets:
+        p = get_problem(ds.loader["problem"])
+        names = {f.name for f in ds.files}
+        for k in range(1, 11):
+            for name in (p.observation_file, "true_parameters.csv", "reference_posterior_samples.csv.bz2"):
+                assert f"num_observation_{k}/{name}" in names

@@ -28,14 +28,11 @@ A problem is an :class:`SBIProblem`. Built in (``data.problem=...``):
     intractable: no reference posterior; the metrics are the calibration ones (SBC, TARP).
     Its summary for ``rejection_abc`` is the log binned power spectrum of the map.
 
-``two_moons``, ``gaussian_linear`` — as defined by sbibm (Lueckmann et al. 2021)
-    ``two_moons``: ``theta ~ U(-1, 1)^2``; ``a ~ U(-pi/2, pi/2)``, ``r ~ N(0.1, 0.01^2)``,
-    ``p = (r cos a + 0.25, r sin a)``, ``x = p + (-|z0|, z1)`` with
-    ``z = R(-pi/4) theta`` (``z0 = (theta_1 + theta_2)/sqrt 2``, ``z1 = (theta_2 - theta_1)/sqrt 2``).
-    Reference posterior: sbibm's closed-form construction (invert the map for simulated
-    ``p``, random sign for the bimodality, keep draws inside the prior).
-    ``gaussian_linear``: 10-d, prior ``N(0, 0.1 I)``, ``x ~ N(theta, 0.1 I)``; the posterior
-    is ``N(x / 2, 0.05 I)`` (analytic reference).
+sbibm's tasks that need no Julia — ``two_moons``, ``gaussian_linear``,
+``gaussian_linear_uniform``, ``gaussian_mixture``, ``slcp``, ``slcp_distractors``,
+``bernoulli_glm``, ``bernoulli_glm_raw`` — as defined by sbibm (Lueckmann et al. 2021), with its
+reference posteriors where they are closed-form (MCMC on the likelihood otherwise):
+:mod:`cosmobench.sim.sbibm_problems`, registered here.
 
 Conventions: ``simulate(theta, rng)`` takes numpy ``theta`` (n, d) and a
 ``numpy.random.Generator`` and returns ``x`` (n, *x_shape) float64; ``log_likelihood``
@@ -99,8 +96,9 @@ class SBIProblem:
     x_shape: tuple[int, ...] = ()
     #: the data are images (embedding CNN) rather than a flat vector
     is_map: bool = False
-    #: sbibm's problems: reference posterior seeded independently of the MCMC settings
     description: str = ""
+    #: the observation's file name in an sbibm ``num_observation_<k>/`` directory (data.reference_dir)
+    observation_file: str = "observation.csv"
 
     @property
     def dim_theta(self) -> int:
@@ -213,6 +211,16 @@ class BoxProblem(SBIProblem):
     def sample_prior(self, n, rng):
         return rng.uniform(self.low, self.high, size=(int(n), len(self.low)))
 
+    def inside_prior(self, draw: Callable[[int], np.ndarray], n: int) -> np.ndarray:
+        """``n`` draws of ``draw(m) -> (m, d)`` that lie inside the box (rejection sampling)."""
+        out, have = [], 0
+        while have < n:
+            sample = draw(max(2 * (n - have), 1000))
+            inside = np.all((sample >= self.low) & (sample <= self.high), axis=1)
+            out.append(sample[inside])
+            have += int(inside.sum())
+        return np.concatenate(out)[:n]
+
     def torch_prior(self):
         low = torch.as_tensor(self.low, dtype=torch.float32)
         high = torch.as_tensor(self.high, dtype=torch.float32)
@@ -228,117 +236,6 @@ class BoxProblem(SBIProblem):
 
     def log_likelihood(self, theta, x):
         return None if self._loglik is None else self._loglik(theta, x)
-
-
-# --- sbibm problems ------------------------------------------------------------------------
-class TwoMoons(BoxProblem):
-    """sbibm's two moons (module docstring): 2 parameters in [-1, 1], 2-d data."""
-
-    A_LOW, A_HIGH, BASE_OFFSET, R_LOC, R_SCALE = -math.pi / 2, math.pi / 2, 0.25, 0.1, 0.01
-
-    def __init__(self):
-        super().__init__("two_moons", ["parameter_1", "parameter_2"], [-1.0, -1.0], [1.0, 1.0],
-                         simulator=self._simulate, x_dim=2)
-
-    @staticmethod
-    def moon_map(theta: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """x for parameters (n, 2) and noise draws a, r (n,): the deterministic part of
-        the simulator, so that it can be checked on fixed noise draws."""
-        theta = np.asarray(theta, np.float64)
-        p = np.stack([np.cos(a) * r + TwoMoons.BASE_OFFSET, np.sin(a) * r], axis=1)
-        ang = -math.pi / 4
-        c, s = math.cos(ang), math.sin(ang)
-        z0 = c * theta[:, 0] - s * theta[:, 1]
-        z1 = s * theta[:, 0] + c * theta[:, 1]
-        return p + np.stack([-np.abs(z0), z1], axis=1)
-
-    def _simulate(self, theta, rng):
-        n = len(theta)
-        a = rng.uniform(self.A_LOW, self.A_HIGH, size=n)
-        r = rng.normal(self.R_LOC, self.R_SCALE, size=n)
-        return self.moon_map(theta, a, r)
-
-    @property
-    def has_likelihood(self) -> bool:
-        return True
-
-    def log_likelihood(self, theta, x):
-        """sbibm's likelihood: the density of r = |p - (0.25, 0)| under N(0.1, 0.01^2)
-        (as a 2-d density this omits the Jacobian 1/(pi r), as sbibm does); -inf where
-        the inverted point lies left of the moon's centre (u < 0)."""
-        theta = torch.as_tensor(theta, dtype=torch.float64)
-        x = torch.as_tensor(x, dtype=torch.float64).reshape(1, 2)
-        ang = -math.pi / 4
-        c, s = math.cos(ang), math.sin(ang)
-        z0 = c * theta[:, 0] - s * theta[:, 1]
-        z1 = s * theta[:, 0] + c * theta[:, 1]
-        u = x[0, 0] + torch.abs(z0) - self.BASE_OFFSET
-        v = x[0, 1] - z1
-        r = torch.sqrt(u ** 2 + v ** 2)
-        ll = -0.5 * ((r - self.R_LOC) / self.R_SCALE) ** 2 - 0.5 * math.log(2 * math.pi * self.R_SCALE ** 2)
-        return torch.where(u < 0, torch.full_like(ll, -float("inf")), ll)
-
-    def reference_posterior(self, x, n, seed):
-        """sbibm's closed-form reference: simulate p at theta = 0, set
-        q = (p_0 - x_0, x_1 - p_1), flip q_0's sign with probability 1/2, rotate by pi/4;
-        keep samples inside the prior (vectorised; sbibm also drops exact duplicates,
-        which have probability zero)."""
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
-        x = np.asarray(x, np.float64).reshape(2)
-        ang = math.pi / 4
-        c, s = math.cos(ang), math.sin(ang)
-        out: list[np.ndarray] = []
-        have = 0
-        while have < n:
-            m = max(2 * (n - have), 1000)
-            p = self.moon_map(np.zeros((m, 2)), rng.uniform(self.A_LOW, self.A_HIGH, m),
-                              rng.normal(self.R_LOC, self.R_SCALE, m))
-            q0 = p[:, 0] - x[0]
-            q1 = x[1] - p[:, 1]
-            q0 = np.where(rng.random(m) < 0.5, -q0, q0)
-            sample = np.stack([c * q0 - s * q1, s * q0 + c * q1], axis=1)
-            inside = np.all((sample >= self.low) & (sample <= self.high), axis=1)
-            out.append(sample[inside])
-            have += int(inside.sum())
-        return np.concatenate(out)[:n]
-
-
-class GaussianLinear(SBIProblem):
-    """sbibm's gaussian_linear: prior N(0, 0.1 I_10), x ~ N(theta, 0.1 I_10)."""
-
-    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1):
-        self.name = "gaussian_linear"
-        self.param_names = [f"parameter_{i + 1}" for i in range(dim)]
-        self.x_shape = (dim,)
-        self.prior_var, self.noise_var = float(prior_var), float(noise_var)
-
-    def sample_prior(self, n, rng):
-        return rng.normal(0.0, math.sqrt(self.prior_var), size=(int(n), self.dim_theta))
-
-    def torch_prior(self):
-        d = self.dim_theta
-        return torch.distributions.MultivariateNormal(torch.zeros(d), covariance_matrix=self.prior_var * torch.eye(d))
-
-    def simulate(self, theta, rng):
-        theta = np.asarray(theta, np.float64)
-        return theta + rng.normal(0.0, math.sqrt(self.noise_var), size=theta.shape)
-
-    def log_likelihood(self, theta, x):
-        theta = torch.as_tensor(theta, dtype=torch.float64)
-        x = torch.as_tensor(x, dtype=torch.float64).reshape(1, -1)
-        d = theta.shape[1]
-        return (-0.5 * ((x - theta) ** 2).sum(1) / self.noise_var
-                - 0.5 * d * math.log(2 * math.pi * self.noise_var))
-
-    def posterior_moments(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """Analytic posterior mean and (isotropic) variance for one observation."""
-        var = 1.0 / (1.0 / self.prior_var + 1.0 / self.noise_var)
-        return var * np.asarray(x, np.float64).reshape(-1) / self.noise_var, var
-
-    def reference_posterior(self, x, n, seed):
-        mean, var = self.posterior_moments(x)
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
-        return mean + math.sqrt(var) * rng.standard_normal((int(n), len(mean)))
 
 
 # --- cosmology problems ----------------------------------------------------------------------
@@ -503,5 +400,4 @@ def get_problem(name: str, cfg: dict[str, Any] | None = None) -> SBIProblem:
 
 register_problem("cl_gaussian", ClGaussian, "binned convergence C_ell with a Gaussian likelihood (Omega_m, sigma8)")
 register_problem("lognormal_map", LognormalMap, "lognormal convergence maps with shape noise (Omega_m, sigma8)")
-register_problem("two_moons", lambda cfg: TwoMoons(), "sbibm two moons (2-d, bimodal, crescent posterior)")
-register_problem("gaussian_linear", lambda cfg: GaussianLinear(), "sbibm Gaussian linear (10-d)")
+from cosmobench.sim import sbibm_problems  # noqa: E402,F401  (registers sbibm's tasks)

@@ -40,7 +40,7 @@ for _task, _files in SBIBM_FILES.items():
                  if _task == "slcp_distractors" else
                  "; the observation file is observation_raw.csv (100 raw spike counts)"
                  if _task == "bernoulli_glm_raw" else "")
-              + ". Published anchor: sbibm's C2ST table (github.com/sbi-benchmark/results). Our sbi problems "
-                "implement two_moons and gaussian_linear; the other simulators are still to be added.",
+              + ". Simulator, prior and likelihood: data.problem=" + _task + " (cosmobench.sim.sbibm_problems, "
+                "sbibm's definitions). Published anchor: sbibm's C2ST table (github.com/sbi-benchmark/results).",
         homepage=f"https://github.com/sbi-benchmark/sbibm/tree/{SBIBM_COMMIT}/sbibm/tasks",
     ))
