@@ -131,11 +131,14 @@ class DeblendingTask(BaseTask):
                 raise ConfigError(f"eval.blend_bins: {exc}") from None
         self.detector = Detector(build(SEPDetection, self.model_cfg))
         self.examples: list[dict[str, np.ndarray]] = []
-        self.center_net = None
-        if self.model_cfg["detector"] == "learned":
-            self.center_net = build_net("centernet", self.model_cfg, kind="detector",
-                                        n_bands=int(self.require_info("n_bands")["n_bands"]))
-            self.register_buffer("detector_trained", torch.zeros((), dtype=torch.bool))
+        # Lightning calls this hook again at the start of every trainer.test/fit: a trained (or
+        # loaded) detector is kept, else `cosmobench test CKPT` would score a re-initialised one
+        if getattr(self, "center_net", None) is None or not bool(self.detector_trained):
+            self.center_net = None
+            if self.model_cfg["detector"] == "learned":
+                self.center_net = build_net("centernet", self.model_cfg, kind="detector",
+                                            n_bands=int(self.require_info("n_bands")["n_bands"]))
+                self.register_buffer("detector_trained", torch.zeros((), dtype=torch.bool))
         if self.model_name == "sep":
             return SepDeblender()
         if self.model_name == "modelfit":

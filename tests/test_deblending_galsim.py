@@ -135,7 +135,8 @@ def test_train_on_it_and_score_a_simulator_checkpoint_on_it(galsim, cache, tmp_p
     t = cosmobench.test("deblending", sim.run_dir / "checkpoints" / "best.ckpt",
                         overrides=["data.dataset=galsim-blends", "plots=false", "trainer.enable_progress_bar=false"],
                         root=root)
-    assert t.status == "ok" and np.isfinite(t.metrics["flux_mape"]) and t.metrics["flux_mape"] != sim.metrics["flux_mape"]
+    assert t.status == "ok" and np.isfinite(t.metrics["flux_mape"])
+    assert t.metrics["flux_mape"] != sim.metrics["flux_mape"]
     assert run_track(str(t.run_dir)) == "external:galsim-blends"
     # the test run (seed 0) rendered no train/val split of its own: it read the test split that the external
     # run (seed 1) rendered (data.render_seed), so the cache holds that run's train, val and the shared test
@@ -152,3 +153,19 @@ def test_missing_galsim_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install .[peers]" in err[0], err
     assert not root.exists() or not any(root.rglob("*.ckpt"))
+
+
+def test_learned_detector_checkpoint_keeps_its_detector_under_cosmobench_test(galsim, cache, tmp_path):
+    """`cosmobench test CKPT` scores the checkpoint's trained detector (Lightning calls the
+    configure_model hook again at test start; it must not re-initialise the loaded detector)."""
+    root = tmp_path / "root"
+    learned = ["model.detector=learned", "model.detector_threshold=0.05", "data.n_train=48"]  # finds some at 1 epoch
+    r = cosmobench.train("deblending", "sep", [*FAST, *learned], config_file=TINY, root=root)
+    assert r.status == "ok" and r.metrics["recall"] > 0
+    ckpt = r.run_dir / "checkpoints" / "best.ckpt"
+    again = cosmobench.test("deblending", ckpt, overrides=["plots=false", "trainer.enable_progress_bar=false"],
+                            root=root)
+    assert again.metrics["recall"] == r.metrics["recall"] and again.metrics["flux_mape"] == r.metrics["flux_mape"]
+    ext = cosmobench.test("deblending", ckpt, overrides=["data.dataset=galsim-blends", "plots=false",
+                                                         "trainer.enable_progress_bar=false"], root=root)
+    assert ext.status == "ok" and ext.metrics["recall"] > 0
