@@ -71,9 +71,10 @@ class SBIEval:
     sbc_posterior_samples: int = setting(1000, "positive int", help="posterior samples per SBC/TARP test pair")
     time_posterior_samples: int = setting(10000, "positive int",
                                           help="samples drawn for one new observation to measure time_per_posterior")
-    c2st_jobs: int = setting(1, "positive int",
-                             help="worker processes fitting the C2ST folds in parallel (the value does not depend "
-                                  "on it: every fold is fitted single-threaded)")
+    c2st_impl: str = setting("fast", ["fast", "sklearn"],
+                             help="C2ST classifier: fast (cosmobench.metrics.c2st's re-implementation of sbibm's MLP, "
+                                  "all folds of all observations trained as one batch) or sklearn (sbibm's own "
+                                  "MLPClassifier per fold, one after the other: the reference, slower)")
     max_sampling_time: float = setting(600.0, "positive float", unit="s",
                                        help="limit on drawing one set of posterior samples by rejection (NPE draws "
                                             "outside the prior, rejection ABC's KDE): beyond it the run stops "
@@ -249,11 +250,10 @@ class SBITask(BaseTask):
         n_obs = min(int(info["num_observations"]), len(theta))
         n_post = int(ev["num_posterior_samples"])
         seed = int(info["seed"])
-        c2sts, nltps, stds, refs, posts = [], [], [], [], []
+        nltps, stds, refs, posts = [], [], [], []
         t_first = None
-        jobs = int(ev["c2st_jobs"])
-        _say(f"{n_obs} observations: {n_post} posterior samples each; C2ST (sbibm's 5-fold MLP) against "
-             f"{int(ev['reference_samples'])} reference samples (minutes per observation in 10-d)")
+        _say(f"{n_obs} observations: {n_post} posterior samples each; C2ST (sbibm's 5-fold MLP, "
+             f"eval.c2st_impl={ev['c2st_impl']}) against {int(ev['reference_samples'])} reference samples")
         for k in range(n_obs):
             t0 = time.perf_counter()
             post = self.sample_posterior(x[k:k + 1], n_post, seed=1000 + k)[:, 0]
@@ -261,14 +261,13 @@ class SBITask(BaseTask):
                 t_first = time.perf_counter() - t0
             ref = reference_posterior(self.problem, info["problem_cfg"], seed, k, theta[k], x[k],
                                       int(ev["reference_samples"]), reference_dir=info.get("reference_dir"))  # absent in checkpoints older than it
-            if ref is not None:
-                c2sts.append(M.c2st(ref, post, seed=1, n_jobs=jobs))
-            _say(f"observation {k + 1}/{n_obs} done" + (f": c2st {c2sts[-1]:.4f}" if ref is not None else "")
+            _say(f"observation {k + 1}/{n_obs} " + ("samples drawn" if ref is not None else "done")
                  + f" ({time.perf_counter() - t0:.1f} s)")
             nltps.append(M.nltp(post, theta[k]))
             stds.append(M.posterior_std(post))
             posts.append(post)
             refs.append(ref)
+        c2sts = self._c2st([(r, p) for r, p in zip(refs, posts) if r is not None], str(ev["c2st_impl"]))
         n_time = int(ev["time_posterior_samples"])
         if n_time == n_post and t_first is not None:
             t_post = t_first
@@ -291,6 +290,31 @@ class SBITask(BaseTask):
         if c2sts:
             metrics["c2st"] = float(np.mean(c2sts))
         return metrics
+
+    @staticmethod
+    def _c2st(pairs: list[tuple[np.ndarray, np.ndarray]], impl: str) -> list[float]:
+        """C2ST of each (reference, posterior) pair, one progress line per finished observation
+        (and one a minute while the batched classifiers train)."""
+        if not pairs:
+            return []
+        t0, last = time.perf_counter(), [time.perf_counter()]
+
+        def done(k: int, value: float) -> None:
+            _say(f"observation {k + 1}/{len(pairs)} done: c2st {value:.4f} ({time.perf_counter() - t0:.1f} s)")
+
+        def epoch(e: int, training: int) -> None:
+            if training and time.perf_counter() - last[0] > 60:
+                last[0] = time.perf_counter()
+                _say(f"C2ST epoch {e}: {training} of {5 * len(pairs)} classifiers still training "
+                     f"({last[0] - t0:.0f} s)")
+
+        if impl == "fast":
+            return M.c2st_many(pairs, seed=1, on_done=done, on_epoch=epoch)
+        values = []
+        for k, (ref, post) in enumerate(pairs):
+            values.append(M.c2st_sklearn(ref, post, seed=1))
+            done(k, values[-1])
+        return values
 
     # --- predict ----------------------------------------------------------------------
     def predict_outputs(self, batch):
