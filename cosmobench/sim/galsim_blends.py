@@ -42,7 +42,7 @@ functions as for our scenes (:func:`cosmobench.sim.blends.blendedness`).
 
 Scene ``i`` of split ``s`` is a pure function of ``(seed, s, i)``
 (:func:`cosmobench.datamodule.sample_rng`; the knots' GalSim deviate is seeded from it). GalSim
-draws one galaxy and band at a time (~1-7 ms on one core), so :func:`render_cached` stores the
+draws one galaxy and band at a time, so :func:`render_cached` stores the
 rendered scenes on disk in blocks of :data:`BLOCK`, keyed by the settings, split, seed and GalSim
 version (a block is extended when a larger ``n`` asks for more of it).
 """
