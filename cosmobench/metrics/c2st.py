@@ -1,7 +1,7 @@
 """sbibm's C2ST classifier, re-implemented by hand in torch so that many fits run as one
 batched computation; scikit-learn's ``MLPClassifier`` stays the reference
 (:func:`c2st_sklearn`, ``eval.c2st_impl=sklearn``) and ``tests/test_c2st.py`` cross-checks
-the two (initial weights, first-epoch loss, fold accuracies).
+the two (initial weights, loss and weights over the first epochs, fold accuracies).
 
 The metric (Lueckmann et al. 2021, ``sbibm/metrics/c2st.py``): both sample sets are z-scored
 with the mean and unbiased std of the reference, cast to float32, labelled 0 (reference) and
@@ -10,11 +10,14 @@ with the mean and unbiased std of the reference, cast to float32, labelled 0 (re
 max_iter=10000, random_state=seed)`` is fitted on the training part and its accuracy on the
 rest is the fold's score; C2ST is the mean over folds (0.5: indistinguishable, 1: disjoint).
 
-Why by hand: one scikit-learn fit is a Python loop of small float32 matrix products (80
-steps per epoch, hundreds of epochs at 2 x 10^4 samples), so C2ST cost about 30 CPU-s per
-fold. Here every fold of every sample pair given at once is one classifier on a leading
-axis of batched products (``torch.bmm``); each stops at its own epoch and leaves the batch.
-Nothing else differs; :func:`_BatchedMLP` follows scikit-learn 1.x's ``_fit_stochastic``:
+Why by hand: scikit-learn fits one classifier at a time, a Python loop of small float32
+matrix products (80 steps per epoch, hundreds of epochs at 2 x 10^4 samples): tens of
+CPU-seconds per fold. Here every fold of every sample pair given at once is one classifier
+on a leading axis of batched products (``torch.bmm``, one thread); each stops at its own
+epoch and leaves the batch. The batch removes the per-step overhead, not the products
+themselves (about half of scikit-learn's time), so the gain is about 2x in CPU time
+(``benchmarks/bench_c2st.py``). Nothing else differs; :class:`_BatchedMLP` follows
+scikit-learn 1.x's ``_fit_stochastic``:
 
 * init: Glorot uniform, bound ``sqrt(6 / (fan_in + fan_out))``, drawn from
   ``np.random.RandomState(seed)`` per layer (weights, then biases), in float64, cast to float32;
@@ -31,9 +34,11 @@ Nothing else differs; :func:`_BatchedMLP` follows scikit-learn 1.x's ``_fit_stoc
 * predict: class 1 where the logistic output is > 0.5.
 
 Rounding: float32 products summed in another order than scikit-learn's BLAS (and scipy's
-``expit``) differ by ulps, which can move a stopping epoch or flip a borderline prediction;
-the accuracies agree within the tolerance ``tests/test_c2st.py`` states. The value is
-deterministic: the same inputs give the same number (the batch is fixed by the inputs).
+``expit``) differ by ulps; over hundreds of epochs that can move a stopping epoch or flip a
+borderline prediction, so the accuracies agree within the tolerance ``tests/test_c2st.py``
+states, not bit for bit. The value is deterministic: the same inputs give the same number,
+whatever the load or torch's thread count (the batch is fixed by the inputs; which folds
+share it can change MKL's summation order through memory alignment, within that tolerance).
 """
 from __future__ import annotations
 
