@@ -64,6 +64,23 @@ class SimSplits:
 
 
 @dataclass
+class ExternalRenders:
+    """An external simulator rendered locally (data sets of kind ``external``: lenstronomy,
+    GalSim): train/val are rendered with the run's seed, the test set with a fixed one, so every
+    run seed is scored on the same test set."""
+
+    render_seed: int = setting(0, "non-negative int",
+                               help="external renderer: seed of the rendered test set (train/val use the run's seed)")
+
+    @staticmethod
+    def split_seeds(render_seed: int, run_seed: int, test_only: bool) -> dict[str, int]:
+        """Seed of each split to render; a test-only run renders the test split alone."""
+        if test_only:
+            return {"test": int(render_seed)}
+        return {"train": int(run_seed), "val": int(run_seed), "test": int(render_seed)}
+
+
+@dataclass
 class FileSplits:
     """A real-data file split into train/val/test by seeded row fractions (:func:`split_indices`)."""
 

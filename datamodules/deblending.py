@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cosmobench.datamodule import BaseDataModule, DataSettings, SimSplits, progress, sample_rng
+from cosmobench.datamodule import BaseDataModule, DataSettings, ExternalRenders, SimSplits, progress, sample_rng
 from cosmobench.datamodules.deblending_cutouts import (AFW_MASK_PLANES, BAD_BITS, bad_pixels, catalog_positions,
                                                       mean_psf_kernel, read_cutout)
 from cosmobench.detection import subtract_background
@@ -83,15 +83,13 @@ from cosmobench.sim.blends import BlendSetup
 
 
 @dataclass
-class DeblendingData(BlendSetup, SimSplits, DataSettings):
+class DeblendingData(BlendSetup, SimSplits, DataSettings, ExternalRenders):
     """The ``data`` node: the loaders and split sizes, the simulator (:class:`BlendSetup`),
     the pipeline shared by both models and the real-cutout catalogue (module docstring)."""
 
     source: str = setting("sim", ["sim", "galsim"],
                           help="scenes with truth to train and test on: our simulator, or GalSim (an external "
                                "renderer, the peers extra)")
-    render_seed: int = setting(0, "non-negative int",
-                               help="galsim: seed of the rendered test set (train/val use the run's seed)")
     background: str = setting("sep", ["sep", "none"],
                               help="background subtraction of every scene: SEP's mesh estimate, or none")
     back_size: int = setting(64, "int >= 8", unit="px", help="mesh cell size of the SEP background")
@@ -236,8 +234,7 @@ class DeblendingDataModule(BaseDataModule):
         from cosmobench.sim.galsim_blends import render_cached
         st, c = self.setup_, self.cfg
         test_only = self._stage in ("test", "predict")
-        seeds = {"test": int(c["render_seed"])} if test_only else \
-            {"train": self.seed, "val": self.seed, "test": int(c["render_seed"])}
+        seeds = ExternalRenders.split_seeds(c["render_seed"], self.seed, test_only)
         out = {}
         for split, seed in seeds.items():
             a = render_cached(st, split, seed, int(c[f"n_{split}"]), dataset_dir("galsim-blends") / "renders",

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, check_memory, progress
+from cosmobench.datamodule import ArrayDataset, EpochSeededSampler, ExternalRenders, check_memory, progress
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
 from cosmobench.images import (HDF5_SUFFIXES, FileImages, LazyImageDataset, check_finite_images, crop_resize, load_array,
@@ -132,14 +132,12 @@ class EpochResampledSampler(EpochSeededSampler):
 
 
 @dataclass
-class LensFindingData(LensSimConfig, ImageClassSettings):
+class LensFindingData(LensSimConfig, ImageClassSettings, ExternalRenders):
     """The ``data`` node of ``lensfinding``: the simulator's survey and priors
     (:class:`LensSimConfig`), the image-classification settings, and these."""
 
     source: str = setting("sim", ["sim", "lenstronomy", "stack", "folder"],
                           help="sim, lenstronomy (an external simulator, the peers extra), or a real-data source")
-    render_seed: int = setting(0, "non-negative int",
-                               help="lenstronomy: seed of the rendered test set (train/val use the run's seed)")
     resample_train: bool = setting(False, "bool", help="sim: fresh simulated training cutouts every epoch")
     label_path: str | None = setting(None, "str or null",
                                      help="stack: table of the labels (column data.label_column), one row per cutout")
@@ -223,8 +221,7 @@ class LensFindingDataModule(ImageClassDataModule):
         from cosmobench.sim.lenstronomy_peer import render_cached
         cache = dataset_dir("lenstronomy-lenses") / "renders"
         cfg, c = self.sim_config(), self.cfg
-        seeds = {"test": int(c["render_seed"])} if self._test_only() else \
-            {"train": self.seed, "val": self.seed, "test": int(c["render_seed"])}
+        seeds = ExternalRenders.split_seeds(c["render_seed"], self.seed, self._test_only())
         out = {}
         for split, seed in seeds.items():
             arrays = render_cached(cfg, split, seed, int(c[f"n_{split}"]), cache,

@@ -59,7 +59,7 @@ def _beck(sizes):
 
 
 def test_text_catalogue_reader_layouts(tmp_path):
-    from datamodules.photoz import read_text_catalog
+    from cosmobench.datamodules.photoz import read_text_catalog
 
     body = "1237645876861272064 19.6 18.4 17.4 16.9 16.4 0.02 0.006 0.002 0.003 0.005 0.2008 0.00006\n" \
            "1237645876861272065 18.3 17.5 16.8 16.4 16.1 0.007 0.003 0.001 0.002 0.004 0.1212 0.00013\n"
@@ -138,7 +138,7 @@ def test_kappatng_tiles_train_test_and_predict_the_whole_field(cache, root, tmp_
     r = cosmobench.train("massmapping", "ks", [*FAST, "data.dataset=kappatng-cosmos", "data.val_fraction=0.12",
                                                "data.test_fraction=0.34"], root=root)
     assert r.status == "ok" and r.metrics["pearson_r"] > 0.5  # low noise: KS recovers the field
-    from datamodules.massmapping import MassMappingDataModule
+    from cosmobench.datamodules.massmapping import MassMappingDataModule
     dm = MassMappingDataModule(C.resolve("massmapping", "ks", overrides=["data.dataset=kappatng-cosmos",
                                                                          "data.test_fraction=0.34"])["data"])
     dm.setup()

@@ -80,7 +80,7 @@ def test_verify_reports_timings_apart(monkeypatch, tmp_path):
 
 def _dm(**data):
     from cosmobench import config as C
-    from datamodules.sbi import SBIDataModule
+    from cosmobench.datamodules.sbi import SBIDataModule
     cfg = C.resolve("sbi", "npe", None, [f"data.{k}={v}" for k, v in data.items()])
     return SBIDataModule(cfg["data"], seed=0)
 
