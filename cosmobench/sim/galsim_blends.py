@@ -58,9 +58,9 @@ from pathlib import Path
 import numpy as np
 
 from cosmobench.errors import ConfigError
-from cosmobench.io import atomic_path
 from cosmobench.sim import profiles as P
 from cosmobench.sim.blends import BlendSetup, Scene, _place
+from cosmobench.sim.render_cache import cached_blocks
 
 #: bump when the rendering changes: old cache blocks are then not reused
 VERSION = 1
@@ -212,32 +212,15 @@ def render_cached(setup: BlendSetup, split: str, seed: int, n: int, cache_dir: P
     not; ``cache_dir=None``: no cache. ``progress(iterable, total, desc)`` wraps the block loop."""
     require_galsim()
     renderer = None
+
+    def render(indices: range) -> dict[str, np.ndarray]:
+        nonlocal renderer
+        renderer = renderer or GalSimBlendRenderer(setup)
+        return renderer.render(indices, split, seed)
+
     folder = Path(cache_dir) / cache_key(setup, split, seed) if cache_dir is not None else None
-    blocks = range(math.ceil(n / BLOCK))
-    if progress is not None:
-        blocks = progress(blocks, len(blocks), f"rendering {split} scenes with GalSim")
-    parts = []
-    for b in blocks:
-        lo, hi = b * BLOCK, min((b + 1) * BLOCK, n)
-        path = folder / f"block_{b:05d}.npz" if folder is not None else None
-        part = None
-        if path is not None and path.is_file():
-            with np.load(path) as f:
-                part = {k: f[k] for k in f.files}
-        have = len(part["n_gal"]) if part is not None else 0
-        if have < hi - lo:  # render what the cached block lacks (a block grows as larger n ask for it)
-            renderer = renderer or GalSimBlendRenderer(setup)
-            tail = renderer.render(range(lo + have, hi), split, seed)
-            part = tail if part is None else concat([part, tail])
-            if path is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                # concurrent renderers write the same bytes; the last rename wins
-                with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, **part)
-        parts.append(_head(part, hi - lo))
-    if not parts:
-        return GalSimBlendRenderer(setup).render([], split, seed)
-    return concat(parts)
+    return cached_blocks(render, n, folder, BLOCK, count=lambda a: len(a["n_gal"]), head=_head, concat=concat,
+                         desc=f"rendering {split} scenes with GalSim", progress=progress)
 
 
 __all__ = ["GalSimBlendRenderer", "draw_galaxy", "render_cached", "require_galsim", "cache_key", "concat",

@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from cosmobench.errors import ConfigError
-from cosmobench.io import atomic_path
 from cosmobench.sim import profiles as P
 from cosmobench.sim.lensing import LensSimConfig
+from cosmobench.sim.render_cache import cached_blocks
 
 #: bump when the rendering changes: old cache blocks are then not reused
 VERSION = 1
@@ -192,32 +192,17 @@ def render_cached(cfg: LensSimConfig, split: str, seed: int, n: int, cache_dir: 
     not; ``cache_dir=None``: no cache. ``progress(iterable, total, desc)`` wraps the block loop."""
     require_lenstronomy()
     renderer = None
+
+    def render(indices: range) -> dict[str, np.ndarray]:
+        nonlocal renderer
+        renderer = renderer or LenstronomyRenderer(cfg)
+        return renderer.render(indices, split, seed)
+
     folder = Path(cache_dir) / cache_key(cfg, split, seed) if cache_dir is not None else None
-    blocks = range(math.ceil(n / BLOCK))
-    if progress is not None:
-        blocks = progress(blocks, len(blocks), f"rendering {split} cutouts with lenstronomy")
-    parts = []
-    for b in blocks:
-        lo, hi = b * BLOCK, min((b + 1) * BLOCK, n)
-        path = folder / f"block_{b:05d}.npz" if folder is not None else None
-        part = None
-        if path is not None and path.is_file():
-            with np.load(path) as f:
-                part = {k: f[k] for k in f.files}
-        have = len(part["label"]) if part is not None else 0
-        if have < hi - lo:  # render what the cached block lacks (a block grows as larger n ask for it)
-            renderer = renderer or LenstronomyRenderer(cfg)
-            tail = renderer.render(range(lo + have, hi), split, seed)
-            part = tail if part is None else {k: np.concatenate([part[k], tail[k]]) for k in part}
-            if path is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                # concurrent renderers write the same bytes; the last rename wins
-                with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, **part)
-        parts.append({k: v[:hi - lo] for k, v in part.items()})
-    if not parts:
-        return LenstronomyRenderer(cfg).render([], split, seed)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return cached_blocks(render, n, folder, BLOCK, count=lambda a: len(a["label"]),
+                         head=lambda a, k: {key: v[:k] for key, v in a.items()},
+                         concat=lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]},
+                         desc=f"rendering {split} cutouts with lenstronomy", progress=progress)
 
 
 __all__ = ["LenstronomyRenderer", "render_cached", "require_lenstronomy", "cache_key", "BLOCK", "INSTALL_HINT"]
