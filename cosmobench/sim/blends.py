@@ -216,16 +216,22 @@ def render_galaxy(g: dict, setup: BlendSetup) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(img, 0.0, None), f_bulge + f_disk   # clip FFT round-off (~1e-12) below zero
 
 
-def simulate_scene(rng: np.random.Generator, setup: BlendSetup, noise: bool = True) -> Scene:
+def simulate_scene(rng: np.random.Generator, setup: BlendSetup, noise: bool = True, draw=None,
+                   render=None) -> Scene:
     """One scene (see module docstring); depends only on the state of ``rng``.
-    ``noise=False`` returns the noiseless scene as ``image`` (for tests)."""
+    ``noise=False`` returns the noiseless scene as ``image`` (for tests). ``draw(rng, setup)``
+    (a galaxy's parameters) and ``render(galaxy)`` (its isolated image and total flux per band)
+    default to this simulator's; an external renderer (GalSim) passes its own and keeps the
+    count, placement, noise and truth of this one."""
+    draw = draw or _draw_galaxy
+    render = render or (lambda g: render_galaxy(g, setup))
     n = int(rng.integers(setup.n_min, setup.n_max + 1))
     galaxies: list[dict] = []
     for _ in range(n):
-        g = _draw_galaxy(rng, setup)
+        g = draw(rng, setup)
         g["x"], g["y"], g["placed_overlapping"] = _place(rng, setup, galaxies, g)
         galaxies.append(g)
-    rendered = [render_galaxy(g, setup) for g in galaxies]
+    rendered = [render(g) for g in galaxies]
     isolated = np.stack([r[0] for r in rendered])
     flux_total = np.stack([r[1] for r in rendered])
     noiseless = isolated.sum(axis=0)

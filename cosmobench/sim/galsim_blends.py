@@ -59,7 +59,7 @@ import numpy as np
 
 from cosmobench.errors import ConfigError
 from cosmobench.sim import profiles as P
-from cosmobench.sim.blends import BlendSetup, Scene, _place
+from cosmobench.sim.blends import BlendSetup, Scene, simulate_scene
 from cosmobench.sim.render_cache import cached_blocks
 
 #: bump when the rendering changes: old cache blocks are then not reused
@@ -146,21 +146,7 @@ class GalSimBlendRenderer:
     def scene(self, rng: np.random.Generator, noise: bool = True) -> Scene:
         """One scene; depends only on the state of ``rng``. ``noise=False``: the noiseless scene
         as ``image`` (for tests)."""
-        s = self.setup
-        n = int(rng.integers(s.n_min, s.n_max + 1))
-        galaxies: list[dict] = []
-        for _ in range(n):
-            g = draw_galaxy(rng, s)
-            g["x"], g["y"], g["placed_overlapping"] = _place(rng, s, galaxies, g)
-            galaxies.append(g)
-        rendered = [self.render_galaxy(g) for g in galaxies]
-        isolated = np.stack([r[0] for r in rendered])
-        noiseless = isolated.sum(axis=0)
-        image = P.add_noise(rng, noiseless, s.sky[:, None, None], s.read_noise, s.gain) if noise else noiseless
-        return Scene(image=image.astype(np.float32), noiseless=noiseless, isolated=isolated,
-                     xy=np.array([[g["x"], g["y"]] for g in galaxies]), flux=isolated.sum(axis=(-2, -1)),
-                     flux_total=np.stack([r[1] for r in rendered]), variance=s.background_variance,
-                     params=galaxies)
+        return simulate_scene(rng, self.setup, noise, draw=draw_galaxy, render=self.render_galaxy)
 
     def render(self, indices, split: str, seed: int) -> dict[str, np.ndarray]:
         """Scenes ``indices`` of ``split`` as flat arrays: per scene ``image`` ``(B, C, H, W)``
