@@ -36,8 +36,8 @@ instead of pyro's), the distributions do not. Variances below are variances (sbi
     (``D``: first differences), smooth filters. ``bernoulli_glm``: ``x = X^T y`` (spike count
     and the 9-lag spike-triggered sum: sbibm's ``conv1d(y, I, padding=8)[-9:]`` is exactly
     ``X[:, 1:]^T y``); ``bernoulli_glm_raw``: ``x = y`` (observation file
-    ``observation_raw.csv``). Reference: MCMC on the likelihood (sbibm: Polya-Gamma Gibbs; the
-    same posterior, as ``X^T y`` is sufficient).
+    ``observation_raw.csv``). Reference: Polya-Gamma Gibbs sampling as sbibm's
+    (:func:`polya_gamma_gibbs`; the raw variant summarises first, ``X^T y`` is sufficient).
 """
 from __future__ import annotations
 
@@ -324,11 +324,49 @@ class SLCPDistractors(SLCP):
         return self.slcp_loglik(theta, pts[0]) + self._noise_cache[1]
 
 
+def polya_gamma_gibbs(design: np.ndarray, prior_precision: np.ndarray, xty: np.ndarray, n: int, seed: int,
+                      chains: int = 100, warmup: int = 1000, thin: int = 25) -> np.ndarray:
+    """``n`` samples (n, d) of the posterior of Bernoulli logistic regression,
+    ``y_t ~ Bernoulli(sigmoid(X_t . theta))``, prior ``N(0, B^-1)``, given ``X^T y`` (d,):
+    Polya-Gamma data augmentation (Polson, Scott & Windle 2013), the Gibbs sampler of sbibm's
+    ``BernoulliGLM._sample_reference_posterior``. One sweep: ``w_t ~ PG(1, X_t . theta)``
+    (the ``polyagamma`` package), then ``theta ~ N(V X^T kappa, V)``, ``V = (X^T W X + B)^-1``,
+    ``kappa = y - 1/2`` (so ``X^T kappa = X^T y - X^T 1 / 2``: only ``X^T y`` enters).
+
+    sbibm runs one chain started at the true parameters, discards 25,000 warm-up sweeps and keeps
+    every 25th sweep. Here ``chains`` chains run side by side (numpy, batched over chains),
+    started from prior draws (the true parameters are not an input); each discards ``warmup``
+    sweeps and keeps every ``thin``-th (sbibm's thinning), ``ceil(n / chains)`` per chain; the
+    first ``n`` of the kept samples (ordered by sweep, then chain) are returned. The Gibbs
+    update is written here (no library runs it); deterministic for ``seed``."""
+    from polyagamma import random_polyagamma
+
+    X = np.asarray(design, np.float64)
+    B = np.asarray(prior_precision, np.float64)
+    d = X.shape[1]
+    b = np.asarray(xty, np.float64).reshape(d) - 0.5 * X.sum(0)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+    theta = rng.standard_normal((chains, d)) @ np.linalg.cholesky(np.linalg.inv(B)).T
+    per_chain = -(-int(n) // chains)
+    out = np.empty((per_chain, chains, d))
+    for i in range(warmup + per_chain * thin):
+        w = random_polyagamma(1.0, theta @ X.T, random_state=rng)
+        L = np.linalg.cholesky(np.einsum("ct,ti,tj->cij", w, X, X) + B)
+        u = np.linalg.solve(L, np.broadcast_to(b, (chains, d))[..., None])
+        theta = np.linalg.solve(np.swapaxes(L, 1, 2), u + rng.standard_normal((chains, d, 1)))[..., 0]
+        k, r = divmod(i - warmup + 1, thin)
+        if i >= warmup and r == 0:
+            out[k - 1] = theta
+    return out.reshape(-1, d)[:int(n)]
+
+
 class BernoulliGLM(SBIProblem):
     """sbibm's bernoulli_glm (``raw=False``: x = X^T y, 10 values) and bernoulli_glm_raw
     (``raw=True``: the 100 spikes) (module docstring)."""
 
     N_BINS, N_PARAMS, STIMULUS_SEED = 100, 10, 42
+    #: reference sampler (:func:`polya_gamma_gibbs`): chains, warm-up sweeps per chain, thinning (sbibm's)
+    GIBBS_CHAINS, GIBBS_WARMUP, GIBBS_THIN = 100, 1000, 25
 
     def __init__(self, raw: bool = False):
         self.raw = bool(raw)
@@ -380,6 +418,15 @@ class BernoulliGLM(SBIProblem):
         design = torch.as_tensor(self.design)
         s = design.T @ x if self.raw else x
         return theta @ s - torch.nn.functional.softplus(theta @ design.T).sum(1)
+
+    def reference_posterior(self, x, n, seed):
+        """sbibm's Polya-Gamma Gibbs reference (:func:`polya_gamma_gibbs`: ``GIBBS_CHAINS``
+        chains from the prior, ``GIBBS_WARMUP`` warm-up sweeps each, sbibm's thinning
+        ``GIBBS_THIN``); raw spikes are summarised first."""
+        x = np.asarray(x, np.float64).reshape(1, -1)
+        xty = self.summarise(x)[0] if self.raw else x[0]
+        return polya_gamma_gibbs(self.design, self.prior_precision, xty, n, seed, self.GIBBS_CHAINS,
+                                 self.GIBBS_WARMUP, self.GIBBS_THIN)
 
 
 register_problem("two_moons", lambda cfg: TwoMoons(), "sbibm two moons (2-d, bimodal, crescent posterior)")
