@@ -27,7 +27,20 @@ Sources
   ``data.reduced_shear=true`` observes ``g = gamma / (1 - kappa)`` instead of ``gamma``.
   Flat masks: ``data.mask_holes`` circular holes per map (radii uniform in
   ``data.mask_hole_radius`` arcmin; bright-star masks) and a ``data.mask_edge`` px border.
+  A survey (flat): ``data.mask_path`` (a square mask, 1 = observed) and/or ``data.noise_path``
+  (per-pixel shear noise std, same shape) are applied to every map: each map takes a random
+  ``data.map_size`` crop of them (the same crop for both; the whole maps at their own size), so
+  the shape noise is Gaussian with that per-pixel std instead of ``sigma_e / sqrt(n_gal A_pix)``.
   Sample i of split s is drawn from ``sample_rng(seed, s, i)``.
+* ``kappa``: a test set made of true convergence maps ``data.kappa_path`` (``(N, N)`` or
+  ``(M, N, N)``; ``data.spatial_order``) observed through the simulator's own shear operator
+  (:func:`cosmobench.sim.cosmology.ks_forward`, periodic on the map; reduced shear if
+  ``data.reduced_shear``) with Gaussian shape noise of per-pixel std ``data.noise_path`` (else
+  ``sigma_e / sqrt(n_gal A_pix)``) drawn from ``sample_rng(data.render_seed, "test", i)`` and the
+  mask ``data.mask_path``: a published field scored as a whole (kappaTNG with the COSMOS mask,
+  data set ``kappatng-remy23``). Every map is a test map: a ``test``/``predict`` run only (the
+  train/val splits are the same maps, unused); train on the simulator and score its checkpoint
+  with ``cosmobench test``/``shift`` and ``data.source=kappa``.
 * ``flat``: ``data.path`` = shear maps (.npy/.npz/.fits/.h5): one map ``(2, N, N)`` / ``(N, N, 2)``
   or a stack ``(M, 2, N, N)`` / ``(M, N, N, 2)`` (``data.axis_order``: ``auto``, ``chw``
   component axis first, ``hwc`` last); ``data.spatial_order`` ``yx`` (rows = y, default) or
@@ -62,11 +75,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cosmobench.datamodule import (ArrayDataset, DataSettings, FileSplits, ImageAugment, ImageDataModule, SimSplits,
-                                   progress, sample_rng, split_indices)
+from cosmobench.datamodule import (ArrayDataset, DataSettings, ExternalRenders, FileSplits, ImageAugment,
+                                   ImageDataModule, SimSplits, progress, sample_rng, split_indices)
 from cosmobench.datamodules.massmapping_files import (check_observed, expand_pattern, is_healpix_fits,
-                                                     read_flat_scalar, read_flat_shear, read_healpix_scalar,
-                                                     read_healpix_shear, tile_maps)
+                                                     read_flat_kappa, read_flat_scalar, read_flat_shear,
+                                                     read_healpix_scalar, read_healpix_shear, read_survey_maps,
+                                                     tile_maps)
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.settings import build, setting
 from cosmobench.sim import cosmology as cosmo
@@ -76,18 +90,23 @@ from cosmobench.sim.healpix import HealpixFootprint, PatchSettings
 
 @dataclass
 class MassMappingData(ImageAugment, PatchSettings, HealpixFootprint, FlatMask, ShearNoise, FlatMaps, ConvergenceField,
-                      Cosmology, FileSplits, SimSplits, DataSettings):
+                      Cosmology, ExternalRenders, FileSplits, SimSplits, DataSettings):
     """The ``data`` node of massmapping (module docstring): the loaders', the simulators',
     the augmentation's (flat maps only) and the real-data readers' settings (keys listed from
     the last base to this class)."""
 
-    source: str = setting("sim", ["sim", "flat", "healpix"],
-                          help="sim (built-in simulator), flat shear maps or HEALPix FITS maps")
+    source: str = setting("sim", ["sim", "flat", "healpix", "kappa"],
+                          help="sim (built-in simulator), flat shear maps, HEALPix FITS maps, or kappa (a test set: "
+                               "convergence maps observed with simulated shape noise)")
     sky: str = setting("flat", ["flat", "healpix"], help="data.source=sim: flat maps or full-sky HEALPix maps")
     kappa_path: str | None = setting(None, "str or null",
                                      help="true convergence file (healpix: a glob pattern) matching data.path")
-    mask_path: str | None = setting(None, "str or null", help="optional mask file (1 = observed)")
-    noise_path: str | None = setting(None, "str or null", help="optional per-pixel shear noise std file (flat)")
+    mask_path: str | None = setting(None, "str or null",
+                                    help="optional mask file (1 = observed); data.source=sim (flat): a survey mask "
+                                         "applied to every map (a random data.map_size crop)")
+    noise_path: str | None = setting(None, "str or null",
+                                     help="optional per-pixel shear noise std file (flat); data.source=sim/kappa: the "
+                                          "std of the simulated shape noise (sim: cropped with data.mask_path)")
     axis_order: str = setting("auto", ["auto", "chw", "hwc"],
                               help="flat shear files: component axis first (chw), last (hwc) or detected")
     spatial_order: str = setting("yx", ["yx", "xy"], help="flat files: rows are y (yx) or x (xy, transposed)")
@@ -107,6 +126,14 @@ class MassMappingDataModule(ImageDataModule):
     (:class:`MassMappingData`)."""
 
     augment_fields = {"gamma": "spin2", "kappa": "scalar", "mask": "scalar", "noise": "scalar"}
+
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """As the base; ``data.source=kappa`` reads ``data.kappa_path``, not ``data.path``."""
+        if cfg["source"] != "kappa":
+            return super().preflight(cfg)
+        if not cfg["kappa_path"]:
+            raise InputError("data.source='kappa' needs data.kappa_path=FILE (true convergence maps)")
 
     @classmethod
     def memory_estimate(cls, cfg) -> dict[str, float]:
@@ -132,6 +159,13 @@ class MassMappingDataModule(ImageDataModule):
         self.sky = "healpix" if source == "healpix" or (source == "sim" and self.settings.sky == "healpix") else "flat"
         self.stats: dict[str, Any] = {}
         self.single_input = False
+        self._stage: str | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """As the base; remembers the stage (``data.source=kappa`` is a test set only)."""
+        if not self.datasets:
+            self._stage = stage
+        super().setup(stage)
 
     def augments(self) -> bool:
         """``data.augment``, for flat maps only (D4 acts on the pixel grid)."""
@@ -176,16 +210,50 @@ class MassMappingDataModule(ImageDataModule):
         size, pix = s.map_size, float(s.pixel_arcmin)
         sim = cosmo.FlatFieldSimulator(self._cl(), (size, size), pix, s.field,
                                        self.shift() if s.field == "lognormal" else None, s.box_factor)
+        survey_mask, survey_noise = read_survey_maps(s.mask_path, s.noise_path, size, s.spatial_order)
         sigma = self.sigma_pix()
         out = {"gamma": np.empty((n, 2, size, size), np.float32), "kappa": np.empty((n, 1, size, size), np.float32),
                "mask": np.empty((n, 1, size, size), np.float32)}
+        if survey_noise is not None:
+            out["noise"] = np.empty((n, 1, size, size), np.float32)
         for i in progress(range(n), n, f"simulating {split} shear maps", min_total=200):
             rng = sample_rng(self.seed, split, i)
             kappa, g1, g2 = sim.sample(rng)
             mask = cosmo.flat_mask(rng, size, pix, s.mask_holes, list(s.mask_hole_radius), s.mask_edge)
+            if survey_mask is not None or survey_noise is not None:  # one random crop of the survey
+                full = (survey_mask if survey_mask is not None else survey_noise).shape[0]
+                y, x = rng.integers(0, full - size + 1, 2)
+                if survey_mask is not None:
+                    mask = mask * survey_mask[y:y + size, x:x + size]
+                if survey_noise is not None:
+                    sigma = out["noise"][i, 0] = survey_noise[y:y + size, x:x + size]
             out["gamma"][i] = self._observe(rng, kappa, g1, g2, mask, sigma)
             out["kappa"][i, 0], out["mask"][i, 0] = kappa, mask
         return out
+
+    def observe_kappa(self) -> dict[str, np.ndarray]:
+        """``data.source=kappa``: the maps of ``data.kappa_path`` observed with simulated noise
+        (module docstring) -> ``gamma``, ``kappa``, ``mask`` (and ``noise`` given a noise file)."""
+        s = self.settings
+        if not s.kappa_path:
+            raise InputError("data.source=kappa needs data.kappa_path (true convergence maps)")
+        kappa = read_flat_kappa(s.kappa_path, s.spatial_order)
+        m, shape = len(kappa), kappa.shape[1:]
+        mask = np.ones(kappa.shape)
+        if s.mask_path:
+            mask = (read_flat_scalar(s.mask_path, m, shape, s.spatial_order, "mask") > 0).astype(float)
+        check_observed(mask, str(s.mask_path))
+        out = {"kappa": kappa[:, None], "mask": mask[:, None], "gamma": np.empty((m, 2) + shape)}
+        sigma = np.full(kappa.shape, self.sigma_pix())
+        if s.noise_path:
+            sigma = read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
+            if np.any(sigma[mask > 0] <= 0):
+                raise InputError(f"{s.noise_path}: the noise map must be > 0 in observed pixels")
+            out["noise"] = sigma[:, None]
+        for i in range(m):
+            g1, g2 = cosmo.ks_forward(kappa[i])
+            out["gamma"][i] = self._observe(sample_rng(s.render_seed, "test", i), kappa[i], g1, g2, mask[i], sigma[i])
+        return {k: v.astype(np.float32) for k, v in out.items()}
 
     def simulate_healpix(self, split: str, n: int) -> dict[str, np.ndarray]:
         from cosmobench.sim import healpix as hpx
@@ -307,6 +375,12 @@ class MassMappingDataModule(ImageDataModule):
         if s.source == "sim":
             sim = self.simulate_healpix if self.sky == "healpix" else self.simulate_flat
             splits = {split: sim(split, n) for split, n in (("train", s.n_train), ("val", s.n_val), ("test", s.n_test))}
+        elif s.source == "kappa":
+            if self._stage not in ("test", "predict"):
+                raise ConfigError("data.source=kappa is a test set (every map is scored): train on the simulator "
+                                  "(data.source=sim) and score the checkpoint with `cosmobench test` or `cosmobench "
+                                  "shift` and data.source=kappa")
+            splits = dict.fromkeys(("train", "val", "test"), self.observe_kappa())
         else:
             data = self._load_healpix() if self.sky == "healpix" else self._load_flat(need_kappa=True)
             if s.tile and self.sky == "flat":

@@ -88,6 +88,46 @@ def read_flat_scalar(path: str | Path, n_maps: int, shape: tuple[int, int], spat
     return np.array(a, dtype=np.float64)
 
 
+def read_flat_kappa(path: str | Path, spatial_order: str) -> np.ndarray:
+    """Convergence maps ``(N, N)`` or ``(M, N, N)`` -> ``(M, N, N)`` float64 (``data.source=kappa``)."""
+    p = Path(path).expanduser()
+    a = load_raw(p, "convergence")
+    a = a[None] if a.ndim == 2 else a
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] < MIN_MAP_PX:
+        raise InputError(f"{p}: expected square convergence maps (N, N) or (M, N, N) with N >= {MIN_MAP_PX}, "
+                         f"got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError(f"{p}: convergence contains NaN or inf")
+    return np.swapaxes(a, -1, -2).copy() if spatial_order == "xy" else a
+
+
+def read_survey_maps(mask_path: str | None, noise_path: str | None, map_size: int,
+                     spatial_order: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A simulated survey's mask (0/1) and per-pixel noise std: one square ``(N, N)`` map each (or
+    None when its path is not set), of the same shape, with ``N >= map_size`` (the maps are crops)."""
+    maps = []
+    for path, what in ((mask_path, "survey mask (data.mask_path)"), (noise_path, "survey noise (data.noise_path)")):
+        if not path:
+            maps.append(None)
+            continue
+        p = Path(path).expanduser()
+        a = load_raw(p, what)
+        if a.ndim != 2 or a.shape[0] != a.shape[1]:
+            raise InputError(f"{p}: the {what} must be one square map (N, N), got shape {a.shape}")
+        if a.shape[0] < map_size:
+            raise InputError(f"{p}: the {what} has {a.shape[0]} px, fewer than data.map_size={map_size}")
+        if not np.isfinite(a).all():
+            raise InputError(f"{p}: the {what} contains NaN or inf")
+        maps.append(np.swapaxes(a, 0, 1) if spatial_order == "xy" else a)
+    mask, noise = maps
+    if mask is not None and noise is not None:
+        if mask.shape != noise.shape:
+            raise InputError(f"the survey mask {mask.shape} and noise map {noise.shape} differ in shape")
+        if np.any(noise[mask > 0] <= 0):
+            raise InputError(f"{noise_path}: the noise map must be > 0 in observed pixels")
+    return (None if mask is None else (mask > 0).astype(np.float64)), noise
+
+
 def tile_maps(data: dict[str, np.ndarray], tile: int) -> dict[str, np.ndarray]:
     """Cut every ``(M, C, N, N)`` array of ``data`` into non-overlapping ``tile x tile``
     maps -> ``(M * (N // tile)^2, C, tile, tile)``, row-major over the tiles of each map

@@ -31,8 +31,8 @@ Models (``model.name``):
   iteration). A :class:`FittedBaseline`.
 
 Metrics and their definitions: :mod:`cosmobench.metrics.massmapping` (``nmse`` primary,
-``pearson_r``, ``power_ratio_dev``, ``peak_err_<nu>``, ``peak_count_err``); their protocol is
-the ``eval`` node (:class:`~cosmobench.metrics.massmapping.MassMappingEval`).
+``pearson_r``, ``rmse`` and ``r_zero_filled`` (Remy+2023's), ``power_ratio_dev``, ``peak_err_<nu>``,
+``peak_count_err``); their protocol is the ``eval`` node (:class:`~cosmobench.metrics.massmapping.MassMappingEval`).
 """
 from __future__ import annotations
 
@@ -289,7 +289,8 @@ class MassMappingTask(BaseTask):
         pred, true, mask = out["kappa_hat"][:, 0], out["kappa"][:, 0], out["mask"][:, 0]
         flat = pred.ndim == 3
         pix = self.pixel_arcmin if flat else pixel_arcmin_of(pred.shape[-1])
-        metrics = {"nmse": mm.nmse(pred, true, mask), "pearson_r": mm.pearson_r(pred, true, mask)}
+        metrics = {"nmse": mm.nmse(pred, true, mask), "pearson_r": mm.pearson_r(pred, true, mask),
+                   "rmse": mm.rmse_mean_subtracted(pred, true, mask), "r_zero_filled": mm.r_zero_filled(pred, true, mask)}
         ell, cl_hat = self.spectra(pred, mask, flat, pix, ev.power_bins)
         _, cl_true = self.spectra(true, mask, flat, pix, ev.power_bins)
         ratio, dev = mm.power_ratio(cl_hat, cl_true)

@@ -7,6 +7,15 @@ All metrics pool every pixel of every test map that lies inside the survey mask
   the mean squared error divided by the variance of the true convergence, both over the
   unmasked pixels of the whole test set. 0 is perfect; ``kappa_hat = 0`` gives ~1.
 * ``pearson_r``: Pearson correlation of ``kappa_hat`` and ``kappa`` over the same pixels.
+* ``rmse`` (kappa units) and ``r_zero_filled``: the definitions of Remy et al. 2023 (A&A 672,
+  A51; jax-lensing ``papers/Remy2021/DeepMass.ipynb``), per map then pooled. Each map ``a``
+  (truth) and ``b`` (reconstruction) first loses its mean ``mean(mask * a)`` over the *whole*
+  array (masked pixels count as zeros); ``rmse = sqrt(sum(mask (a - b)^2) / sum(mask))`` with the
+  sums over every map. ``r_zero_filled = cov(mask a, mask b) / (std(mask a) std(mask b))`` over
+  every pixel of every map (zero-filled outside the mask; ``cov`` with ``ddof=1``, ``std`` with
+  ``ddof=0``, as ``np.cov``/``np.std`` there, so a perfect map gives ``N / (N - 1)``). Unlike
+  ``pearson_r`` it includes the masked zeros, which add to the covariance; on the 360 px
+  kappaTNG field with the COSMOS mask the two differ by a few per cent.
 * ``power_ratio_dev``: the power spectra of ``kappa_hat`` and of ``kappa`` (masked maps,
   pseudo-C_ell: flat :func:`cosmobench.sim.cosmology.flat_power_spectrum`, sphere
   ``healpy.anafast``) are summed over the test maps in ``eval.power_bins`` ell bins;
@@ -71,6 +80,29 @@ def pearson_r(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None
     p, t = p - p.mean(), t - t.mean()
     den = np.sqrt((p ** 2).sum() * (t ** 2).sum())
     return float((p * t).sum() / den) if den > 0 else 0.0
+
+
+def rmse_mean_subtracted(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Remy+2023's RMSE (kappa units; module docstring) of maps ``(M, ...)`` (a leading map axis:
+    flat ``(M, H, W)``, HEALPix ``(M, npix)``), each minus ``mean(mask * map)`` over its whole array."""
+    p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    w = np.ones(t.shape) if mask is None else (np.asarray(mask) > 0).astype(np.float64)
+    if not w.sum() > 0:
+        raise ValueError("rmse: no pixel inside the mask")
+    axes = tuple(range(1, t.ndim))
+    p = p - (w * p).mean(axes, keepdims=True)
+    t = t - (w * t).mean(axes, keepdims=True)
+    return float(np.sqrt(np.sum(w * (t - p) ** 2) / np.sum(w)))
+
+
+def r_zero_filled(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Remy+2023's correlation (module docstring): ``np.cov(mask a, mask b)[0, 1] /
+    np.std(mask a) / np.std(mask b)`` over every pixel of every map; 0 if a map is constant."""
+    w = np.ones(np.shape(true)) if mask is None else (np.asarray(mask) > 0)
+    a = (w * np.asarray(true, np.float64)).ravel()
+    b = (w * np.asarray(pred, np.float64)).ravel()
+    den = a.std() * b.std()
+    return float(np.cov(a, b)[0, 1] / den) if den > 0 else 0.0
 
 
 def power_ratio(pred_cl: np.ndarray, true_cl: np.ndarray) -> tuple[np.ndarray, float]:

@@ -1,4 +1,5 @@
-"""Data set entries of massmapping: kappaTNG map with COSMOS-like noise and mask; COSMOS HST shear (jax-lensing).
+"""Data set entries of massmapping: kappaTNG maps with COSMOS-like noise and mask (the tiled track and the
+published validation field of Remy+2023); COSMOS HST shear (jax-lensing).
 
 Hashes: see docs/datasets.md, "Where the hashes come from"."""
 from cosmobench.datasets.catalog import Dataset, bibtex, github_file, register_dataset
@@ -18,6 +19,8 @@ _REMY = bibtex("""
     }""")
 _COSMOS_MASK = github_file(*_JAXL, "data/COSMOS/cosmos_full_mask_0.29arcmin360.fits", size=521280,
                            sha256="d39429caf2a033c2083c176c8c197dcc03fb33464f657af4ed78cacace6d164f")
+_COSMOS_STD1 = github_file(*_JAXL, "data/COSMOS/std1.fits", size=1039680,
+                           sha256="feaa05d8987ea31177dffffc0f674cf0da1f679cc22c68c3761a431a2a471429")
 
 register_dataset(Dataset(
     name="kappatng-cosmos", task="massmapping", kind="external",
@@ -51,6 +54,34 @@ register_dataset(Dataset(
 ))
 
 register_dataset(Dataset(
+    name="kappatng-remy23", task="massmapping", kind="external",
+    description="the kappaTNG validation field of Remy+2023 (ktng_kappa360v2: 360x360, 0.29 arcmin px) with the "
+                "COSMOS mask and per-pixel COSMOS noise std: a test set, observed with our shear operator",
+    files=(
+        github_file(*_JAXL, "data/ktng/ktng_kappa360v2.fits", size=521280,
+                    sha256="4a71d2f19569c4b98159c247f0e50fad9a9aa7920dafc0554e28a9a37355ed24"),
+        _COSMOS_MASK,
+        _COSMOS_STD1,
+    ),
+    licence="MIT (licence of the publisher's repository)",
+    licence_url="https://github.com/CosmoStat/jax-lensing/blob/master/LICENSE",
+    citation_key="Remy2023", citation=_REMY,
+    loader={"source": "kappa", "kappa_path": "ktng_kappa360v2.fits", "mask_path": "cosmos_full_mask_0.29arcmin360.fits",
+            "noise_path": "std1.fits", "spatial_order": "yx", "pixel_arcmin": 0.29},
+    notes="The map the published scores are measured on (jax-lensing papers/Remy2021/DeepMass.ipynb and "
+          "HMCSampling.ipynb: DeepMass RMSE 0.0218, r 0.677; HMC posterior mean 0.02251 / 0.6487). It is a "
+          "different kappaTNG map from kappatng-cosmos' ktng_cosmos_kappa360.fits (Pearson r = 0.017 between "
+          "the two arrays). Its noisy shear (their scripts/input_shear.fits) is not published: "
+          "data.source=kappa observes the convergence as their scripts/sample_hmc.py does (shear = KS-forward "
+          "of the map, FFT, no reduced shear; Gaussian noise of std std1.fits per pixel; times the COSMOS mask; "
+          "std2.fits = std1.fits / 0.99847 everywhere, so gamma2's noise is 0.15 % low here) with our seed "
+          "data.render_seed, not their JAX PRNG. A test set only: train on the simulator (data.source=sim with "
+          "this entry's mask and noise) and score with data.source=kappa (experiments/massmapping/"
+          "external_field.yaml). std1 in the mask: rms 0.145, median 0.125, 0.064-0.305 per pixel.",
+    homepage="https://github.com/CosmoStat/jax-lensing/tree/master/data/ktng",
+))
+
+register_dataset(Dataset(
     name="cosmos-shear", task="massmapping",
     description="COSMOS HST weak-lensing shear field binned on 360x360 px of 0.29 arcmin (e1, e2, mask, "
                 "per-pixel noise std), with jax-lensing's Kaiser-Squires map: predict-only (no true kappa)",
@@ -60,8 +91,7 @@ register_dataset(Dataset(
         github_file(*_JAXL, "data/COSMOS/cosmos_full_e2_0.29arcmin360.fits", size=521280,
                     sha256="02456254d95d5363f1ca3445144cdbbcaa01180f2b7a1cc0d8171341cd55429b"),
         _COSMOS_MASK,
-        github_file(*_JAXL, "data/COSMOS/std1.fits", size=1039680,
-                    sha256="feaa05d8987ea31177dffffc0f674cf0da1f679cc22c68c3761a431a2a471429"),
+        _COSMOS_STD1,
         github_file(*_JAXL, "data/COSMOS/std2.fits", size=1039680,
                     sha256="f136edd3293b4f4623a0da34c9bda71374bab4a1f3450dc833ab252f5d296ae3"),
         github_file(*_JAXL, "data/COSMOS/ks_e_0.29arcmin360.fits", size=1039680,
