@@ -351,7 +351,7 @@ def polya_gamma_gibbs(design: np.ndarray, prior_precision: np.ndarray, xty: np.n
     out = np.empty((per_chain, chains, d))
     for i in range(warmup + per_chain * thin):
         w = random_polyagamma(1.0, theta @ X.T, random_state=rng)
-        L = np.linalg.cholesky(np.einsum("ct,ti,tj->cij", w, X, X) + B)
+        L = np.linalg.cholesky((X.T * w[:, None, :]) @ X + B)  # X^T W X + B per chain
         u = np.linalg.solve(L, np.broadcast_to(b, (chains, d))[..., None])
         theta = np.linalg.solve(np.swapaxes(L, 1, 2), u + rng.standard_normal((chains, d, 1)))[..., 0]
         k, r = divmod(i - warmup + 1, thin)
