@@ -145,3 +145,42 @@ def test_train_on_simulations_score_the_field(root, tmp_path):
     assert "map_size: 16" in (field_run / "config.yaml").read_text()  # the field is scored whole (32 px)
     field = json.loads((field_run / "metrics.json").read_text())
     assert 0.5 < field["r_zero_filled"] < 1.0 and 0 < field["rmse"] < 0.05  # a real reconstruction
+
+
+def test_external_field_config_wires_the_data_set(tmp_path, monkeypatch):
+    """experiments/massmapping/external_field.yaml + kappatng-remy23 (generated files of the registered
+    sizes in a private cache): the simulator crops the entry's mask and noise; data.source=kappa
+    observes the entry's 360 px map whole."""
+    from astropy.io import fits
+
+    from cosmobench import config
+    from cosmobench.datamodules.massmapping import MassMappingDataModule
+    from cosmobench.datasets import get_dataset
+    monkeypatch.setenv("COSMOBENCH_DATA", str(tmp_path))
+    n = 360
+    mask = np.ones((n, n), np.float32)
+    mask[:, :90] = 0
+    arrays = {"ktng_kappa360v2.fits": C.gaussian_smooth(np.random.default_rng(0).normal(0, 0.1, (n, n)), 2.0, 1.0)
+              .astype(np.float32), "cosmos_full_mask_0.29arcmin360.fits": mask,
+              "std1.fits": np.where(mask > 0, SIGMA, 0.0)}  # float64, as the real std1.fits
+    for f in get_dataset("kappatng-remy23").files:
+        (tmp_path / "kappatng-remy23").mkdir(exist_ok=True)
+        fits.PrimaryHDU(arrays[f.name]).writeto(tmp_path / "kappatng-remy23" / f.name)
+        assert (tmp_path / "kappatng-remy23" / f.name).stat().st_size == f.size
+    layer = str(HERE.parent / "experiments" / "massmapping" / "external_field.yaml")
+    tiny = ["data.n_train=3", "data.n_val=1", "data.n_test=1"]
+    cfg = config.resolve("massmapping", "ks", config_file=layer, overrides=tiny)
+    assert cfg["data"]["source"] == "sim" and cfg["data"]["pixel_arcmin"] == 0.29
+    dm = MassMappingDataModule(cfg["data"], seed=0)
+    dm.setup("fit")
+    sim = dm.datasets["train"].arrays
+    assert sim["gamma"].shape[-1] == cfg["data"]["map_size"] < n
+    np.testing.assert_array_equal(sim["noise"].numpy() > 0, sim["mask"].numpy() > 0)
+    assert set(np.unique(sim["noise"].numpy())) <= {0.0, np.float32(SIGMA)}
+    cfg = config.resolve("massmapping", "ks", config_file=layer, overrides=[*tiny, "data.source=kappa"])
+    dm = MassMappingDataModule(cfg["data"], seed=0)
+    dm.setup("test")
+    field = dm.datasets["test"].arrays
+    assert field["gamma"].shape == (1, 2, n, n)
+    np.testing.assert_array_equal(field["mask"].numpy()[0, 0], mask)
+    np.testing.assert_allclose(field["kappa"].numpy()[0, 0], arrays["ktng_kappa360v2.fits"])
