@@ -113,7 +113,7 @@ def reference_posterior(problem: SBIProblem, problem_cfg: Mapping[str, Any], see
         return read_sbibm_reference(problem, reference_dir, k, n)
     x_hash = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()[:16]
     key = json.dumps({"problem": problem.name, "cfg": dict(problem_cfg), "seed": int(seed), "n_ref": int(n),
-                      "chunk": CHUNK, "x": x_hash}, sort_keys=True, default=str)
+                      "chunk": CHUNK, "x": x_hash, "reference_version": problem.reference_version}, sort_keys=True, default=str)
     d = (cache_root(problem_cfg["cache_dir"]) / "sbi" / problem.name / hashlib.sha256(key.encode()).hexdigest()[:16]
          / f"num_observation_{k + 1}")
     ref_path = d / "reference_posterior_samples.csv.bz2"

@@ -176,3 +176,15 @@ def test_a_reference_posterior_belongs_to_its_observation(tmp_path):
     again = reference_posterior(problem, cfg, 0, 0, theta, np.array([0.3, 0.1]), 500)
     np.testing.assert_allclose(again, a, rtol=1e-7)                      # read back from its own cache entry
     assert len(list(tmp_path.rglob("reference_posterior_samples.csv.bz2"))) == 2
+
+
+def test_a_changed_reference_sampler_does_not_reuse_cached_references(tmp_path):
+    from cosmobench.datamodules.sbi import reference_posterior
+    from cosmobench.sim.sbi_problems import get_problem
+    problem = get_problem("two_moons")
+    cfg = {"problem": "two_moons", "cache_dir": str(tmp_path)}
+    x = np.array([0.3, 0.1])
+    reference_posterior(problem, cfg, 0, 0, np.zeros(2), x, 200)
+    problem.reference_version = "test: another sampler"          # instance attribute: this problem object only
+    reference_posterior(problem, cfg, 0, 0, np.zeros(2), x, 200)
+    assert len(list(tmp_path.rglob("reference_posterior_samples.csv.bz2"))) == 2   # drawn again, not read back

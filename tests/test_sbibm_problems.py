@@ -176,3 +176,23 @@ def test_reference_dir_reads_the_problems_observation_file(tmp_path):
         dm = SBIDataModule(cfg, seed=0)
         dm.setup()
         np.testing.assert_allclose(dm.datasets["test"].arrays["x"][:n].numpy(), x[:n], rtol=1e-6)
+
+
+def test_slcp_reference_has_four_equal_modes():
+    """slcp's likelihood sees theta_3 and theta_4 only through their squares: the reference's
+    four sign orthants hold a quarter each (the raw slice-sampler chains do not, see
+    SLCP.reference_posterior), and symmetrising leaves |theta| unchanged."""
+    rng = np.random.default_rng(0)
+    lopsided = np.abs(rng.normal(size=(4000, 5))) + 0.1             # every sample in one orthant
+    sym = S.symmetrise_signs(lopsided, (2, 3), np.random.default_rng(1))
+    np.testing.assert_array_equal(np.abs(sym), lopsided)
+    np.testing.assert_array_equal(sym[:, [0, 1, 4]], lopsided[:, [0, 1, 4]])
+    for s3 in (1, -1):
+        for s4 in (1, -1):
+            frac = np.mean((np.sign(sym[:, 2]) == s3) & (np.sign(sym[:, 3]) == s4))
+            assert abs(frac - 0.25) < 0.03
+    p = get_problem("slcp")
+    theta, x = published("slcp", p)
+    ref = p.reference_posterior(x[0], 400, seed=0)
+    assert ref.shape == (400, 5) and np.all(np.abs(ref) <= 3)
+    assert 0.3 < np.mean(ref[:, 2] > 0) < 0.7 and 0.3 < np.mean(ref[:, 3] > 0) < 0.7

@@ -92,6 +92,9 @@ class SBIProblem:
     :meth:`log_likelihood` / :meth:`reference_posterior` / :meth:`summary`."""
 
     name: str = ""
+    #: version of the problem's reference-posterior sampler, part of the reference cache key:
+    #: raised when the sampler changes, so that references cached by the old one are not reused
+    reference_version: str = "1"
     param_names: list[str] = []
     x_shape: tuple[int, ...] = ()
     #: the data are images (embedding CNN) rather than a flat vector
