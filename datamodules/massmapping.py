@@ -77,7 +77,7 @@ import numpy as np
 
 from cosmobench.datamodule import (ArrayDataset, DataSettings, ExternalRenders, FileSplits, ImageAugment,
                                    ImageDataModule, SimSplits, progress, sample_rng, split_indices)
-from cosmobench.datamodules.massmapping_files import (check_observed, expand_pattern, is_healpix_fits,
+from cosmobench.datamodules.massmapping_files import (check_noise, check_observed, expand_pattern, is_healpix_fits,
                                                      read_flat_kappa, read_flat_scalar, read_flat_shear,
                                                      read_healpix_scalar, read_healpix_shear, read_survey_maps,
                                                      tile_maps)
@@ -247,8 +247,7 @@ class MassMappingDataModule(ImageDataModule):
         sigma = np.full(kappa.shape, self.sigma_pix())
         if s.noise_path:
             sigma = read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
-            if np.any(sigma[mask > 0] <= 0):
-                raise InputError(f"{s.noise_path}: the noise map must be > 0 in observed pixels")
+            check_noise(sigma, mask, s.noise_path)
             out["noise"] = sigma[:, None]
         for i in range(m):
             g1, g2 = cosmo.ks_forward(kappa[i])
@@ -290,8 +289,7 @@ class MassMappingDataModule(ImageDataModule):
         out["mask"] = mask[:, None]
         if s.noise_path:
             noise = read_flat_scalar(s.noise_path, m, shape, s.spatial_order, "noise map")
-            if np.any(noise[mask > 0] <= 0):
-                raise InputError(f"{s.noise_path}: the noise map must be > 0 in observed pixels")
+            check_noise(noise, mask, s.noise_path)
             out["noise"] = noise[:, None]
         if need_kappa:
             if not s.kappa_path:

@@ -88,6 +88,12 @@ def read_flat_scalar(path: str | Path, n_maps: int, shape: tuple[int, int], spat
     return np.array(a, dtype=np.float64)
 
 
+def check_noise(noise: np.ndarray, mask: np.ndarray, where: str) -> None:
+    """A per-pixel noise std map is > 0 wherever ``mask`` observes; else an InputError."""
+    if np.any(np.asarray(noise)[np.asarray(mask) > 0] <= 0):
+        raise InputError(f"{where}: the noise map must be > 0 in observed pixels")
+
+
 def read_flat_kappa(path: str | Path, spatial_order: str) -> np.ndarray:
     """Convergence maps ``(N, N)`` or ``(M, N, N)`` -> ``(M, N, N)`` float64 (``data.source=kappa``)."""
     p = Path(path).expanduser()
@@ -123,8 +129,7 @@ def read_survey_maps(mask_path: str | None, noise_path: str | None, map_size: in
     if mask is not None and noise is not None:
         if mask.shape != noise.shape:
             raise InputError(f"the survey mask {mask.shape} and noise map {noise.shape} differ in shape")
-        if np.any(noise[mask > 0] <= 0):
-            raise InputError(f"{noise_path}: the noise map must be > 0 in observed pixels")
+        check_noise(noise, mask, str(noise_path))
     return (None if mask is None else (mask > 0).astype(np.float64)), noise
 
 

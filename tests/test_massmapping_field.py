@@ -184,3 +184,11 @@ def test_external_field_config_wires_the_data_set(tmp_path, monkeypatch):
     assert field["gamma"].shape == (1, 2, n, n)
     np.testing.assert_array_equal(field["mask"].numpy()[0, 0], mask)
     np.testing.assert_allclose(field["kappa"].numpy()[0, 0], arrays["ktng_kappa360v2.fits"])
+
+
+def test_a_noise_map_must_be_positive_where_observed():
+    from cosmobench.datamodules.massmapping_files import check_noise
+    mask = np.array([[1.0, 0.0]])
+    check_noise(np.array([[0.2, 0.0]]), mask, "n.fits")            # zero std only where unobserved: fine
+    with pytest.raises(InputError, match="n.fits: the noise map must be > 0 in observed pixels"):
+        check_noise(np.array([[0.0, 0.3]]), mask, "n.fits")
