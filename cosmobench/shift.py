@@ -7,8 +7,8 @@ Both scores are ordinary ``cosmobench test`` runs (:func:`cosmobench.runner.test
 rows, each on its own leaderboard track); the report -- every metric both runs have, on the
 source and the target data, and the gap ``target - source`` in the metric's units -- is printed
 and written to ``shift.json`` in the target run's dir. The source score re-runs the test split of
-the checkpoint's own config (the same seed), so it is comparable whatever the training run
-recorded.
+the checkpoint's own config (the same seed; without a ``data.test_source``, which names other
+data), so it is comparable whatever the training run recorded.
 """
 from __future__ import annotations
 
@@ -33,12 +33,14 @@ def shift(task: str, checkpoint: str | Path, overrides: Iterable[str] = (), conf
     from cosmobench.checkpoints import checkpoint_config
     own, _ = checkpoint_config(task, checkpoint)
     other, _ = checkpoint_config(task, checkpoint, None, overrides, config_file)
-    if all(own["data"].get(k) == other["data"].get(k) for k in ("source", "dataset", "path", "test_path")):
+    if all(own["data"].get(k) == other["data"].get(k) for k in ("source", "test_source", "dataset", "path", "test_path")):
         from cosmobench.errors import ConfigError
         raise ConfigError(f"shift: the target config describes the data the checkpoint was trained on "
                           f"(data.source={own['data'].get('source')!r}); give other data (e.g. data.dataset=NAME)")
     target = runner.test(task, checkpoint, overrides=overrides, config_file=config_file, root=root)
-    source = runner.test(task, checkpoint, root=root)
+    # the source side scores the training data's own test split, not a data.test_source
+    source = runner.test(task, checkpoint, root=root,
+                         overrides=["data.test_source=null"] if own["data"].get("test_source") else [])
     names = [m for m in source.metrics if m in target.metrics]
     report = {"checkpoint": str(Path(checkpoint).expanduser().resolve()),
               "source": {"run_dir": str(source.run_dir), "track": run_track(str(source.run_dir)),

@@ -40,7 +40,9 @@ Sources
   mask ``data.mask_path``: a published field scored as a whole (kappaTNG with the COSMOS mask,
   data set ``kappatng-remy23``). Every map is a test map: a ``test``/``predict`` run only (the
   train/val splits are the same maps, unused); train on the simulator and score its checkpoint
-  with ``cosmobench test``/``shift`` and ``data.source=kappa``.
+  with ``cosmobench test``/``shift`` and ``data.source=kappa`` -- or, in one run,
+  ``data.source=sim data.test_source=kappa``: train/val simulated, the test split these maps
+  (the run's leaderboard track is then the data set's, e.g. ``external:kappatng-remy23``).
 * ``flat``: ``data.path`` = shear maps (.npy/.npz/.fits/.h5): one map ``(2, N, N)`` / ``(N, N, 2)``
   or a stack ``(M, 2, N, N)`` / ``(M, N, N, 2)`` (``data.axis_order``: ``auto``, ``chw``
   component axis first, ``hwc`` last); ``data.spatial_order`` ``yx`` (rows = y, default) or
@@ -99,6 +101,9 @@ class MassMappingData(ImageAugment, PatchSettings, HealpixFootprint, FlatMask, S
                           help="sim (built-in simulator), flat shear maps, HEALPix FITS maps, or kappa (a test set: "
                                "convergence maps observed with simulated shape noise)")
     sky: str = setting("flat", ["flat", "healpix"], help="data.source=sim: flat maps or full-sky HEALPix maps")
+    test_source: str | None = setting(None, ["kappa", None],
+                                      help="data.source=sim: take the test split from this source instead (kappa: "
+                                           "train on the simulator, score the maps of data.kappa_path in the same run)")
     kappa_path: str | None = setting(None, "str or null",
                                      help="true convergence file (healpix: a glob pattern) matching data.path")
     mask_path: str | None = setting(None, "str or null",
@@ -129,11 +134,12 @@ class MassMappingDataModule(ImageDataModule):
 
     @classmethod
     def preflight(cls, cfg) -> None:
-        """As the base; ``data.source=kappa`` reads ``data.kappa_path``, not ``data.path``."""
+        """As the base; ``data.source=kappa`` (or ``data.test_source=kappa``) reads ``data.kappa_path``."""
+        if "kappa" in (cfg["source"], cfg["test_source"]) and not cfg["kappa_path"]:
+            key = "source" if cfg["source"] == "kappa" else "test_source"
+            raise InputError(f"data.{key}='kappa' needs data.kappa_path=FILE (true convergence maps)")
         if cfg["source"] != "kappa":
-            return super().preflight(cfg)
-        if not cfg["kappa_path"]:
-            raise InputError("data.source='kappa' needs data.kappa_path=FILE (true convergence maps)")
+            super().preflight(cfg)
 
     @classmethod
     def memory_estimate(cls, cfg) -> dict[str, float]:
@@ -142,7 +148,7 @@ class MassMappingDataModule(ImageDataModule):
         times the map side; HEALPix: a few full-sky maps and their alm)."""
         if cfg["source"] != "sim":
             return {}
-        n = sum(int(cfg[f"n_{s}"]) for s in ("train", "val", "test"))
+        n = sum(int(cfg[f"n_{s}"]) for s in ("train", "val", "test") if s != "test" or not cfg["test_source"])
         if cfg["sky"] == "healpix":
             nside = int(cfg["nside"])
             npix = 12 * nside ** 2
@@ -357,6 +363,10 @@ class MassMappingDataModule(ImageDataModule):
     def _check_cfg(self) -> None:
         """What single-key constraints cannot say (they were checked when the config was resolved)."""
         s = self.settings
+        if s.test_source and s.source not in ("sim", s.test_source):
+            raise ConfigError(f"data.test_source={s.test_source} is for data.source=sim, got data.source={s.source}")
+        if s.test_source == "kappa" and self.sky != "flat":
+            raise ConfigError("data.test_source=kappa needs flat maps (data.sky=flat)")
         if len(s.mask_hole_radius) != 2 or s.mask_hole_radius[0] > s.mask_hole_radius[1]:
             raise ConfigError(f"data.mask_hole_radius must be [r_min, r_max] arcmin with 0 < r_min <= r_max, "
                               f"got {list(s.mask_hole_radius)}")
@@ -372,7 +382,10 @@ class MassMappingDataModule(ImageDataModule):
         s = self.settings
         if s.source == "sim":
             sim = self.simulate_healpix if self.sky == "healpix" else self.simulate_flat
-            splits = {split: sim(split, n) for split, n in (("train", s.n_train), ("val", s.n_val), ("test", s.n_test))}
+            sizes = (("train", s.n_train), ("val", s.n_val)) + ((("test", s.n_test),) if not s.test_source else ())
+            splits = {split: sim(split, n) for split, n in sizes}
+            if s.test_source == "kappa":
+                splits["test"] = self.observe_kappa()
         elif s.source == "kappa":
             if self._stage not in ("test", "predict"):
                 raise ConfigError("data.source=kappa is a test set (every map is scored): train on the simulator "

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import HERE, run_cli, run_dirs
 from cosmobench.errors import ConfigError, InputError
+from cosmobench.leaderboard.stats import _track_of_config as run_track_of
 from cosmobench.metrics import massmapping as mm
 from cosmobench.sim import cosmology as C
 
@@ -145,6 +146,25 @@ def test_train_on_simulations_score_the_field(root, tmp_path):
     assert "map_size: 16" in (field_run / "config.yaml").read_text()  # the field is scored whole (32 px)
     field = json.loads((field_run / "metrics.json").read_text())
     assert 0.5 < field["r_zero_filled"] < 1.0 and 0 < field["rmse"] < 0.05  # a real reconstruction
+    # the same in one run: train/val simulated, the test split the field (data.test_source=kappa)
+    out = run_cli(["train", "massmapping", "-m", "wiener", "-c", TINY, *survey, "data.test_source=kappa"], root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one = [p for p in run_dirs(root, "massmapping", "wiener") if p not in (run, field_run)][0]
+    assert run_track(str(one)) == "kappa"
+    one_metrics = json.loads((one / "metrics.json").read_text())
+    for k in ("rmse", "r_zero_filled"):
+        assert one_metrics[k] == pytest.approx(field[k], rel=1e-6)
+    # shift from that checkpoint: its source side is the simulator's test split, not the field again
+    from cosmobench.shift import shift
+    report = shift("massmapping", one / "checkpoints" / "best.ckpt", ["data.source=kappa"], root=root)
+    assert report["source"]["track"] == "sim" and report["target"]["track"] == "kappa"
+    assert report["target"]["metrics"]["rmse"] == pytest.approx(field["rmse"], rel=1e-6)
+    assert report["source"]["metrics"]["rmse"] != pytest.approx(field["rmse"], rel=1e-3)
+    out = run_cli(["train", "massmapping", "-m", "wiener", "-c", TINY, *survey, "data.test_source=kappa",
+                   "data.source=flat", "data.path=x.npy"], root)
+    assert out.returncode == 2 and "data.test_source=kappa is for data.source=sim" in out.stderr
+    out = run_cli(["train", "massmapping", "-m", "wiener", "-c", TINY, "data.test_source=kappa"], root)
+    assert out.returncode == 2 and "data.test_source='kappa' needs data.kappa_path" in out.stderr
 
 
 def test_external_field_config_wires_the_data_set(tmp_path, monkeypatch):
@@ -171,19 +191,21 @@ def test_external_field_config_wires_the_data_set(tmp_path, monkeypatch):
     tiny = ["data.n_train=3", "data.n_val=1", "data.n_test=1"]
     cfg = config.resolve("massmapping", "ks", config_file=layer, overrides=tiny)
     assert cfg["data"]["source"] == "sim" and cfg["data"]["pixel_arcmin"] == 0.29
+    assert run_track_of(cfg) == "external:kappatng-remy23"
     dm = MassMappingDataModule(cfg["data"], seed=0)
     dm.setup("fit")
     sim = dm.datasets["train"].arrays
     assert sim["gamma"].shape[-1] == cfg["data"]["map_size"] < n
     np.testing.assert_array_equal(sim["noise"].numpy() > 0, sim["mask"].numpy() > 0)
     assert set(np.unique(sim["noise"].numpy())) <= {0.0, np.float32(SIGMA)}
-    cfg = config.resolve("massmapping", "ks", config_file=layer, overrides=[*tiny, "data.source=kappa"])
-    dm = MassMappingDataModule(cfg["data"], seed=0)
-    dm.setup("test")
-    field = dm.datasets["test"].arrays
-    assert field["gamma"].shape == (1, 2, n, n)
-    np.testing.assert_array_equal(field["mask"].numpy()[0, 0], mask)
-    np.testing.assert_allclose(field["kappa"].numpy()[0, 0], arrays["ktng_kappa360v2.fits"])
+    for over in ([], ["data.source=kappa"]):  # the training run's test split, and `cosmobench test` on the field
+        cfg = config.resolve("massmapping", "ks", config_file=layer, overrides=[*tiny, *over])
+        dm = MassMappingDataModule(cfg["data"], seed=0)
+        dm.setup("test")
+        field = dm.datasets["test"].arrays
+        assert field["gamma"].shape == (1, 2, n, n)
+        np.testing.assert_array_equal(field["mask"].numpy()[0, 0], mask)
+        np.testing.assert_allclose(field["kappa"].numpy()[0, 0], arrays["ktng_kappa360v2.fits"])
 
 
 def test_a_noise_map_must_be_positive_where_observed():

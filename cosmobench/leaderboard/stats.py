@@ -4,9 +4,10 @@ compared with the task's baseline.
 *Entries.* Runs are grouped by (task, data track, model, experiment hash); the hash leaves
 out the seed and bookkeeping keys (:data:`cosmobench.config.BOOKKEEPING_KEYS`), so the seeds
 of one experiment form one entry, while runs of the same model with other settings form
-entries of their own. The *track* is ``sim`` for the task's simulator, ``real:<name>`` or
-``external:<name>`` for a named data set (``data.dataset``, by its kind), else the run's
-``data.source`` and file (read from the run's ``config.yaml``): entries of
+entries of their own. The *track* is that of the run's test data (``data.test_source`` if set,
+else ``data.source``; read from the run's ``config.yaml``): ``sim`` for the task's simulator,
+``real:<name>`` or ``external:<name>`` for a named data set (``data.dataset``, by its kind),
+else the source and file: entries of
 different tracks are never ranked or compared together. Within an entry a seed run more than once counts once (its latest ``ok``
 run). A seed whose runs all failed counts as *failed*; an entry whose seeds all failed is
 listed below the ranked entries.
@@ -222,7 +223,7 @@ def _read_config(run_dir: str | None) -> dict:
 
 def _track_of_config(cfg: dict) -> str:
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-    source = data.get("source", "sim")
+    source = data.get("test_source") or data.get("source", "sim")  # the test data decide the track
     if source in (None, "sim"):
         return "sim"
     dataset = data.get("dataset")
