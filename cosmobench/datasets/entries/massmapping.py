@@ -40,7 +40,7 @@ register_dataset(Dataset(
     citation_key="Remy2023", citation=_REMY,
     loader={"source": "flat", "path": "ktng_cosmos_e360.fits", "kappa_path": "ktng_cosmos_kappa360.fits",
             "mask_path": "cosmos_full_mask_0.29arcmin360.fits", "axis_order": "hwc", "spatial_order": "yx",
-            "gamma2_sign": 1.0, "pixel_arcmin": 0.29, "tile": 120},
+            "gamma2_sign": 1.0, "pixel_arcmin": 0.29, "tile": 120, "n_gal": 36.7},
     notes="One map: shear (360, 360, 2) float32 with noise (zero outside the mask), convergence (360, 360), "
           "mask (360, 360) (1 = observed, 53 %); ktng_PS_theory.npy is the (2, 50) theory power spectrum "
           "(ell, C_ell) matching the simulation. data.tile=120 cuts the field into 9 maps of 120 px (35 arcmin) "
@@ -48,8 +48,9 @@ register_dataset(Dataset(
           "whole field. Conventions checked on this map (2026-12-06): rows = y, gamma2 sign +1 (our KS of the "
           "noisy shear, 1 arcmin smoothing, correlates with the true convergence at r = 0.57 inside the mask; "
           "the transposed or sign-flipped layouts give |r| < 0.03). The shape-noise level is not in the files: "
-          "Wiener uses data.sigma_e/n_gal (0.164 per pixel with the defaults; the observed shear's rms inside "
-          "the mask is 0.150, signal included). How the shear was made (jax-lensing "
+          "the loader sets n_gal = 36.7 arcmin^-2, so that sigma_e / sqrt(n_gal A_pix) with the default sigma_e "
+          "0.26 is the 0.148 per pixel the field was made with (below), the level Wiener and the models are "
+          "told (the observed shear's rms inside the mask is 0.150, signal included). How the shear was made (jax-lensing "
           "notebooks/KappaTNG_COSMOS_emulation.ipynb, cells 61-64, the saving cell commented out): a 360 px "
           "crop of a kappaTNG map, reduced shear g = gamma / (1 - kappa), plus Gaussian noise of 0.148 per "
           "pixel and component, times the COSMOS mask; the shear minus our KS-forward of this kappa has "
