@@ -402,11 +402,16 @@ class BaseDataModule(pl.LightningDataModule, metaclass=ABCMeta):
         if self.cfg["dataset"]:
             payload["dataset"] = self.provenance()
         elif self.cfg["source"] != "sim" and "path" in self.cfg and self.cfg["path"]:
-            payload["file_sha256"] = file_sha256(self.cfg["path"])
+            payload["file_sha256"] = self.path_sha256()
         if not self.cfg["dataset"] and self.cfg["source"] != "sim" and self.test_file() is not None:
             payload["test_file_sha256"] = file_sha256(self.cfg["test_path"])
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def path_sha256(self) -> str | list[str]:
+        """sha256 of the content of ``data.path`` for :meth:`fingerprint` (a source reading
+        several files returns the list of theirs)."""
+        return file_sha256(self.cfg["path"])
 
     def provenance(self) -> dict[str, Any] | None:
         """The named data set this run reads (``data.dataset``): its name and the sha256 of each

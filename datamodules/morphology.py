@@ -23,6 +23,20 @@ Sources (``data.source``):
     relative to the table: PNG/JPEG, FITS or ``.npy`` H×W[×C]) and either ``data.label_column`` (class names or ints 0..K-1) or
     ``data.vote_columns`` (vote fractions, one column per class; the class names are the
     column names, the hard label is their argmax).
+``batches``
+    CIFAR-10-style pickled batches (as FR-DEEP, HTRU1, MiraBest publish them): ``data.path``
+    = the training batch files: a directory (its ``data_batch_*`` files), a glob pattern
+    (``DIR/data_batch_*``) or one file; numbered names sort by number (``data_batch_2``
+    before ``data_batch_10``). ``data.test_path`` = the published test batch (else the
+    seeded ``data.test_fraction`` of the training batches), ``data.meta_path`` = the meta
+    file whose ``label_names`` are the class names (null: ``"0"``..``"K-1"``). Each batch is
+    a pickled dict with ``data``, uint8 ``(N, C*H*W)``: per image the ``C = data.n_bands``
+    channel planes one after the other, each ``H x W`` row-major (CIFAR-10's layout; FR-DEEP:
+    ``C = 1``, 150x150), and ``labels``, N ints indexing ``label_names``. Pixel values are
+    kept as stored (0-255, not rescaled); an all-zero image is kept (the normalisation's
+    scale falls back to the pixel range when the background is constant). The files are read
+    with an unpickler that admits only numpy's array globals (:func:`read_pickled_batch`):
+    anything else is an InputError, never executed.
 
 Real images are centre-cropped to ``data.crop`` px (if set) and resized to
 ``data.image_size``; normalisation statistics, ``info``, ``export`` and ``read_input`` come
@@ -31,6 +45,10 @@ batches (``data.augment``) from :class:`cosmobench.datamodule.ImageDataModule`.
 """
 from __future__ import annotations
 
+import glob
+import io
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +56,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from cosmobench.datamodule import ArrayDataset, progress, sample_rng
+from cosmobench.datamodule import ArrayDataset, file_sha256, progress, sample_rng
 from cosmobench.errors import ConfigError, InputError
 from cosmobench.image_data import ImageClassDataModule, ImageClassSettings
 from cosmobench.images import FileImages, H5Images, LazyImageDataset, read_folder_catalog, to_chw
@@ -57,13 +75,70 @@ SIM_TO_GALAXY10 = {"irregular": "disturbed", "merger": "merging", "elliptical": 
                    "barred_spiral": "barred_spiral", "spiral": "unbarred_loose_spiral",
                    "edge_on": "edge_on_without_bulge"}
 
+#: the only globals a pickled batch may name: numpy's array reconstruction (numpy 1.x wrote
+#: ``numpy.core.multiarray``, numpy 2 writes ``numpy._core.multiarray``)
+BATCH_GLOBALS = frozenset({("numpy", "ndarray"), ("numpy", "dtype"),
+                           ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                           ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")})
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in BATCH_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_pickled_batch(path: str | Path) -> dict:
+    """The dict pickled in ``path`` (a CIFAR-style batch or meta file), read with an unpickler
+    that admits only :data:`BATCH_GLOBALS` (Python 2 strings decoded as latin-1, as CIFAR's
+    readers do). Any other global, a corrupt file or a non-dict is a one-line InputError; the
+    pickle is never allowed to call anything else."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except _RefusedGlobal as exc:
+        raise InputError(f"{path}: refused to unpickle: it names {exc}, but a pickled batch may hold only "
+                         f"numpy arrays, lists, numbers and strings (not a batch file, or unsafe)") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling a corrupt file raises many types
+        raise InputError(f"{path} is not a readable pickled batch (truncated or not a pickle?): "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: a pickled batch holds a dict, got {type(obj).__name__}")
+    return obj
+
+
+def _natural_key(path: str) -> list:
+    """Sort key putting ``data_batch_2`` before ``data_batch_10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+class BatchImages:
+    """Per-item reader of images held in memory ``(N, C, H, W)`` (as stored, e.g. uint8)."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __call__(self, r: int) -> np.ndarray:
+        return self.images[r].astype(np.float32)
+
 
 @dataclass
 class MorphologyData(GalaxySample, Observation, ImageClassSettings):
     """The ``data`` node of ``morphology``: the simulator's survey (:class:`Observation`) and
     classes (:class:`GalaxySample`), the image-classification settings, and these."""
 
-    source: str = setting("sim", ["sim", "galaxy10", "folder"], help="sim, or a real-data source")
+    source: str = setting("sim", ["sim", "galaxy10", "folder", "batches"], help="sim, or a real-data source")
+    meta_path: str | None = setting(None, "str or null",
+                                    help="batches: pickled meta file with the class names (label_names; null: 0..K-1)")
     label_type: str = setting("hard", ["hard", "soft"],
                               help="train on class labels, or on vote fractions (sim: simulated votes)")
     label_scheme: str = setting("sim", ["sim", "galaxy10"],
@@ -83,7 +158,14 @@ class MorphologyDataModule(ImageClassDataModule):
     # --- building -------------------------------------------------------------------------
     def build_splits(self) -> dict[str, Dataset]:
         return {"sim": self._build_sim, "galaxy10": self._build_galaxy10,
-                "folder": self._build_folder}[self.cfg["source"]]()
+                "folder": self._build_folder, "batches": self._build_batches}[self.cfg["source"]]()
+
+    def path_sha256(self):
+        """batches: the sha256 of every batch file and of the meta file."""
+        if self.cfg["source"] != "batches":
+            return super().path_sha256()
+        meta = [self.require_path("meta_path")] if self.cfg["meta_path"] else []
+        return [file_sha256(p) for p in self._batch_files() + meta]
 
     def observation(self) -> Observation:
         """The simulator's survey from the ``data`` node."""
@@ -129,9 +211,10 @@ class MorphologyDataModule(ImageClassDataModule):
     def _lazy(self, rows: np.ndarray, load, labels, votes) -> LazyImageDataset:
         return LazyImageDataset(rows, load, labels, votes if self.soft else None, self.cfg["crop"], self.image_size)
 
-    def _real_splits(self, main: tuple, test: tuple | None) -> dict[str, Dataset]:
-        """Splits from ``(load, labels, votes)`` of ``data.path`` and, if given, of ``data.test_path``."""
-        out = {s: self._lazy(rows, *main) for s, rows in self.real_split_rows(len(main[1])).items()}
+    def _real_splits(self, main: tuple, test: tuple | None, strata: np.ndarray | None = None) -> dict[str, Dataset]:
+        """Splits from ``(load, labels, votes)`` of ``data.path`` and, if given, of ``data.test_path``
+        (``strata``: per row of ``data.path``, to stratify ``data.subset``)."""
+        out = {s: self._lazy(rows, *main) for s, rows in self.real_split_rows(len(main[1]), strata).items()}
         if test is not None:
             out["test"] = self._lazy(np.arange(len(test[1])), *test)
         return out
@@ -199,6 +282,76 @@ class MorphologyDataModule(ImageClassDataModule):
             remap = np.array([self.class_names.index(n) for n in tcat["class_names"]], dtype=np.int64)
             test = (tload, remap[tlabels] if len(remap) else tlabels, tvotes)
         return self._real_splits(main, test)
+
+    def _batch_files(self) -> list[Path]:
+        """The training batch files of ``data.path`` (a directory's ``data_batch_*``, a glob
+        pattern or one file), in natural order."""
+        spec = self.cfg["path"]
+        if not spec:
+            raise InputError("data.source='batches' needs data.path=DIR, a glob pattern or one batch file")
+        p = Path(spec).expanduser()
+        pattern = str(p / "data_batch_*") if p.is_dir() else str(p) if re.search(r"[*?[]", spec) else None
+        if pattern is None:
+            if not p.is_file():
+                raise InputError(f"data file not found: {p} (data.path)")
+            return [p]
+        files = [Path(f) for f in sorted(glob.glob(pattern), key=_natural_key) if Path(f).is_file()]
+        if not files:
+            raise InputError(f"data.path={spec!r}: no batch file matches {pattern}")
+        return files
+
+    def _read_batches(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Images ``(N, C, H, W)`` (dtype as stored) and labels ``(N,)`` of the batch files."""
+        c = self.n_bands
+        images, labels = [], []
+        for p in paths:
+            entry = read_pickled_batch(p)
+            missing = [k for k in ("data", "labels") if k not in entry]
+            if missing:
+                raise InputError(f"{p}: a pickled batch needs the keys 'data' and 'labels' "
+                                 f"(missing {missing[0]!r}; has: {', '.join(map(str, entry))})")
+            data, lab = np.asarray(entry["data"]), np.asarray(entry["labels"])
+            if data.ndim != 2 or data.dtype.kind not in "biuf":
+                raise InputError(f"{p}: 'data' must be a numeric (N, C*H*W) array, got {data.dtype} {data.shape}")
+            side = int(np.sqrt(data.shape[1] // c))
+            if c * side * side != data.shape[1]:
+                raise InputError(f"{p}: {data.shape[1]} values per image are not data.n_bands={c} square planes "
+                                 f"(C*H*W)")
+            if lab.shape != (len(data),) or lab.dtype.kind not in "iu":
+                raise InputError(f"{p}: 'labels' must be {len(data)} integers (one per image), "
+                                 f"got {lab.dtype} {lab.shape}")
+            if images and images[0].shape[1:] != (c, side, side):
+                raise InputError(f"{p}: {side}x{side} images, but {paths[0]} has "
+                                 f"{images[0].shape[-1]}x{images[0].shape[-1]}")
+            images.append(data.reshape(-1, c, side, side))
+            labels.append(lab.astype(np.int64))
+        return np.concatenate(images), np.concatenate(labels)
+
+    def _build_batches(self) -> dict[str, Dataset]:
+        if self.soft:
+            raise ConfigError("data.label_type=soft needs vote fractions: use data.source=folder with data.vote_columns")
+        x, y = self._read_batches(self._batch_files())
+        test_path = self.test_file()
+        test = self._read_batches([test_path]) if test_path is not None else None
+        if self.cfg["meta_path"]:
+            meta_path = self.require_path("meta_path")
+            meta = read_pickled_batch(meta_path)
+            names = meta.get("label_names")
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise InputError(f"{meta_path}: the meta file needs 'label_names', a list of class names "
+                                 f"(has: {', '.join(map(str, meta))})")
+            where = f"the {len(names)} label_names of {meta_path}"
+        else:
+            k = int(max(y.max(initial=0), test[1].max(initial=0) if test is not None else 0)) + 1
+            names, where = [str(i) for i in range(k)], "data.meta_path=null: classes 0..K-1"
+        for what, lab in (("data.path", y), ("data.test_path", None if test is None else test[1])):
+            if lab is not None and len(lab) and (lab.min() < 0 or lab.max() >= len(names)):
+                raise InputError(f"{what}: labels {lab.min()}..{lab.max()} do not index {where}")
+        if len(names) < 2:
+            raise InputError(f"need at least two classes, got {names}")
+        self.class_names = list(names)
+        return self._real_splits((BatchImages(x), y, None),
+                                 None if test is None else (BatchImages(test[0]), test[1], None), strata=y)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "label_type": self.cfg["label_type"]}
