@@ -163,7 +163,8 @@ register_dataset(_frdeep(
     "frdeep-first", "FIRST", _FIRST_FILES, "FRDEEPF", 1.8,
     "FIRST, 1.8\"/px: the sources are compact (a 96 px centre crop keeps a median 98.8 % of a training image's "
     "flux, computed on the 550 training images); experiments/morphology/real_frdeep.yaml crops the centre "
-    "96 px before the resize. One training image is all zeros (an FRI in the published set; kept)."))
+    "96 px before the resize. One training image is all zeros (data_batch_11, image 9 counting from 0: an FRI of "
+    "the published set; kept)."))
 register_dataset(_frdeep(
     "frdeep-nvss", "NVSS", _NVSS_FILES, "FRDEEPN", 15.0,
     "NVSS, 15\"/px: the same objects as frdeep-first at lower resolution (a 150 px FIRST image "
