@@ -211,10 +211,10 @@ class MorphologyDataModule(ImageClassDataModule):
     def _lazy(self, rows: np.ndarray, load, labels, votes) -> LazyImageDataset:
         return LazyImageDataset(rows, load, labels, votes if self.soft else None, self.cfg["crop"], self.image_size)
 
-    def _real_splits(self, main: tuple, test: tuple | None, strata: np.ndarray | None = None) -> dict[str, Dataset]:
+    def _real_splits(self, main: tuple, test: tuple | None) -> dict[str, Dataset]:
         """Splits from ``(load, labels, votes)`` of ``data.path`` and, if given, of ``data.test_path``
-        (``strata``: per row of ``data.path``, to stratify ``data.subset``)."""
-        out = {s: self._lazy(rows, *main) for s, rows in self.real_split_rows(len(main[1]), strata).items()}
+        (``data.subset`` stratified by the labels)."""
+        out = {s: self._lazy(rows, *main) for s, rows in self.real_split_rows(len(main[1]), main[1]).items()}
         if test is not None:
             out["test"] = self._lazy(np.arange(len(test[1])), *test)
         return out
@@ -351,7 +351,7 @@ class MorphologyDataModule(ImageClassDataModule):
             raise InputError(f"need at least two classes, got {names}")
         self.class_names = list(names)
         return self._real_splits((BatchImages(x), y, None),
-                                 None if test is None else (BatchImages(test[0]), test[1], None), strata=y)
+                                 None if test is None else (BatchImages(test[0]), test[1], None))
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "label_type": self.cfg["label_type"]}

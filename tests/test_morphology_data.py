@@ -147,6 +147,20 @@ def test_folder_loader_with_labels_and_votes(tmp_path):
     assert float(it["votes"].sum()) == pytest.approx(1.0) and int(it["label"]) == int(it["votes"].argmax())
 
 
+def test_real_subset_is_stratified_by_class(tmp_path):
+    """data.subset of a real table keeps each class's share of the training rows (within the
+    rounding of one row)."""
+    path = _write_folder(tmp_path, n=60)
+    split = ["data.source=folder", f"data.path={path}", "data.val_fraction=0.1", "data.test_fraction=0.1"]
+    for seed in range(4):
+        pool = make_dm(*split, seed=seed).datasets["train"]  # the same split without a subset
+        share = np.bincount([int(pool[i]["label"]) for i in range(len(pool))], minlength=3) / len(pool)
+        train = make_dm(*split, "data.subset=9", seed=seed).datasets["train"]
+        assert len(train) == 9
+        counts = np.bincount([int(train[i]["label"]) for i in range(9)], minlength=3)
+        assert np.all(np.abs(counts - 9 * share) < 1), (counts, 9 * share)
+
+
 @pytest.mark.parametrize("overrides,exc,match", [
     (["data.classes=[elliptical,unicorn]"], ConfigError, "data.classes"),
     (["data.stretch=log"], ConfigError, "data.stretch"),
